@@ -1,0 +1,168 @@
+"""Command line: thin wrappers that parse, call one library function and print.
+
+User mistakes (UserError, and click's usage errors) become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import storage as storage_mod
+from .cli_compare import compare, export, retrain
+from .cli_datasets import datasets
+from .cli_options import storage_option
+from .errors import UserError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="anncnn-tune")
+def cli():
+    """Hyperparameter search for the ANN-vs-CNN question, on PyTorch and Optuna.
+
+    \b
+    anncnn-tune optimize --study digits-cnn     # run (or resume) a study
+    anncnn-tune studies                         # study files and stored studies
+    anncnn-tune compare                         # ANN vs CNN per dataset, best trials side by side
+    anncnn-tune dashboard                       # optuna-dashboard on the same storage
+    anncnn-tune export --study digits-cnn -o best.yaml && anncnn-tune retrain best.yaml
+    anncnn-tune datasets                        # datasets: cached or not, checksums, licences
+    """
+
+
+@cli.command()
+@click.option("--study", required=True, help="Built-in study name (see `anncnn-tune studies`) or path to a YAML file.")
+@storage_option
+@click.option("--n-trials", type=click.IntRange(min=1), default=30, show_default=True,
+              help="The study's total number of finished (complete or pruned) trials, across runs and workers.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop starting new trials after this many seconds.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the study's epoch budget.")
+@click.option("--seed", type=int, default=None, help="Override the study's seed (sampler, splits, model init).")
+@click.option("--subset", type=float, default=None, metavar="FRACTION|COUNT",
+              help="Train on a seeded part of the training split (a fraction in (0, 1] or a count), for quick "
+                   "looks on a CPU; validation and test splits stay whole.")
+@click.option("--data-dir", default=None, metavar="DIR",
+              help="Dataset cache directory (default: $ANNCNN_TUNE_DATA, else the per-user cache).")
+@click.option("--heartbeat-interval", type=click.IntRange(min=1), default=storage_mod.DEFAULT_HEARTBEAT,
+              show_default=True, help="Seconds between worker heartbeats; a trial silent for two is retried.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile each trial's model; compile time is recorded apart (compile_seconds).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads per worker (default: cores // workers, or OMP_NUM_THREADS); "
+                   "use 1 on a machine shared with other work.")
+@click.option("--quiet", is_flag=True, help="Print only the final summary.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on this machine, each with max(1, cores // N) torch threads.")
+@click.option("--devices", default=None, metavar="LIST",
+              help="Comma-separated devices the workers take round-robin, e.g. cuda:0,cuda:1 (overrides --device).")
+@click.option("--artifacts", default=None, metavar="DIR",
+              help="Checkpoints and per-trial files for the dashboard. Default: $ANNCNN_TUNE_ARTIFACTS, else "
+                   "NAME-artifacts/ beside a SQLite file NAME.db, else ./anncnn-tune-artifacts.")
+def optimize(study, storage, n_trials, timeout, device, epochs, seed, subset, data_dir, heartbeat_interval,
+             compile_, threads, quiet, workers, devices, artifacts):
+    """Run (or resume) a study until it holds --n-trials finished trials.
+
+    Exit codes: 0 done (or --timeout reached), 2 a mistake in the input or an unreachable storage,
+    130 stopped by SIGINT/SIGTERM (the running trials are marked failed with the reason), 1 a
+    worker died (its trial is retried by the next run).
+    """
+    from .optimize import OptimizeRequest
+    from .optimize import optimize as run
+
+    device_list = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else ()
+    result = run(OptimizeRequest(study=study, storage_url=storage_mod.resolve_url(storage), n_trials=n_trials,
+                                 timeout=timeout, device=device, epochs=epochs, seed=seed, subset=subset,
+                                 data_dir=data_dir, compile=compile_, threads=threads,
+                                 heartbeat_interval=heartbeat_interval, quiet=quiet, artifacts=artifacts,
+                                 workers=workers, devices=device_list))
+    states = ", ".join(f"{n} {s}" for s, n in result["states"].items())
+    click.echo(f"study {result['study']}: {states}")
+    if result["timed_out"]:
+        click.echo(f"--timeout reached after {result['ran_here']} trial(s) here; run the same command to go on")
+    if "best_value" in result:
+        tag = f" [{result['best_baseline']}]" if result.get("best_baseline") else ""
+        click.echo(f"best value {result['best_value']:.6g} (trial {result['best_trial']}{tag})")
+        click.echo("best params " + json.dumps(result["best_params"], sort_keys=True))
+    if result["interrupted"]:
+        click.echo("interrupted: the running trial was marked failed; run the same command to resume", err=True)
+        sys.exit(130)
+    if result.get("worker_failures"):
+        click.echo("error: " + "; ".join(result["worker_failures"]), err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@storage_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; 0.0.0.0 exposes the dashboard (which can delete studies) to the network.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8080, show_default=True,
+              help="Port to listen on; 0 picks a free one (the URL is printed).")
+@click.option("--artifacts", default=None, metavar="DIR",
+              help="The workers' artifact directory (learning curves, model summaries). Default as for optimize.")
+def dashboard(storage, host, port, artifacts):
+    """Serve optuna-dashboard on the storage and artifact directory the workers use."""
+    from .dashboard import serve
+
+    try:
+        serve(storage_mod.resolve_url(storage), host, port, artifacts)
+    except KeyboardInterrupt:
+        click.echo("dashboard stopped", err=True)
+
+
+@cli.command()
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def studies(storage, as_json):
+    """List the built-in study files and the studies in the storage."""
+    from .listing import builtin_studies, stored_studies
+
+    url = storage_mod.resolve_url(storage)
+    files, stored = builtin_studies(), stored_studies(url)
+    if as_json:
+        click.echo(json.dumps({"study_files": files, "storage": storage_mod.mask(url), "studies": stored}, indent=2))
+        return
+    click.echo("study files:")
+    for row in files:
+        click.echo(f"  {row['name']:<26} {row['dataset']:<20} {row['model']:<4} {row['metric']:<13} "
+                   f"{row['epochs']:>3} epochs  {row['searchable']:>2} searchable  {row['baselines']} baseline(s)")
+    click.echo(f"\nstudies in {storage_mod.mask(url)}:")
+    if stored is None:
+        click.echo("  (no storage yet: run `anncnn-tune optimize --study NAME`)")
+        return
+    if not stored:
+        click.echo("  (none)")
+    for row in stored:
+        states = ", ".join(f"{n} {s}" for s, n in row["states"].items()) or "no trials"
+        best = f"best {row['metric']} {row['best_value']:.4f} (trial {row['best_trial']})" \
+            if row["best_value"] is not None else "no complete trial"
+        click.echo(f"  {row['name']:<26} {states:<40} {best}")
+
+
+for command in (datasets, compare, export, retrain):
+    cli.add_command(command)
+
+
+def main(argv=None) -> None:
+    try:
+        cli.main(args=argv, prog_name="anncnn-tune", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

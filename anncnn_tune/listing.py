@@ -1,0 +1,40 @@
+"""`anncnn-tune studies`: the study files we ship and the studies a storage holds."""
+
+from __future__ import annotations
+
+import optuna
+
+from .spec import builtin_names, load_spec
+from .storage import open_storage, sqlite_path
+from .study import counts
+
+
+def builtin_studies() -> list[dict]:
+    rows = []
+    for name in builtin_names():
+        spec = load_spec(name)
+        rows.append({"name": name, "dataset": spec.dataset, "model": spec.model, "metric": spec.metric,
+                     "epochs": spec.epochs, "searchable": len(spec.space), "baselines": len(spec.baselines)})
+    return rows
+
+
+def stored_studies(url: str) -> list[dict] | None:
+    """Per study: trials by state and best value; None when the default SQLite file does not exist yet."""
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        return None
+    storage = open_storage(url, must_exist=True)
+    rows = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=True):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        spec = summary.user_attrs.get("spec", {})
+        best = summary.best_trial
+        rows.append({
+            "name": summary.study_name,
+            "metric": spec.get("metric", "value"),
+            "direction": summary.direction.name.lower(),
+            "states": {k: v for k, v in counts(study).items() if v},
+            "best_value": best.value if best else None,
+            "best_trial": best.number if best else None,
+        })
+    return rows

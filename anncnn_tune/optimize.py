@@ -1,0 +1,140 @@
+"""`anncnn-tune optimize`: one worker process from a study file to a stored, pruned study.
+
+Several workers (`--workers N`) are N of these in spawned processes; see workers.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from dataclasses import dataclass, replace
+
+import optuna
+import torch
+
+from . import devices
+from .artifacts import resolve_dir
+from .claim import StudyLock
+from .data import load_dataset
+from .objective import Objective
+from .progress import Progress
+from .spec import load_spec
+from .storage import DEFAULT_HEARTBEAT, check_reachable, mask, open_storage
+from .study import counts, open_study, run_worker
+from .threads import configure_threads
+from .train import DeviceData, RunOptions
+
+
+@dataclass
+class OptimizeRequest:
+    study: str
+    storage_url: str
+    n_trials: int
+    timeout: float | None = None
+    device: str = "auto"
+    epochs: int | None = None
+    seed: int | None = None
+    subset: float | None = None
+    compile: bool = False
+    threads: int | None = None  # torch CPU threads per worker; None: cores // workers (or OMP_NUM_THREADS)
+    data_dir: str | None = None
+    heartbeat_interval: int = DEFAULT_HEARTBEAT
+    quiet: bool = False
+    artifacts: str | None = None  # None: $ANNCNN_TUNE_ARTIFACTS, else beside the storage (artifacts.resolve_dir)
+    workers: int = 1
+    devices: tuple[str, ...] = ()  # round-robin over the workers; empty: every worker uses `device`
+    label: str = ""  # prefix of this worker's progress lines ("[worker 2] ") when several run
+    share: int = 1  # how many workers share this machine's cores (each gets max(1, cores // share) threads)
+
+
+class _Prefixed:
+    """A text stream that starts every line with a label, so N workers' lines can be told apart."""
+
+    def __init__(self, stream, label: str):
+        self._stream, self._label = stream, label
+
+    def write(self, text: str) -> None:
+        self._stream.write("".join(self._label + line for line in text.splitlines(keepends=True)))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False  # several workers' live lines would overwrite each other
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+class _QuietFailures(logging.Filter):
+    """Optuna logs a failed trial with its traceback, then once more with its value (None).
+    An interrupted trial is the user's intent, not a bug: its reason is in the trial's fail_reason
+    and the CLI prints one line, so its traceback goes. Other failures keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            return False
+        return not record.getMessage().endswith("failed with value None.")
+
+
+def optimize(request: OptimizeRequest) -> dict:
+    """Validate everything that can be validated before touching the storage, then run the worker(s)."""
+    spec = load_spec(request.study).with_overrides(epochs=request.epochs, seed=request.seed,
+                                                subset=request.subset)
+    if request.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(request, spec)
+    device = devices.resolve(request.devices[0] if request.devices else request.device)
+    configure_threads(request.share, threads=request.threads)  # respects OMP_NUM_THREADS where it is set
+    check_reachable(request.storage_url)  # seconds, not after minutes of loading data
+    splits = load_dataset(spec.dataset, data_dir=request.data_dir, seed=spec.seed, subset=spec.subset)
+    storage = open_storage(request.storage_url, heartbeat_interval=request.heartbeat_interval, retry_stale=True)
+    optuna.logging.set_verbosity(logging.WARNING)
+    # The logger that reports failed trials (a logger's filters do not apply to its children's records).
+    logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _QuietFailures) for f in logger.filters):
+        logger.addFilter(_QuietFailures())
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # spawned workers leave SIGINT to their parent
+        signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+
+    lock = StudyLock(storage, request.storage_url, spec.name)
+    study = open_study(spec, storage, splits.describe(), lock)
+    stream = _Prefixed(sys.stderr, request.label) if request.label else None
+    progress = Progress(spec.name, spec.metric, spec.epochs, stream=stream, quiet=request.quiet)
+    before = counts(study)
+    artifacts_dir = resolve_dir(request.artifacts, request.storage_url)
+    progress.message(f"study {spec.name} on {mask(request.storage_url)}: {before['complete'] + before['pruned']} "
+                     f"of {request.n_trials} trials finished; training on {device}; artifacts in {artifacts_dir}")
+    data = DeviceData.from_splits(splits, device)
+    options = RunOptions(device=device, compile=request.compile)
+    objective = Objective(spec, data, splits.input_shape, splits.out_dim, options, progress,
+                          artifacts_dir=artifacts_dir)
+    result = run_worker(study, objective, lock, n_trials=request.n_trials, timeout=request.timeout,
+                        progress=progress, catch=(torch.OutOfMemoryError,))
+    return summary(study, result)
+
+
+def for_worker(request: OptimizeRequest, index: int) -> OptimizeRequest:
+    """The request that worker `index` of `request.workers` runs: its device (round-robin over
+    --devices), its share of the cores, and the label of its progress lines."""
+    device = request.devices[index % len(request.devices)] if request.devices else request.device
+    return replace(request, workers=1, devices=(), device=device, share=request.workers,
+                   label=f"[worker {index + 1}] ")
+
+
+def summary(study: optuna.Study, result=None) -> dict:
+    states = counts(study)
+    out = {"study": study.study_name, "states": {k: v for k, v in states.items() if v},
+           "ran_here": result.ran if result else 0,
+           "interrupted": bool(result and result.interrupted), "timed_out": bool(result and result.timed_out)}
+    try:
+        best = study.best_trial
+    except ValueError:
+        return out
+    out.update(best_value=best.value, best_trial=best.number, best_params=best.params,
+               best_baseline=best.user_attrs.get("baseline"))
+    return out

@@ -1,0 +1,58 @@
+"""What a worker prints while it runs: a live line per epoch on a terminal, a line per trial always."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import optuna
+
+
+class Progress:
+    def __init__(self, study_name: str, metric: str, epochs: int, stream=None, quiet: bool = False):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() and not quiet
+        self.quiet = quiet
+        self.study_name = study_name
+        self.metric = metric
+        self.epochs = epochs
+        self._started: dict[int, float] = {}
+
+    def _line(self, text: str, *, final: bool) -> None:
+        if self.live:
+            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
+        elif final:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def trial_started(self, number: int, label: str = "") -> None:
+        self._started[number] = time.perf_counter()
+        if self.live:
+            self._line(f"trial {number:>3} {label}starting", final=False)
+
+    def epoch(self, number: int, epoch: int, value: float, epochs: int | None = None) -> None:
+        if self.live:
+            self._line(f"trial {number:>3} epoch {epoch:>3}/{epochs or self.epochs} {self.metric}={value:.4f}",
+                       final=False)
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            self._line(text, final=True)
+
+    def trial_finished(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.quiet:
+            return
+        seconds = time.perf_counter() - self._started.pop(trial.number, time.perf_counter())
+        epochs = trial.user_attrs.get("epochs_run", len(trial.intermediate_values))
+        state = trial.state.name.lower()
+        value = trial.value if trial.value is not None else (
+            trial.intermediate_values[max(trial.intermediate_values)] if trial.intermediate_values else None)
+        shown = f"{self.metric}={value:.4f}" if value is not None else ""
+        try:
+            best = f"best {study.best_value:.4f} (#{study.best_trial.number})"
+        except ValueError:
+            best = "no complete trial yet"
+        reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason") or ""
+        baseline = f" [{trial.user_attrs['baseline']}]" if trial.user_attrs.get("baseline") else ""
+        self._line(f"trial {trial.number:>3} {state:<8} epoch {epochs:>3}/{self.epochs} {shown:<22} "
+                   f"{seconds:6.1f}s  {best}{baseline}{'  ' + reason if reason else ''}", final=True)

@@ -1,0 +1,239 @@
+"""Where studies live: resolve the storage URL and open it as an Optuna storage.
+
+Resolution order (like optuna's own CLI): the --storage flag, then $ANNCNN_TUNE_STORAGE, then
+the documented default, a SQLite file `anncnn-tune.db` in the working directory.
+
+One process opens one storage per URL (and heartbeat setting), so it holds one SQLAlchemy engine
+with a small pool; every engine is disposed at exit, so the server sees its connections closed
+rather than dropped. SQLite runs in WAL mode with a long busy timeout: several local workers then
+wait for the write lock instead of failing with "database is locked" (docs/service.md has the
+measurement behind that choice).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import os
+import warnings
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+import sqlalchemy.exc
+from sqlalchemy.engine import make_url
+
+from .errors import UserError
+
+ENV_VAR = "ANNCNN_TUNE_STORAGE"
+DEFAULT_URL = "sqlite:///anncnn-tune.db"
+DEFAULT_HEARTBEAT = 30  # seconds; a trial silent for 2 heartbeats is declared stale and retried
+CONNECT_TIMEOUT = 5  # seconds before an unreachable server is reported
+SQLITE_BUSY_TIMEOUT = 60  # seconds a local worker waits for SQLite's write lock
+MAX_RETRY = 3  # a trial whose worker dies is retried at most this many times
+
+# Heartbeats, the stale-trial retry and TPE's group option are marked experimental; we rely on them
+# on purpose, and the warnings would drown the progress output.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+_OPEN: dict[tuple, tuple[optuna.storages.RDBStorage, tuple | None]] = {}  # key -> (storage, file identity)
+
+
+def resolve_url(flag: str | None) -> str:
+    return flag or os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def mask(url: str) -> str:
+    """The URL with any password replaced by ***, for logs and error messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return url.split("@")[-1] if "@" in url else url
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (e.g. a driver's error message) with the URL and its password masked."""
+    text = text.replace(url, mask(url))
+    try:
+        password = make_url(url).password
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        password = None
+    if password:
+        text = text.replace(f":{password}@", ":***@")
+        if len(str(password)) >= 6:  # a short one would mask ordinary words of the message
+            text = text.replace(str(password), "***")
+    return text
+
+
+def sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def lock_path(url: str) -> Path | None:
+    """The file beside a SQLite database that its workers flock (None for server databases)."""
+    path = sqlite_path(url)
+    return None if path is None else path.with_name(path.name + ".lock")
+
+
+def _engine_kwargs(url: str) -> dict:
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    if backend == "postgresql":
+        # A worker uses at most three connections at once: its trial's session, the heartbeat
+        # thread and the claim lock; the dashboard's threads may briefly need a few more.
+        return {"pool_pre_ping": True, "pool_size": 3, "max_overflow": 5, "pool_recycle": 1800,
+                "pool_timeout": 30,
+                "connect_args": {"connect_timeout": CONNECT_TIMEOUT, "application_name": "anncnn-tune"}}
+    return {"pool_pre_ping": True}
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets readers (the dashboard, `studies`, other workers' polls) run beside the one writer,
+    # and commits are shorter, so the busy timeout is rarely reached. NORMAL sync is safe in WAL
+    # (a power cut may lose the last commits, never corrupt the file).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _unreachable(url: str, exc: BaseException) -> UserError:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    reason = scrub(reason[0] if reason else type(exc).__name__, url)
+    backend = make_url(url).get_backend_name()
+    return UserError(f"cannot open storage {mask(url)} ({backend}): {reason}; check that the server is up "
+                     "and the URL is right")
+
+
+# Any constant works: it only has to differ from the per-study keys of claim.StudyLock (hashes).
+_SCHEMA_LOCK_KEY = 0x616E6E636E6E  # "anncnn"
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    """Serialise the first opening of a storage: Optuna creates its tables without a lock, and N
+    workers starting together on a fresh database otherwise fail with "table ... already exists".
+
+    The PostgreSQL branch connects once without a pool, so it is also the reachability check.
+    """
+    path = lock_path(url)
+    if path is not None:
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if make_url(url).get_backend_name() != "postgresql":
+        yield
+        return
+    connect_args = _engine_kwargs(url)["connect_args"]
+    try:
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args)
+        connection = engine.connect()
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+        raise _unreachable(url, exc) from None
+    try:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+        connection.commit()
+        yield
+    finally:
+        connection.close()  # ends the session, which releases its advisory lock
+        engine.dispose()
+
+
+def _parse(url: str):
+    try:
+        return make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise UserError(f"storage URL {mask(url)!r} is not a database URL; use e.g. sqlite:///anncnn-tune.db or "
+                        "postgresql+psycopg://user@host/db") from None
+
+
+def _check_sqlite(url: str, must_exist: bool) -> None:
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if must_exist and not path.is_file():
+        raise UserError(f"no study storage at {path}; run `anncnn-tune optimize` first or pass --storage")
+    if not path.parent.is_dir():
+        raise UserError(f"storage directory {path.parent} does not exist; create it or choose another --storage")
+
+
+def check_reachable(url: str) -> None:
+    """Fail fast, with a one-line UserError, before a command spends minutes loading data.
+
+    Changes nothing: no SQLite file is created and no table on a server.
+    """
+    parsed = _parse(url)
+    _check_sqlite(url, must_exist=False)
+    if parsed.get_backend_name() == "postgresql":
+        with _schema_lock(url):
+            pass
+
+
+def open_storage(url: str, *, must_exist: bool = False, heartbeat_interval: int | None = None,
+                 retry_stale: bool = False) -> optuna.storages.RDBStorage:
+    """An Optuna RDBStorage for `url`; a one-line UserError where it cannot be reached.
+
+    must_exist: for read-only commands, refuse to create a SQLite file that is not there.
+    heartbeat_interval: workers record a heartbeat; trials that stop beating are failed and,
+    with retry_stale, enqueued again with the same parameters (and their reported epochs).
+    The same arguments in the same process return the same storage (one engine per process).
+    """
+    parsed = _parse(url)
+    _check_sqlite(url, must_exist)
+    key = (url, heartbeat_interval or None, bool(retry_stale and heartbeat_interval))
+    if key in _OPEN:
+        storage, identity = _OPEN[key]
+        if identity == _file_identity(url):
+            return storage
+        # The SQLite file was deleted or replaced since: the pooled connections point at the old one.
+        del _OPEN[key]
+        storage.engine.dispose()
+    kwargs = {}
+    if heartbeat_interval:
+        kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": 2 * heartbeat_interval}
+        if retry_stale:
+            # inherit_intermediate_values: the retry keeps the learning curve of the epochs it
+            # resumes from its checkpoint instead of showing a hole there.
+            kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=MAX_RETRY, inherit_intermediate_values=True)
+    try:
+        with _schema_lock(url):
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+        raise _unreachable(url, exc) from None
+    if parsed.get_backend_name() == "sqlite":
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+        storage.engine.dispose()  # the connections RDBStorage opened to create the schema lack the pragmas
+    if not _OPEN:
+        atexit.register(close_all)  # registered once per process, on first use (no import-time effects)
+    _OPEN[key] = (storage, _file_identity(url))
+    return storage
+
+
+def _file_identity(url: str) -> tuple[int, int] | None:
+    path = sqlite_path(url)
+    try:
+        return None if path is None else (path.stat().st_dev, path.stat().st_ino)
+    except FileNotFoundError:
+        return None
+
+
+def close_all() -> None:
+    """Dispose every engine this process opened (at exit, and in tests before dropping a database)."""
+    atexit.unregister(close_all)
+    while _OPEN:
+        _, (storage, _identity) = _OPEN.popitem()
+        # The server may be gone already; there is nothing left to release then.
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError, OSError):
+            storage.remove_session()
+            storage.engine.dispose()
+
