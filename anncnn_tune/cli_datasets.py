@@ -1,0 +1,82 @@
+"""`anncnn-tune datasets`: what is cached, and `datasets fetch NAME|all`. Thin: the library decides, this prints.
+
+UserError is left to propagate: the main CLI turns it into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .data import DATASETS, get
+from .data.fetch import REGISTRY, dataset_status, fetch
+from .errors import UserError
+
+_DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data folder (default: $ANNCNN_TUNE_DATA, else the per-user cache).",
+)
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+def _print_status(status: dict) -> None:
+    if status["bundled"]:
+        state, where = "bundled", "(ships with its library, nothing to fetch)"
+    else:
+        bad = any(f["status"] == "bad" for f in status["files"])
+        state = "cached" if status["cached"] else "BAD" if bad else "missing"
+        where = status["folder"]
+    kind = f"{status['kind']}/{status['task']}"
+    click.echo(f"{status['key']:<20} {kind:<20} {state:<8} {_size(status['size']):>9}  {where}")
+    for f in status["files"]:
+        click.echo(f"    {f['name']:<40} {_size(f['size']):>9}  {f['algorithm']} {f['status']}")
+    click.echo(f"    source:  {status['source']}")
+    click.echo(f"    license: {status['license']}")
+
+
+@click.group("datasets", invoke_without_command=True)
+@_DATA_DIR
+@click.pass_context
+def datasets(ctx: click.Context, data_dir: Path | None) -> None:
+    """List every dataset: cached or not, files, sizes, checksum status, source and licence."""
+    if ctx.invoked_subcommand is None:
+        for key in DATASETS:
+            _print_status(dataset_status(key, data_dir))
+
+
+@datasets.command("fetch")
+@click.argument("name")
+@_DATA_DIR
+def fetch_command(name: str, data_dir: Path | None) -> None:
+    """Download (if missing) and verify the files of NAME, or of every dataset with `all`."""
+    if name != "all":
+        get(name)  # unknown names fail here with the list of known ones
+        _fetch_one(name, data_dir)
+        return
+    failed = []
+    for key in DATASETS:  # `all` keeps going, so one unreachable mirror does not block the rest
+        try:
+            _fetch_one(key, data_dir)
+        except UserError as exc:
+            click.echo(f"{key}: FAILED: {exc}", err=True)
+            failed.append(key)
+    if failed:
+        raise UserError(
+            f"could not fetch {', '.join(failed)} (reasons above); fix those and run the command again"
+        )
+
+
+def _fetch_one(key: str, data_dir: Path | None) -> None:
+    if key not in REGISTRY:
+        click.echo(f"{key}: bundled, nothing to fetch")
+        return
+    for path in fetch(key, data_dir):
+        click.echo(f"{key}: {path} ok")
