@@ -1,0 +1,101 @@
+"""`anncnn-tune compare`, `export` and `retrain`: thin commands over compare.py, export.py, retrain.py.
+
+The libraries are imported inside each command so `--help` does not pay for torch or optuna.
+UserError propagates: cli.main() turns it into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli_options import storage_option
+from .errors import UserError
+from .storage import resolve_url
+
+FORMATS = ("table", "markdown", "csv", "json", "html")
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}; choose another -o") from None
+
+
+@click.command()
+@storage_option
+@click.option("--dataset", "datasets", multiple=True, metavar="NAME",
+              help="Only this dataset (repeat for several). Default: every dataset in the storage.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="html is a self-contained report with the plots embedded.")
+@click.option("-o", "--output", default=None, metavar="FILE", help="Write to FILE instead of standard output.")
+def compare(storage, datasets, fmt, output):
+    """ANN vs CNN per dataset: best trials, reference baselines and test scores side by side."""
+    from .compare import leaderboard, render
+
+    url = resolve_url(storage)
+    text = render(leaderboard(url, datasets), fmt, url)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    _write(output, text)
+    click.echo(f"wrote {output} ({fmt})")
+
+
+@click.command()
+@click.option("--study", required=True, help="Name of a study in the storage.")
+@click.option("--trial", type=click.IntRange(min=0), default=None, help="Trial number (default: the best trial).")
+@storage_option
+@click.option("-o", "--output", default=None, metavar="FILE", help="Write the run file to FILE (default: print it).")
+def export(study, trial, storage, output):
+    """Write a study's best (or chosen) trial as a run file for `anncnn-tune retrain`."""
+    from .export import export_run
+
+    raw, text = export_run(resolve_url(storage), study, trial, output)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    source = raw["source"]
+    click.echo(f"wrote {output}: study {source['study']} trial {source['trial']} ({raw['metric']} "
+               f"{source['value']:.4f}), {raw['epochs']} epochs to retrain")
+
+
+@click.command()
+@click.argument("run_file", metavar="RUN.yaml")
+@click.option("--out", default=None, metavar="DIR", help="Output folder (default: runs/<study>-trial<N>).")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train this many seeds (from the run file's seed) and report mean ± std.")
+@click.option("--cv", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
+              help="Also K-fold cross-validate on train+validation (0: off).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--data-dir", default=None, metavar="DIR",
+              help="Dataset cache directory (default: $ANNCNN_TUNE_DATA, else the per-user cache).")
+@click.option("--storage", default=None, metavar="URL",
+              help="Where to record the test metrics (default: $ANNCNN_TUNE_STORAGE, else the run file's source).")
+@click.option("--no-record", is_flag=True, help="Do not write the test metrics back to the study.")
+def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record):
+    """Train RUN.yaml on train+validation, score the test split once, save weights, ONNX and a report."""
+    from .retrain import RetrainRequest
+    from .retrain import retrain as run
+
+    result = run(RetrainRequest(run_file=run_file, out=out, seeds=seeds, cv=cv, device=device, data_dir=data_dir,
+                                storage=storage, record=not no_record),
+                 log=lambda line: click.echo(line, err=True))
+    test, val = result["test"], result["validation"]
+    line = f"test {test['metric']} {test['mean']:.4f} ± {test['std']:.4f} over {test['seeds']} seed(s)"
+    if val["value"] is not None:
+        line += f"; best validation {val['metric']} in the search {val['value']:.4f}"
+    click.echo(line)
+    if result["cv"]:
+        entry = result["cv"]["summary"][test["metric"]]
+        click.echo(f"{result['cv']['k']}-fold cv {test['metric']} {entry['mean']:.4f} ± {entry['std']:.4f} "
+                   "(held-out folds of train+validation)")
+    click.echo(f"onnx max abs diff to pytorch {result['onnx']['max_abs_diff']:.2e} "
+               f"(tolerance {result['onnx']['tolerance']:.0e})")
+    folder = Path(result["files"]["metrics"]).parent
+    click.echo(f"wrote {folder}: " + " ".join(sorted(Path(p).name for p in result["files"].values())))
+    if result["recorded"]:
+        click.echo(f"recorded on study {result['run']['source']['study']} "
+                   f"(user attr test_metrics, trial {result['run']['source']['trial']}); see `anncnn-tune compare`")

@@ -1,0 +1,232 @@
+"""Run files: one trial's configuration written out (export) and read back validated (retrain).
+
+A run file holds everything `retrain` needs without the study: dataset, family, the trial's
+full parameter dict (what `spec.suggest` produced), the epochs to train, the seed, the data
+fingerprint and split seed, plus where it came from and the package versions. Loading one
+validates it like a study file (spec.spec_from_dict does the work), because a hand-edited run
+file must fail at load time with the file and key named, not halfway through training.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import FixedTrial, TrialState
+
+from . import models, train
+from .errors import UserError
+from .spec import _number, spec_from_dict, suggest
+from .storage import mask, open_storage, sqlite_path
+from .study import stored_spec
+
+FORMAT = "anncnn-tune-run/1"
+TOP_KEYS = {"format", "dataset", "model", "metric", "epochs", "seed", "subset", "params", "data", "source",
+            "versions"}
+REQUIRED = ("dataset", "model", "metric", "epochs", "seed", "params", "data")
+PACKAGES = ("anncnn-tune", "torch", "optuna", "numpy", "scikit-learn", "onnx", "onnxruntime")
+
+
+
+@dataclass(frozen=True)
+class Run:
+    """A validated run file."""
+
+    path: str
+    dataset: str
+    model: str
+    metric: str
+    epochs: int
+    seed: int
+    params: dict
+    fingerprint: str
+    split_seed: int
+    subset: float | int | None = None
+    source: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if self.source.get("study") is not None and self.source.get("trial") is not None:
+            return f"{self.source['study']}-trial{self.source['trial']}"
+        return Path(self.path).stem
+
+    def as_dict(self) -> dict:
+        """The run file's content as plain types (also stored inside the weights file)."""
+        d = {"format": FORMAT, "dataset": self.dataset, "model": self.model, "metric": self.metric,
+             "epochs": self.epochs, "seed": self.seed, "params": dict(self.params),
+             "data": {"fingerprint": self.fingerprint, "split_seed": self.split_seed}}
+        if self.subset is not None:
+            d["subset"] = self.subset
+        if self.source:
+            d["source"] = dict(self.source)
+        if self.versions:
+            d["versions"] = dict(self.versions)
+        return d
+
+
+# -- reading a study -------------------------------------------------------------------------------
+
+
+def load_stored_study(url: str, name: str) -> optuna.Study:
+    """A study of the storage, or a one-line error listing the ones that are there."""
+    storage = open_storage(url, must_exist=True)
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise UserError(f"no study {name!r} in {mask(url)} (studies there: {known}); check --study and --storage")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTrial:
+    """The requested trial, else the best one; only complete trials have a score worth retraining."""
+    trials = study.get_trials(deepcopy=False)
+    if number is None:
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if not complete:
+            raise UserError(f"study {study.study_name!r} has no complete trial yet ({len(trials)} trial(s)); "
+                            "run `anncnn-tune optimize` until one completes")
+        return study.best_trial
+    found = [t for t in trials if t.number == number]
+    if not found:
+        span = f"0..{len(trials) - 1}" if trials else "none"
+        raise UserError(f"study {study.study_name!r} has no trial {number} (trials: {span}); pick one with "
+                        f"`anncnn-tune compare` or leave --trial out for the best")
+    if found[0].state != TrialState.COMPLETE:
+        raise UserError(f"trial {number} of study {study.study_name!r} is {found[0].state.name.lower()}, "
+                        "not complete; export a complete trial (leave --trial out for the best)")
+    return found[0]
+
+
+def _absolute_sqlite(url: str) -> str:
+    """sqlite:///anncnn-tune.db means 'in the working directory': record where that was."""
+    path = sqlite_path(url)
+    return f"sqlite:///{path.resolve()}" if path is not None and not path.is_absolute() else url
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def run_from_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, url: str) -> dict:
+    """The run-file dict of one complete trial."""
+    spec = stored_spec(study)
+    params = suggest(spec, FixedTrial(trial.params))  # fixed + trial params + defaults, as the objective saw them
+    epochs = trial.user_attrs.get("best_epoch") or trial.user_attrs.get("epochs_run") or spec.epochs
+    data = study.user_attrs.get("data") or {}
+    raw = {
+        "format": FORMAT,
+        "dataset": spec.dataset,
+        "model": spec.model,
+        "metric": spec.metric,
+        "epochs": int(epochs),
+        "seed": int(trial.user_attrs.get("seed", spec.seed * 100_003 + trial.number)),
+        "params": params,
+        "data": {"fingerprint": data.get("fingerprint"), "split_seed": int(data.get("split_seed", spec.seed))},
+        "source": {
+            "study": study.study_name,
+            "trial": trial.number,
+            "storage": mask(_absolute_sqlite(url)),
+            "value": trial.value,
+            "baseline": trial.user_attrs.get("baseline"),
+            "epochs_run": trial.user_attrs.get("epochs_run"),
+            "n_params": trial.user_attrs.get("n_params"),
+            "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+        "versions": versions(),
+    }
+    if spec.subset is not None:
+        raw["subset"] = spec.subset
+    validate_run(raw, source=f"study {study.study_name} trial {trial.number}")
+    return raw
+
+
+def to_yaml(raw: dict) -> str:
+    header = ("# anncnn-tune run file: one trial's configuration. Retrain it on train+validation and score\n"
+              "# the test split once with `anncnn-tune retrain THIS_FILE`. Edits are validated on load.\n")
+    return header + yaml.safe_dump(raw, sort_keys=False, default_flow_style=False)
+
+
+def export_run(url: str, study_name: str, trial_number: int | None, out: str | None) -> tuple[dict, str]:
+    """Write (or return, when out is None) the run file of a study's best or chosen trial."""
+    study = load_stored_study(url, study_name)
+    trial = pick_trial(study, trial_number)
+    raw = run_from_trial(study, trial, url)
+    text = to_yaml(raw)
+    if out is not None:
+        try:
+            Path(out).write_text(text)
+        except OSError as exc:
+            raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another -o") from None
+    return raw, text
+
+
+# -- reading a run file ----------------------------------------------------------------------------
+
+
+def validate_run(raw, *, source: str) -> Run:
+    """A Run from a run-file dict; UserError naming `source` and the key on the first problem."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: a run file must be a YAML mapping (write one with `anncnn-tune export`)")
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise UserError(f"{source}: unknown key {min(unknown)!r}; allowed: {', '.join(sorted(TOP_KEYS))}")
+    for key in REQUIRED:
+        if key not in raw:
+            raise UserError(f"{source}: missing required key {key!r}")
+    if raw.get("format", FORMAT) != FORMAT:
+        raise UserError(f"{source}.format: {raw['format']!r} is not {FORMAT!r}; export the run file again")
+    if not isinstance(raw["params"], dict) or not raw["params"]:
+        raise UserError(f"{source}.params must be a non-empty mapping of parameter values")
+    nested = sorted(k for k, v in raw["params"].items() if isinstance(v, (dict, list)))
+    if nested:
+        raise UserError(f"{source}.params.{nested[0]} must be a single value in a run file, not a search space")
+    data = raw["data"]
+    if not isinstance(data, dict) or set(data) - {"fingerprint", "split_seed"}:
+        raise UserError(f"{source}.data must be a mapping with fingerprint and split_seed")
+    fingerprint = data.get("fingerprint")
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise UserError(f"{source}.data.fingerprint must be the data fingerprint string the study recorded")
+    split_seed = _number(data.get("split_seed"), f"{source}.data.split_seed", integer=True)
+    seed = _number(raw["seed"], f"{source}.seed", integer=True)
+    if seed < 0:
+        raise UserError(f"{source}.seed must not be negative, got {seed}")
+    for key in ("source", "versions"):
+        if key in raw and not isinstance(raw[key], dict):
+            raise UserError(f"{source}.{key} must be a mapping")
+    # The study-file validator checks dataset, family, metric vs task, epochs and every parameter value.
+    spec = spec_from_dict({"dataset": raw["dataset"], "model": raw["model"], "metric": raw["metric"],
+                           "epochs": raw["epochs"], "seed": split_seed, "params": raw["params"],
+                           **({"subset": raw["subset"]} if raw.get("subset") is not None else {})},
+                          source=source, name=Path(source).stem)
+    return Run(path=source, dataset=spec.dataset, model=spec.model, metric=spec.metric, epochs=spec.epochs,
+               seed=seed, params={**train.TRAIN_DEFAULTS, **models.PARAMS[spec.model], **spec.fixed},
+               fingerprint=fingerprint, split_seed=split_seed, subset=spec.subset,
+               source=dict(raw.get("source") or {}), versions=dict(raw.get("versions") or {}))
+
+
+def load_run(path: str) -> Run:
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"run file {path} does not exist; write one with `anncnn-tune export --study NAME -o FILE`")
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax "
+                        "or export the run file again") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read run file {path}: {exc}") from None
+    return validate_run(raw, source=str(path))

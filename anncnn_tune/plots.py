@@ -1,0 +1,258 @@
+"""PNG figures for the leaderboard and the retrain report.
+
+Figures are built on `matplotlib.figure.Figure` directly, not pyplot: no global figure state, no
+GUI backend to choose (Agg renders the PNG), nothing to close, and nothing happens at import.
+Each function takes plain data (history rows, a matrix, leaderboard rows) or a loaded study, so
+compare and retrain can both use them; `save_png` / `png_base64` turn a figure into a file or an
+embeddable string.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+COLORS = {"ann": "#4C72B0", "cnn": "#DD8452", "reference": "#8C8C8C", "test": "#2A2A2A"}
+DPI = 110
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def png_bytes(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def png_base64(fig: Figure) -> str:
+    return base64.b64encode(png_bytes(fig)).decode("ascii")
+
+
+def _message(fig: Figure, ax, text: str) -> None:
+    """An empty panel that says why it is empty (few trials, no history), instead of failing."""
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10, color="#555555",
+            transform=ax.transAxes)
+
+
+# -- learning curves -------------------------------------------------------------------------------
+
+
+def learning_curves(curves: list[dict], metric: str, *, title: str = "", test: float | None = None) -> Figure:
+    """Train loss (left) and validation metric (right) per epoch.
+
+    curves: dicts with `label` and `history` (rows of {"epoch", "train_loss", "val_...": ...}, the
+    form fit() returns and trials store). Curves without validation columns (retraining on
+    train+val) appear only on the left. test: the test score, drawn as a line on the right panel
+    so "validation during search" and "test after retraining" sit on one axis.
+    """
+    fig = Figure(figsize=(10, 3.8))
+    loss_ax, metric_ax = fig.subplots(1, 2)
+    has_metric = False
+    for i, curve in enumerate(curves):
+        rows = curve.get("history") or []
+        if not rows:
+            continue
+        epochs = [r["epoch"] for r in rows]
+        style = {"label": curve["label"], "color": curve.get("color") or f"C{i}",
+                 "linestyle": curve.get("linestyle", "-"), "marker": "o" if len(rows) <= 30 else None,
+                 "markersize": 3, "alpha": curve.get("alpha", 1.0)}
+        loss_ax.plot(epochs, [r["train_loss"] for r in rows], **style)
+        if metric in rows[0]:
+            metric_ax.plot(epochs, [r[metric] for r in rows], **style)
+            has_metric = True
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("train loss")
+    loss_ax.set_title("training loss")
+    if loss_ax.lines:
+        loss_ax.legend(fontsize=8)
+    if test is not None and math.isfinite(test):
+        metric_ax.axhline(test, color=COLORS["test"], linestyle="--", linewidth=1,
+                          label=f"test {metric.removeprefix('val_')} {test:.4f}")
+        has_metric = True
+    if has_metric:
+        metric_ax.set_xlabel("epoch")
+        metric_ax.set_ylabel(metric)
+        metric_ax.set_title(f"{metric} per epoch (validation or held-out fold)")
+        metric_ax.legend(fontsize=8)
+    else:
+        _message(fig, metric_ax, "no validation split in these runs")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# -- confusion matrix ------------------------------------------------------------------------------
+
+
+def confusion_matrix(matrix: list[list[int]], classes: list[str], *, title: str = "") -> Figure:
+    """Counts with row-normalised shading, so rare classes are as readable as common ones."""
+    n = len(classes)
+    size = max(4.5, 0.45 * n + 2.5)
+    fig = Figure(figsize=(size, size * 0.9))
+    ax = fig.subplots()
+    totals = [max(1, sum(row)) for row in matrix]
+    shade = [[v / totals[i] for v in row] for i, row in enumerate(matrix)]
+    image = ax.imshow(shade, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    labels = [c if len(c) <= 12 else c[:11] + "…" for c in classes]
+    ax.set_xticks(range(n), labels, rotation=45 if max(map(len, labels)) > 2 else 0, ha="right" if
+                  max(map(len, labels)) > 2 else "center")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        for i, row in enumerate(matrix):
+            for j, value in enumerate(row):
+                if value:
+                    ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
+                            color="white" if shade[i][j] > 0.6 else "black")
+    ax.set_title(title or "confusion matrix (test split)")
+    fig.tight_layout()
+    return fig
+
+
+# -- leaderboard -----------------------------------------------------------------------------------
+
+
+def leaderboard_bars(datasets: list[dict]) -> Figure:
+    """Per dataset: the best ANN and CNN trial, each family's reference baseline, and test scores.
+
+    datasets: compare's leaderboard entries ({"dataset", "studies": [rows]}). One panel per
+    dataset, because metrics differ between datasets (accuracy here, MSE there).
+    """
+    n = max(1, len(datasets))
+    fig = Figure(figsize=(max(5.0, 4.2 * n), 3.8))
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, entry in zip(axes, datasets):
+        rows = entry["studies"]
+        labels, values, colors, tests = [], [], [], []
+        for row in rows:
+            family = row["model"]
+            labels.append(f"{family.upper()}\ntuned")
+            values.append(row["best_value"])
+            colors.append(COLORS.get(family, "C2"))
+            tests.append(row["test_value"])
+            if row.get("baseline_value") is not None:
+                labels.append(f"{family.upper()}\nreference")
+                values.append(row["baseline_value"])
+                colors.append(COLORS["reference"])
+                tests.append(None)
+        present = [v for v in values + tests if v is not None]
+        if not present:
+            _message(fig, ax, f"{entry['dataset']}: no complete trial yet")
+            continue
+        x = list(range(len(values)))
+        heights = [v if v is not None else 0.0 for v in values]
+        bars = ax.bar(x, heights, color=colors, width=0.65)
+        for bar, value in zip(bars, values):
+            if value is not None:  # inside the bar's top, so a test marker above it hides nothing
+                ax.annotate(f"{value:.4f}", (bar.get_x() + bar.get_width() / 2, value), ha="center",
+                            va="top", fontsize=8, color="white", xytext=(0, -3), textcoords="offset points")
+        tested = [(xi, t) for xi, t in zip(x, tests) if t is not None]
+        if tested:
+            # Beside the bar's top edge rather than on it, so the bar's own label stays readable.
+            ax.scatter([xi + 0.2 for xi, _ in tested], [t for _, t in tested], marker="D", color=COLORS["test"],
+                       zorder=3, label="test (retrained)")
+            for xi, t in tested:
+                ax.annotate(f"test {t:.4f}", (xi + 0.2, t), ha="left", va="bottom", fontsize=8, xytext=(4, 2),
+                            textcoords="offset points")
+            ax.legend(fontsize=8, loc="lower right")
+        metric = rows[0]["metric"] if rows else "value"
+        low, high = min(present), max(present)
+        if all(r["direction"] == "maximize" for r in rows) and low > 0.5:
+            # Accuracies crowd near 1: start the axis below the lowest bar so differences show.
+            ax.set_ylim(max(0.0, low - (high - low) - 0.05), min(1.0, high + 0.02) + 0.01)
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_ylabel(metric)
+        winner = ", ".join(entry.get("winner") or []) or "none"
+        ax.set_title(f"{entry['dataset']} (winner: {winner})", fontsize=10)
+    fig.suptitle("best validation score: tuned vs reference, ANN vs CNN")
+    fig.tight_layout()
+    return fig
+
+
+# -- one study -------------------------------------------------------------------------------------
+
+
+def optimization_history(study) -> Figure:
+    """Each finished trial's value, the best so far, and the baseline trials marked.
+
+    Drawn here rather than with optuna.visualization.matplotlib so pruned trials (at their last
+    reported value) and the reference baselines are visible, and no pyplot state is involved.
+    """
+    from optuna.trial import TrialState
+
+    maximize = study.direction.name == "MAXIMIZE"
+    metric = (study.metric_names or ["value"])[0]
+    fig = Figure(figsize=(6.5, 3.8))
+    ax = fig.subplots()
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if t.intermediate_values]
+    if not complete and not pruned:
+        _message(fig, ax, f"{study.study_name}: no finished trial yet")
+        return fig
+    if pruned:
+        ax.scatter([t.number for t in pruned], [t.intermediate_values[max(t.intermediate_values)] for t in pruned],
+                   marker="x", color="#BBBBBB", label="pruned (last reported)")
+    plain = [t for t in complete if not t.user_attrs.get("baseline")]
+    refs = [t for t in complete if t.user_attrs.get("baseline")]
+    if plain:
+        ax.scatter([t.number for t in plain], [t.value for t in plain], color="C0", label="complete")
+    if refs:
+        ax.scatter([t.number for t in refs], [t.value for t in refs], marker="*", s=140, color="C3",
+                   label="reference baseline", zorder=3)
+    if complete:
+        best, xs, ys = None, [], []
+        for t in sorted(complete, key=lambda t: t.number):
+            if best is None or (t.value > best if maximize else t.value < best):
+                best = t.value
+            xs.append(t.number)
+            ys.append(best)
+        last = max(t.number for t in complete + pruned)
+        ax.step(xs + [last], ys + [best], where="post", color="C1", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{study.study_name}: optimization history")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def param_importances(study, *, top: int = 12) -> Figure:
+    """fANOVA importances (optuna.importance); a note instead when there are too few trials."""
+    import optuna
+    from optuna.trial import TrialState
+
+    fig = Figure(figsize=(6.5, 3.8))
+    ax = fig.subplots()
+    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if n_complete < 2:
+        _message(fig, ax, f"{study.study_name}: parameter importances need at least 2 complete trials "
+                          f"(this study has {n_complete})")
+        return fig
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError) as exc:  # e.g. every trial with the same parameters
+        _message(fig, ax, f"{study.study_name}: importances unavailable ({exc})")
+        return fig
+    if not importances:
+        _message(fig, ax, f"{study.study_name}: no searchable parameter varied between trials")
+        return fig
+    items = list(importances.items())[:top][::-1]
+    ax.barh([name for name, _ in items], [value for _, value in items], color="C0")
+    for i, (_, value) in enumerate(items):
+        ax.annotate(f"{value:.2f}", (value, i), va="center", fontsize=8, xytext=(3, 0), textcoords="offset points")
+    ax.set_xlim(0, max(value for _, value in items) * 1.15)  # room for the value labels
+    ax.set_xlabel("importance (fANOVA, sums to 1)")
+    ax.set_title(f"{study.study_name}: parameter importances ({n_complete} complete trials)")
+    fig.tight_layout()
+    return fig
