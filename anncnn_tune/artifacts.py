@@ -1,0 +1,116 @@
+"""The artifact directory beside a storage: per-trial files the dashboard shows, and checkpoints.
+
+Resolution order, like the storage URL's: the --artifacts flag, then $ANNCNN_TUNE_ARTIFACTS, then
+a directory next to the SQLite file (`anncnn-tune.db` -> `anncnn-tune-artifacts/`), or for a
+server database `anncnn-tune-artifacts/` in the working directory. Workers on several machines
+must share it (a network volume) for retried trials to resume and for the dashboard to show every
+trial's files; without it they still run, a retry then starts from epoch 1.
+
+Each finished trial gets two artifacts, uploaded with optuna.artifacts.upload_artifact so that
+optuna-dashboard lists them on the trial's page: `learning-curve.png` and `model.txt` (the
+models.describe summary).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+from .errors import UserError
+from .storage import sqlite_path
+
+ENV_VAR = "ANNCNN_TUNE_ARTIFACTS"
+DEFAULT_NAME = "anncnn-tune-artifacts"
+
+
+def resolve_dir(flag: str | None, storage_url: str) -> Path:
+    explicit = flag or os.environ.get(ENV_VAR)
+    if explicit:
+        return Path(explicit)
+    path = sqlite_path(storage_url)
+    if path is not None:
+        return path.with_name(f"{path.stem}-artifacts")
+    return Path(DEFAULT_NAME)
+
+
+class AtomicArtifactStore(FileSystemArtifactStore):
+    """FileSystemArtifactStore whose writes never leave half a file (temporary file, then rename)."""
+
+    def __init__(self, base_path: Path):
+        super().__init__(base_path)
+        self.base_path = Path(base_path)
+
+    def write(self, artifact_id: str, content_body) -> None:
+        target = self._get_filepath(artifact_id)
+        fd, tmp = tempfile.mkstemp(prefix=".upload.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while chunk := content_body.read(1 << 20):
+                    f.write(chunk)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def open_store(root: Path, *, create: bool = True) -> AtomicArtifactStore:
+    root = Path(root)
+    if create:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the artifact directory {root} ({exc.strerror}); "
+                            "pass --artifacts DIR or set $ANNCNN_TUNE_ARTIFACTS") from None
+    elif not root.is_dir():
+        raise UserError(f"artifact directory {root} does not exist; pass the --artifacts DIR the workers used")
+    return AtomicArtifactStore(root)
+
+
+def learning_curve_png(rows: list[dict], metric: str, path: Path, title: str) -> None:
+    """Validation metric (and training loss where known) per epoch, as a small PNG."""
+    # The object API with the Agg canvas: no pyplot global state, no display needed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(6, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    epochs = [r["epoch"] for r in rows]
+    ax.plot(epochs, [r.get(metric) for r in rows], marker="o", color="tab:blue", label=metric)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(metric, color="tab:blue")
+    losses = [r.get("train_loss") for r in rows]
+    if any(v is not None for v in losses):
+        twin = ax.twinx()
+        twin.plot(epochs, losses, marker=".", color="tab:orange", label="train_loss")
+        twin.set_ylabel("train_loss", color="tab:orange")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+def upload_trial_files(store: AtomicArtifactStore, trial: optuna.Trial, *, rows: list[dict], metric: str,
+                       summary: str) -> None:
+    """Attach the learning curve and the model summary to the trial (best effort: a full disk
+    must not fail a trial that trained fine, so OSError is reported and swallowed)."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="anncnn-artifacts-") as tmp:
+            files = []
+            if rows:
+                png = Path(tmp) / "learning-curve.png"
+                learning_curve_png(rows, metric, png, f"{trial.study.study_name} trial {trial.number}")
+                files.append(png)
+            text = Path(tmp) / "model.txt"
+            text.write_text(summary + "\n")
+            files.append(text)
+            for path in files:
+                upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+    except OSError as exc:
+        optuna.logging.get_logger("anncnn_tune").warning(f"trial {trial.number}: artifacts not saved ({exc})")

@@ -1,0 +1,92 @@
+"""Per-trial training checkpoints, so a trial whose worker died resumes where it stopped.
+
+A checkpoint belongs to the *original* trial of a retry chain: Optuna's
+RetryHeartbeatStaleTrialCallback copies the stale trial's parameters into a new WAITING trial and
+records the original's number in the system attribute `failed_trial`, so the retry finds the
+file its predecessor wrote. The file is keyed by the study's storage id as well as its name, as two
+studies of one name (a deleted and a recreated one) must not share checkpoints.
+
+Writes are atomic (a temporary file in the same directory, then os.replace): a worker killed while
+saving leaves the previous checkpoint intact, never half a file. What it does leave is that
+temporary file (SIGKILL runs no cleanup), so discarding the chain's checkpoint removes its
+temporaries too.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import optuna
+import torch
+
+SUBDIR = "checkpoints"
+
+
+def original_trial_number(trial: optuna.Trial) -> int:
+    """The number of the first trial of this trial's retry chain (its own number if it is no retry)."""
+    # A live Trial does not expose system attributes; its frozen record in the storage does.
+    frozen = trial.storage.get_trial(trial._trial_id)
+    failed = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+    return int(failed) if failed is not None else trial.number
+
+
+class TrialCheckpoint:
+    """What fit(checkpoint=...) needs: load() -> dict | None and save(dict)."""
+
+    def __init__(self, root: Path, study: optuna.Study, trial: optuna.Trial):
+        self.original = original_trial_number(trial)
+        self.path = Path(root) / SUBDIR / f"{study.study_name}-{study._study_id}" / f"trial-{self.original}.pt"
+        self.resumed_epoch = 0
+        self._peeked: dict | None = None
+
+    def peek(self) -> dict | None:
+        """Load the state now (to record the resume before training); load() then returns it."""
+        self._peeked = self._read()
+        return self._peeked
+
+    def load(self) -> dict | None:
+        state, self._peeked = self._peeked, None  # fit keeps its own reference; do not hold two copies
+        return state if state is not None else self._read()
+
+    def _read(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            # weights_only: the state holds tensors, numbers, lists and dicts only, and a shared
+            # directory must not be able to run code in the worker.
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+            # An unreadable checkpoint (a foreign file, another torch version) costs the epochs
+            # it saved, not the trial.
+            return None
+        self.resumed_epoch = len(state.get("history", []))
+        return state
+
+    def save(self, state: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=self._tmp_prefix, suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @property
+    def _tmp_prefix(self) -> str:
+        return f".{self.path.name}."
+
+    def discard(self) -> None:
+        """Remove the checkpoint once the trial has ended for good (complete, pruned or failed)."""
+        self.path.unlink(missing_ok=True)
+        # Temporaries of this chain that a killed worker left mid-save. Only this chain writes them,
+        # and its last trial has ended, so none of them is still being written.
+        for orphan in self.path.parent.glob(f"{self._tmp_prefix}*.tmp"):
+            orphan.unlink(missing_ok=True)
+        # The study's directory stays: removing it could race with another worker's save.

@@ -1,0 +1,101 @@
+"""`anncnn-tune dashboard`: optuna-dashboard on the workers' storage and artifact directory.
+
+Served by wsgiref with a thread per request (optuna-dashboard's own run_server is single-threaded,
+so one slow plot request would hold up every other browser tab), bound to 127.0.0.1 unless told
+otherwise: the dashboard can rename and delete studies, so it should not face a network by accident.
+Each study created by `optimize` carries a Markdown note (see study_note) that the dashboard shows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socketserver
+import sys
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import yaml
+
+from .artifacts import ENV_VAR as ARTIFACTS_ENV
+from .artifacts import open_store, resolve_dir
+from .errors import UserError
+from .storage import mask, open_storage
+
+
+def study_note(spec_dict: dict, data: dict) -> str:
+    """The Markdown note a study carries: what it tunes, on what data, against which baselines."""
+    description = spec_dict.get("description", "").strip()
+    lines = [
+        f"## {spec_dict.get('model', '?').upper()} on {data.get('dataset', spec_dict.get('dataset'))}",
+        "",
+        *([description, ""] if description else []),
+        (f"- **dataset**: {data.get('dataset')} ({data.get('task')}, input {data.get('input_shape')}); "
+         f"train/val/test {data.get('n_train')}/{data.get('n_val')}/{data.get('n_test')}, split seed "
+         f"{data.get('split_seed')}"),
+        f"- **data fingerprint**: `{data.get('fingerprint')}`",
+        (f"- **family**: {spec_dict.get('model')}; **metric**: {spec_dict.get('metric')}; "
+         f"**epochs**: {spec_dict.get('epochs')}"),
+        f"- **sampler**: `{spec_dict.get('sampler')}`; **pruner**: `{spec_dict.get('pruner')}`",
+        "",
+        "### Baselines",
+        "",
+    ]
+    baselines = spec_dict.get("baselines") or []
+    lines += [f"- **{b['name']}**: `{b['params']}`" for b in baselines] or ["(none)"]
+    spec_yaml = yaml.safe_dump(spec_dict, sort_keys=False, default_flow_style=None, width=100)
+    lines += ["", "### Study spec", "", "```yaml", spec_yaml.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # Ctrl-C must not wait for a browser's open request
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # the signature is http.server's
+        pass  # one line per static file drowns the one line that matters (the URL)
+
+
+def artifacts_to_serve(flag: str | None, storage_url: str) -> Path | None:
+    """The workers' artifact directory; None (no artifact store) where the default one does not
+    exist yet, as no trial has stored a file: the dashboard still shows everything else."""
+    directory = resolve_dir(flag, storage_url)
+    if directory.is_dir():
+        return directory
+    if flag or os.environ.get(ARTIFACTS_ENV):
+        raise UserError(f"artifact directory {directory} does not exist; pass the --artifacts DIR the workers use")
+    return None
+
+
+def make_dashboard_server(storage_url: str, host: str, port: int, artifacts_dir: Path | None):
+    """The server, bound but not yet serving (tests use port 0 and read server_port)."""
+    import optuna_dashboard  # 1-2 s to import; only this command needs it
+
+    storage = open_storage(storage_url, must_exist=True)
+    store = open_store(artifacts_dir, create=False) if artifacts_dir is not None else None
+    app = optuna_dashboard.wsgi(storage, artifact_store=store)
+    try:
+        return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host") from None
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def serve(storage_url: str, host: str, port: int, artifacts_flag: str | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (`docker stop`), then close the storage cleanly."""
+    signal.signal(signal.SIGTERM, _stop)
+    artifacts_dir = artifacts_to_serve(artifacts_flag, storage_url)
+    server = make_dashboard_server(storage_url, host, port, artifacts_dir)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"optuna-dashboard on {mask(storage_url)}"
+          + (f", artifacts in {artifacts_dir}" if artifacts_dir is not None else "")
+          + f": http://{shown}:{server.server_port}/dashboard  (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
