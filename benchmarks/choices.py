@@ -1,0 +1,227 @@
+"""The measurements behind fit()'s speed choices, each an A/B in the same run (medians, interleaved).
+
+- optimizer step: for-loop vs foreach vs fused, for Adam, AdamW and SGD, on the benchmark models;
+- batch gather: advanced indexing x[index] vs x.index_select(0, index), uint8 images;
+- random translation: four broadcast index tensors (the former code) vs one flat gather (now);
+- memory format: NCHW vs channels_last training steps for CNNs;
+- validation batch size for predict() on CPU;
+- intra-op threads: 1 vs all cores for one training step.
+
+    python benchmarks/choices.py            # ~2-4 minutes on 2 CPU cores
+    python benchmarks/choices.py --quick    # a few iterations of each: checks the script only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from anncnn_tune import models
+from anncnn_tune.threads import available_cores, configure_threads
+from anncnn_tune.train import DeviceData, RunOptions, _random_shift, predict
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import CASES, build, synthetic_splits  # a sibling script, not a package
+
+
+def timed(function, iterations: int) -> float:
+    """Seconds per call, after two warm-up calls."""
+    for _ in range(2):
+        function()
+    started = time.perf_counter()
+    for _ in range(iterations):
+        function()
+    return (time.perf_counter() - started) / iterations
+
+
+def ab(variants: dict, iterations: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each variant, the variants interleaved in every repeat."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(repeats):
+        for name in list(variants)[:: 1 if r % 2 == 0 else -1]:
+            times[name].append(timed(variants[name], iterations))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def optimizer_steps(iterations, repeats) -> list[dict]:
+    rows = []
+    for case in CASES:
+        model = build(case, 0)
+        model(torch.randn(2, *case.shape)).sum().backward()
+        for name, cls, extra in (("adam", torch.optim.Adam, {}), ("adamw", torch.optim.AdamW, {}),
+                                 ("sgd", torch.optim.SGD, {"momentum": 0.9})):
+            variants = {}
+            for mode, flag in (("for-loop", {"foreach": False}), ("foreach", {"foreach": True}),
+                               ("fused", {"fused": True})):
+                optimizer = cls(model.parameters(), lr=1e-4, **extra, **flag)
+                variants[mode] = optimizer.step
+            result = ab(variants, iterations, repeats)
+            rows.append({"what": f"{name} step, {case.name}", **{k: v * 1e6 for k, v in result.items()},
+                         "unit": "us"})
+    return rows
+
+
+def gathers(iterations, repeats) -> list[dict]:
+    x = torch.randint(0, 256, (54000, 1, 28, 28), dtype=torch.uint8)
+    index = torch.randperm(54000)[:128]
+    result = ab({"x[index]": lambda: x[index], "index_select": lambda: x.index_select(0, index)}, iterations, repeats)
+    return [{"what": "batch of 128 MNIST images", **{k: v * 1e6 for k, v in result.items()}, "unit": "us"}]
+
+
+def _shift_by_indexing(x, pad, generator):
+    """The former implementation: advanced indexing with four broadcast index tensors."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
+    rows = (dy + torch.arange(h))[:, None, :, None]
+    cols = (dx + torch.arange(w))[:, None, None, :]
+    batch = torch.arange(b)[:, None, None, None]
+    channel = torch.arange(x.shape[1])[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+def _shift_variants(x, pad, generator) -> dict:
+    return {"4 index tensors": lambda: _shift_by_indexing(x, pad, generator),
+            "flat gather": lambda: _random_shift(x, pad, generator)}
+
+
+def translations(iterations, repeats) -> list[dict]:
+    rows = []
+    for shape, pad, b in (((1, 28, 28), 2, 128), ((3, 32, 32), 4, 64)):
+        x = torch.randint(0, 256, (b, *shape), dtype=torch.uint8)
+        generator = torch.Generator().manual_seed(0)
+        a = _shift_by_indexing(x, pad, torch.Generator().manual_seed(1))
+        assert torch.equal(a, _random_shift(x, pad, torch.Generator().manual_seed(1)))  # same result
+        result = ab(_shift_variants(x, pad, generator), iterations, repeats)
+        rows.append({"what": f"translate {b}x{shape} by up to {pad}", **{k: v * 1e6 for k, v in result.items()},
+                     "unit": "us"})
+    return rows
+
+
+def _train_step(model, x, y, optimizer, loss_fn=F.cross_entropy):
+    def step():
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+CNNS = [
+    ("digits baseline", {"blocks": 2, "filters": 32}, (1, 8, 8), 64),
+    ("mnist bn+residual k5", {"blocks": 2, "filters": 32, "convs": 2, "kernel": 5, "batch_norm": True,
+                              "residual": True, "dropout": 0.2}, (1, 28, 28), 64),
+    ("mnist baseline", {"blocks": 2, "filters": 32, "head_width": 64}, (1, 28, 28), 64),
+    ("cifar10 32-64-128", {"blocks": 3, "filters": 32, "head_width": 128}, (3, 32, 32), 64),
+    ("cifar10 vgg-bn", {"blocks": 3, "filters": 32, "convs": 2, "batch_norm": True, "dropout": 0.25,
+                        "head_width": 256, "head_dropout": 0.5}, (3, 32, 32), 64),
+]
+
+
+def memory_formats(iterations, repeats) -> list[dict]:
+    rows = []
+    for name, params, shape, b in CNNS:
+        variants = {}
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            torch.manual_seed(0)
+            model = models.build("cnn", params, shape, 10).to(memory_format=fmt)
+            x = torch.randn(b, *shape).contiguous(memory_format=fmt)
+            optimizer = torch.optim.Adam(model.parameters(), fused=True)
+            variants["NCHW" if fmt == torch.contiguous_format else "channels_last"] = _train_step(
+                model, x, torch.randint(0, 10, (b,)), optimizer)
+        result = ab(variants, iterations, repeats)
+        rows.append({"what": f"training step, {name}, batch {b}", **{k: v * 1e3 for k, v in result.items()},
+                     "unit": "ms"})
+    return rows
+
+
+def _predict_variants(model, data) -> dict:
+    return {str(size): (lambda size=size: predict(model, data, data.x_val, RunOptions(eval_batch=size)))
+            for size in (64, 128, 512, 8192)}
+
+
+def eval_batches(iterations, repeats, quick) -> list[dict]:
+    rows = []
+    for case in CASES[:3]:
+        splits = synthetic_splits(case.quick() if quick else case)
+        data = DeviceData.from_splits(splits, torch.device("cpu"))
+        model = build(case, 0)
+        result = ab(_predict_variants(model, data), max(1, iterations // 20), repeats)
+        rows.append({"what": f"predict {len(splits.y_val)} validation samples, {case.name}",
+                     **{f"batch {k}": v * 1e3 for k, v in result.items()}, "unit": "ms"})
+    return rows
+
+
+def _binary_loss(out, target):
+    return F.binary_cross_entropy_with_logits(out.view(-1), target)
+
+
+def _thread_variants(step, cores: int) -> dict:
+    def with_threads(n):
+        def run():
+            torch.set_num_threads(n)
+            step()
+        return run
+    return {f"{n} thread(s)": with_threads(n) for n in sorted({1, cores})}
+
+
+def threads(iterations, repeats) -> list[dict]:
+    rows = []
+    cores = available_cores()
+    for case in (CASES[0], CASES[1], CASES[3]):
+        model = build(case, 0)
+        x = torch.randn(case.batch_size, *case.shape)
+        y = torch.randint(0, 10 if case.task == "multiclass" else 1, (case.batch_size,))
+        loss_fn = F.cross_entropy
+        if case.task == "binary":
+            y = y.float()
+            loss_fn = _binary_loss
+        step = _train_step(model, x, y, torch.optim.Adam(model.parameters(), fused=True), loss_fn)
+        result = ab(_thread_variants(step, cores), iterations, repeats)
+        rows.append({"what": f"training step, {case.name}, batch {case.batch_size}",
+                     **{k: v * 1e3 for k, v in result.items()}, "unit": "ms"})
+    return rows
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    configure_threads(threads=1)
+    iterations, repeats = (3, 1) if args.quick else (40, 5)
+    print(f"# python benchmarks/choices.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"# torch {torch.__version__}, {available_cores()} cores; medians of {repeats} interleaved repeats, "
+          f"one intra-op thread unless stated")
+    sections = {
+        "optimizer step (CPU)": optimizer_steps(iterations * 5, repeats),
+        "batch gather": gathers(iterations * 20, repeats),
+        "translation": translations(iterations * 5, repeats),
+        "memory format": memory_formats(max(2, iterations // 4), repeats),
+        "validation batch (CPU)": eval_batches(iterations, repeats, args.quick),
+        "intra-op threads": threads(max(2, iterations // 2), repeats),
+    }
+    torch.set_num_threads(1)
+    for title, rows in sections.items():
+        columns = [k for k in rows[0] if k not in ("what", "unit")]
+        print(f"\n{title}\n\n| | " + " | ".join(f"{c} ({rows[0]['unit']})" for c in columns) + " |")
+        print("|---|" + "---|" * len(columns))
+        for row in rows:
+            print(f"| {row['what']} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(sections, indent=2))
+    return sections
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""What pruning buys: one study searched without a pruner, with the median pruner and with Hyperband.
+
+Everything goes through anncnn_tune's own machinery (spec.load_spec, study.make_sampler /
+make_pruner, objective.Objective, fit) on an in-memory Optuna storage, with the study's baselines
+enqueued first as `anncnn-tune optimize` does. For each seed, the unpruned search runs --trials
+trials; each pruned search (same sampler seed) runs at least as many, then goes on until one of its
+completed trials reaches the unpruned search's best value or it has trained as many epochs as the
+unpruned search did (pruning buys more trials per epoch; this lets it spend them). Reported: epochs
+and best value at the same trial count, and the epochs and time each search needed to reach the
+unpruned search's best (counted in trial order, up to and including the first trial reaching it),
+also as a fraction of the unpruned search's epochs.
+
+    python benchmarks/search.py                              # digits-ann, 3 seeds x 3 arms x 40 trials
+    python benchmarks/search.py --study digits-cnn --trials 30
+    python benchmarks/search.py --quick                      # a few short trials (the smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from anncnn_tune.data import load_dataset
+from anncnn_tune.objective import Objective
+from anncnn_tune.spec import load_spec
+from anncnn_tune.study import make_pruner, make_sampler
+from anncnn_tune.threads import configure_threads
+from anncnn_tune.train import DeviceData, RunOptions
+
+
+def arms(spec) -> dict[str, dict]:
+    """The pruner of each arm: none, median (warm-up = Hyperband's minimum resource), Hyperband."""
+    hyperband = dict(spec.pruner) if spec.pruner.get("type") == "hyperband" else {
+        "type": "hyperband", "min_resource": 1, "reduction_factor": 3}
+    warmup = int(hyperband.get("min_resource", 1))
+    return {
+        "none": {"type": "none"},
+        "median": {"type": "median", "n_startup_trials": 5, "n_warmup_steps": warmup},
+        "hyperband": hyperband,
+    }
+
+
+def better_or_equal(value, target, direction: str) -> bool:
+    return value >= target if direction == "maximize" else value <= target
+
+
+def run_arm(spec, data: DeviceData, splits, n_trials: int, device: torch.device, target: float | None = None,
+            epoch_budget: int | None = None) -> dict:
+    """Run n_trials; with a target, go on (up to 5 x n_trials) until a trial reaches it or epochs run out."""
+    # A fixed name: Hyperband assigns trials to brackets by a hash of the study name and trial number.
+    name = f"{spec.name}-{spec.pruner['type']}-seed{spec.seed}"
+    study = optuna.create_study(study_name=name, direction=spec.direction, sampler=make_sampler(spec),
+                                pruner=make_pruner(spec))
+    for baseline in spec.baselines:
+        attrs = {"baseline": baseline["name"]}
+        if "epochs" in baseline:
+            attrs["epochs"] = baseline["epochs"]
+        study.enqueue_trial(baseline["params"], user_attrs=attrs)
+    objective = Objective(spec, data, splits.input_shape, splits.out_dim, RunOptions(device=device))
+
+    def stop_when_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if len(finished) < n_trials:
+            return
+        reached = any(t.state == TrialState.COMPLETE and better_or_equal(t.value, target, spec.direction)
+                      for t in finished)
+        spent = sum(int(t.user_attrs.get("epochs_run", 0)) for t in finished)
+        if reached or spent >= epoch_budget:
+            study.stop()
+
+    started = time.perf_counter()
+    if target is None:
+        study.optimize(objective, n_trials=n_trials)
+    else:
+        study.optimize(objective, n_trials=5 * n_trials, callbacks=[stop_when_done])
+    wall = time.perf_counter() - started
+    trials = []
+    for t in sorted(study.trials, key=lambda t: t.number):
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else 0.0
+        trials.append({"number": t.number, "state": t.state.name, "value": t.value,
+                       "epochs": int(t.user_attrs.get("epochs_run", 0)), "seconds": seconds})
+    first = trials[:n_trials]
+    return {"wall_seconds": wall, "n_trials": len(trials), "total_epochs": sum(t["epochs"] for t in trials),
+            "best_value": best_of(trials, spec.direction),
+            "epochs_at_n": sum(t["epochs"] for t in first), "best_at_n": best_of(first, spec.direction),
+            "pruned_at_n": sum(t["state"] == TrialState.PRUNED.name for t in first), "trials": trials}
+
+
+def best_of(trials: list[dict], direction: str) -> float | None:
+    values = [t["value"] for t in trials if t["state"] == TrialState.COMPLETE.name]
+    return (max(values) if direction == "maximize" else min(values)) if values else None
+
+
+def reach(result: dict, target: float | None, direction: str) -> dict:
+    """Epochs and trial seconds spent, in trial order, until a completed trial reached target."""
+    epochs = seconds = 0.0
+    for t in result["trials"]:
+        epochs += t["epochs"]
+        seconds += t["seconds"]
+        value = t["value"] if t["state"] == TrialState.COMPLETE.name else None
+        if target is not None and value is not None and better_or_equal(value, target, direction):
+            return {"reached": True, "epochs": epochs, "seconds": seconds, "trial": t["number"]}
+    return {"reached": False, "epochs": None, "seconds": None, "trial": None}
+
+
+def summarise(runs: list[dict], names: list[str]) -> list[dict]:
+    def median(values):
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    rows = []
+    for name in names:
+        mine = [r for r in runs if r["arm"] == name]
+        reached = [r for r in mine if r["reach"]["reached"]]
+        rows.append({
+            "arm": name, "seeds": len(mine),
+            "epochs_at_n": median(r["epochs_at_n"] for r in mine),
+            "best_at_n": median(r["best_at_n"] for r in mine),
+            "pruned_at_n": median(r["pruned_at_n"] for r in mine),
+            "reached": f"{len(reached)}/{len(mine)}",
+            "epochs_to_target": median(r["reach"]["epochs"] for r in reached),
+            "epochs_to_target_fraction": median(r["reach"]["epochs"] / r["unpruned_epochs"] for r in reached),
+            "seconds_to_target": median(r["reach"]["seconds"] for r in reached),
+            "n_trials": median(r["n_trials"] for r in mine),
+            "total_epochs": median(r["total_epochs"] for r in mine),
+            "wall_seconds": median(r["wall_seconds"] for r in mine),
+        })
+    return rows
+
+
+def table(rows: list[dict], n_trials: int) -> str:
+    head = (f"| pruner | epochs, first {n_trials} trials | best, first {n_trials} trials | pruned of them "
+            "| reached unpruned best | epochs to reach it | fraction of unpruned epochs | seconds to reach it "
+            "| trials run | epochs run | wall s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+
+    def num(value, fmt):
+        return "-" if value is None else format(value, fmt)
+
+    for r in rows:
+        lines.append(f"| {r['arm']} | {num(r['epochs_at_n'], '.0f')} | {num(r['best_at_n'], '.4f')} | "
+                     f"{num(r['pruned_at_n'], '.0f')} | {r['reached']} | {num(r['epochs_to_target'], '.0f')} | "
+                     f"{num(r['epochs_to_target_fraction'], '.2f')} | {num(r['seconds_to_target'], '.1f')} | "
+                     f"{num(r['n_trials'], '.0f')} | {num(r['total_epochs'], '.0f')} | {num(r['wall_seconds'], '.1f')} |")
+    return "\n".join(lines)
+
+
+def loaded(spec, device: torch.device):
+    splits = load_dataset(spec.dataset, seed=spec.seed, subset=spec.subset)
+    return DeviceData.from_splits(splits, device), splits
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", default="digits-ann", help="a study name or file (default digits-ann)")
+    parser.add_argument("--trials", type=int, default=None, help="trials per search (default 40, quick 4)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; quick 0)")
+    parser.add_argument("--epochs", type=int, default=None, help="epoch budget per trial (default: the study's)")
+    parser.add_argument("--no-early-stopping", action="store_true", help="set patience 0 (pruning alone)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", default="1",
+                        help="torch intra-op threads, or 'auto' for configure_threads() (all cores). Default 1: "
+                             "on a machine shared with other work, more threads than free cores make every "
+                             "parallel region wait for descheduled threads (see RESULTS.md)")
+    parser.add_argument("--quick", action="store_true", help="a few short trials: checks the script only")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    optuna.logging.set_verbosity(logging.WARNING)
+    device = torch.device(args.device)
+    threads = configure_threads(threads=None if args.threads == "auto" else int(args.threads))
+    n_trials = args.trials or (4 if args.quick else 40)
+    seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
+    epochs = args.epochs or (3 if args.quick else None)
+
+    base = load_spec(args.study)
+    info = {"study": base.name, "trials": n_trials, "seeds": seeds, "epochs": epochs or base.epochs,
+            "early_stopping": not args.no_early_stopping, "device": str(device), "torch_threads": threads,
+            "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__, "optuna": optuna.__version__,
+            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+    print(f"# {' '.join(['python', 'benchmarks/search.py', *(argv if argv is not None else sys.argv[1:])])}")
+    print(f"# {info}", flush=True)
+    warm = base.with_overrides(epochs=1)  # imports, allocator, first kernels: not the first arm's cost
+    run_arm(replace(warm, pruner={"type": "none"}, baselines=[]), *loaded(warm, device), 1, device)
+    runs = []
+    names = list(arms(base))
+    for seed in seeds:
+        spec = base.with_overrides(epochs=epochs, seed=seed)
+        if args.no_early_stopping:
+            spec = replace(spec, fixed={**spec.fixed, "patience": 0})
+        data, splits = loaded(spec, device)
+        unpruned = None
+        for name, pruner in arms(spec).items():
+            if unpruned is None:
+                result = unpruned = run_arm(replace(spec, pruner=pruner), data, splits, n_trials, device)
+            else:
+                result = run_arm(replace(spec, pruner=pruner), data, splits, n_trials, device,
+                                 target=unpruned["best_value"], epoch_budget=unpruned["total_epochs"])
+            result.update(arm=name, seed=seed, unpruned_epochs=unpruned["total_epochs"],
+                          reach=reach(result, unpruned["best_value"], spec.direction))
+            runs.append(result)
+            print(f"# seed {seed} {name:>9}: first {n_trials} trials {result['epochs_at_n']:>4} epochs, best "
+                  f"{result['best_at_n']:.4f}; reached {unpruned['best_value']:.4f}: {result['reach']['reached']} "
+                  f"after {result['reach']['epochs']} epochs; {result['n_trials']} trials, "
+                  f"{result['total_epochs']} epochs, {result['wall_seconds']:.1f} s", flush=True)
+    rows = summarise(runs, names)
+    print(f"\nmedians over {len(seeds)} seed(s); {n_trials} trials per unpruned search:\n")
+    print(table(rows, n_trials))
+    out = {"info": info, "summary": rows, "runs": runs}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
