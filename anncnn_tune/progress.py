@@ -1,4 +1,10 @@
-"""What a worker prints while it runs: a live line per epoch on a terminal, a line per trial always."""
+"""What a worker prints while it runs: a live line per epoch on a terminal, a line per trial always.
+
+Into a log (not a terminal: a container, `nohup`, `--workers`' piped output) a rewritten line cannot
+show, and a line per epoch would flood it on small datasets; there an epoch line appears only when
+the trial has printed nothing for LOG_EVERY seconds, so a CNN trial of minutes on a CPU still shows
+that it is alive and how it is doing.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import sys
 import time
 
 import optuna
+
+LOG_EVERY = 30.0  # seconds of silence in a log before a running trial prints an epoch line
 
 
 class Progress:
@@ -17,6 +25,7 @@ class Progress:
         self.metric = metric
         self.epochs = epochs
         self._started: dict[int, float] = {}
+        self._last_line: dict[int, float] = {}  # per running trial, when it last printed (logs only)
 
     def _line(self, text: str, *, final: bool) -> None:
         if self.live:
@@ -26,14 +35,19 @@ class Progress:
         self.stream.flush()
 
     def trial_started(self, number: int, label: str = "") -> None:
-        self._started[number] = time.perf_counter()
+        self._started[number] = self._last_line[number] = time.perf_counter()
         if self.live:
             self._line(f"trial {number:>3} {label}starting", final=False)
 
     def epoch(self, number: int, epoch: int, value: float, epochs: int | None = None) -> None:
+        text = f"trial {number:>3} epoch {epoch:>3}/{epochs or self.epochs} {self.metric}={value:.4f}"
         if self.live:
-            self._line(f"trial {number:>3} epoch {epoch:>3}/{epochs or self.epochs} {self.metric}={value:.4f}",
-                       final=False)
+            self._line(text, final=False)
+        elif not self.quiet:
+            now = time.perf_counter()
+            if now - self._last_line.setdefault(number, now) >= LOG_EVERY:
+                self._last_line[number] = now
+                self._line(f"{text}  running {now - self._started.get(number, now):.0f}s", final=True)
 
     def message(self, text: str) -> None:
         if not self.quiet:
@@ -43,6 +57,7 @@ class Progress:
         if self.quiet:
             return
         seconds = time.perf_counter() - self._started.pop(trial.number, time.perf_counter())
+        self._last_line.pop(trial.number, None)
         epochs = trial.user_attrs.get("epochs_run", len(trial.intermediate_values))
         state = trial.state.name.lower()
         value = trial.value if trial.value is not None else (
