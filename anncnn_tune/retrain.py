@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from .storage import ENV_VAR, mask
 from .train import DeviceData, RunOptions, fit, predict, seed_everything
 
 ONNX_TOLERANCE = 1e-4  # max abs difference of logits between onnxruntime and PyTorch
+PROGRESS_EVERY = 10.0  # seconds between epoch lines while a retrain runs
 ONNX_CHECK_ROWS = 2048  # test rows the ONNX check runs (enough to catch a wrong op, quick on CIFAR)
 FILES = {"run": "run.yaml", "metrics": "metrics.json", "report": "report.md", "weights": "model.pt",
          "onnx": "model.onnx", "curves": "learning_curves.png", "confusion": "confusion_matrix.png"}
@@ -126,14 +128,29 @@ def _prepare_out(out: Path) -> None:
         raise UserError(f"cannot write to --out {out}: {exc.strerror or exc}; choose another directory") from None
 
 
-def _train_once(run: Run, splits, data: DeviceData, seed: int, options: RunOptions):
+def _train_once(run: Run, splits, data: DeviceData, seed: int, options: RunOptions, log=None, label: str = ""):
     seed_everything(seed)  # the same initialisation the trial had, for the first seed
     model = models.build(run.model, run.params, splits.input_shape, splits.out_dim)
-    result = fit(model, data, run.params, epochs=run.epochs, metric=None, seed=seed, options=options)
+    result = fit(model, data, run.params, epochs=run.epochs, metric=None, seed=seed, options=options,
+                 on_epoch=_epoch_logger(log, label, run.epochs) if log else None)
     return model, result
 
 
-def cross_validate(run: Run, splits, k: int, device: torch.device, options: RunOptions) -> dict:
+def _epoch_logger(log, label: str, epochs: int):
+    """An epoch line when PROGRESS_EVERY seconds have passed since the last one: a long retrain (a
+    CNN on a CPU) shows it is alive, a short one prints only its result line."""
+    started = last = time.perf_counter()
+
+    def on_epoch(row: dict) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= PROGRESS_EVERY:
+            last = now
+            log(f"{label}epoch {row['epoch']}/{epochs} train_loss={row['train_loss']:.4f} ({now - started:.0f}s)")
+    return on_epoch
+
+
+def cross_validate(run: Run, splits, k: int, device: torch.device, options: RunOptions, log=None) -> dict:
     """K-fold CV on train+validation: each fold's model is scored on its held-out fold, never on test.
 
     The normalisation statistics stay the training split's (as in the search); they are a
@@ -155,7 +172,7 @@ def cross_validate(run: Run, splits, k: int, device: torch.device, options: RunO
         fold = replace(splits, x_train=x[train_index], y_train=y[train_index], x_val=x[held_index],
                        y_val=y[held_index])
         data = DeviceData.from_splits(fold, device)
-        model, result = _train_once(run, fold, data, run.seed, options)
+        model, result = _train_once(run, fold, data, run.seed, options, log, f"fold {i + 1}/{k}: ")
         scalars, _ = score(splits.task, predict(model, data, data.x_val, options), data.y_val, splits.classes)
         rows.append({"fold": i, **scalars})
         histories.append(result.history)
@@ -257,7 +274,7 @@ def retrain(request: RetrainRequest, log=print) -> dict:
     per_seed, seed_histories, kept = [], [], None
     for k in range(request.seeds):
         seed = run.seed + k
-        model, result = _train_once(run, splits, data, seed, options)
+        model, result = _train_once(run, splits, data, seed, options, log, f"seed {seed}: ")
         scalars, details = score(splits.task, predict(model, data, x_test, options), y_test, splits.classes)
         per_seed.append({"seed": seed, "train_seconds": round(result.train_seconds, 3), **scalars})
         seed_histories.append((seed, result.history))
@@ -266,7 +283,7 @@ def retrain(request: RetrainRequest, log=print) -> dict:
         if kept is None:
             kept = (model, details)  # the first seed's model is the one saved, exported and detailed
     model, details = kept
-    cv = cross_validate(run, splits, request.cv, device, options) if request.cv else None
+    cv = cross_validate(run, splits, request.cv, device, options, log) if request.cv else None
 
     files = {"run": out / FILES["run"], "metrics": out / FILES["metrics"], "report": out / FILES["report"],
              "weights": out / FILES["weights"], "onnx": out / FILES["onnx"], "curves": out / FILES["curves"]}

@@ -325,6 +325,7 @@ def fit(
     options: RunOptions | None = None,
     checkpoint=None,
     timings: dict | None = None,
+    on_epoch=None,
 ) -> FitResult:
     """Train `model` on data.x_train for up to `epochs`, validating after each epoch.
 
@@ -336,13 +337,14 @@ def fit(
     trial resumes, and its epochs and weights are exactly those of an uninterrupted run).
     timings: a dict that fit keeps current after every epoch with "epochs_run", "train_seconds"
     and "compile_seconds" (as in FitResult), for callers whose report() stops training early.
+    on_epoch(row): each epoch's history row once it is known (progress for callers without a metric).
     Raises NonFiniteLoss when the training loss stops being finite, and torch.OutOfMemoryError
     for every allocation failure (also those torch raises as a plain RuntimeError).
     """
     try:
         return _fit(model, data, params, epochs=epochs, metric=metric, report=report, seed=seed,
                     options=options or RunOptions(device=data.device), checkpoint=checkpoint,
-                    timings=timings if timings is not None else {})
+                    timings=timings if timings is not None else {}, on_epoch=on_epoch)
     except torch.OutOfMemoryError:
         raise
     except RuntimeError as exc:
@@ -352,7 +354,7 @@ def fit(
 
 
 def _fit(model, data: DeviceData, params: dict, *, epochs, metric, report, seed, options: RunOptions,
-         checkpoint, timings: dict) -> FitResult:
+         checkpoint, timings: dict, on_epoch) -> FitResult:
     p = {**TRAIN_DEFAULTS, **params}
     device = data.device
     _configure_cuda(device)
@@ -438,6 +440,8 @@ def _fit(model, data: DeviceData, params: dict, *, epochs, metric, report, seed,
         row = {"epoch": epoch, **values}
         history.append(row)
         timings.update(epochs_run=len(history), train_seconds=elapsed, compile_seconds=compile_seconds)
+        if on_epoch is not None:
+            on_epoch(row)
         if not math.isfinite(values["train_loss"]):
             raise NonFiniteLoss(epoch)
         if val_key is not None:

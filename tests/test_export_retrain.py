@@ -249,3 +249,16 @@ def test_full_digits_cnn_search_generalises_to_test(tmp_path):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert abs(metrics["test"]["mean"] - metrics["validation"]["value"]) <= 0.015
     assert metrics["onnx"]["max_abs_diff"] <= 1e-4
+
+
+def test_a_long_retrain_prints_an_epoch_line_every_few_seconds(monkeypatch):
+    from anncnn_tune import retrain as retrain_mod
+
+    clock = iter([0.0, 3.0, 11.0, 14.0, 25.0])  # the logger's start, then one reading per epoch
+    monkeypatch.setattr(retrain_mod.time, "perf_counter", lambda: next(clock))
+    lines = []
+    on_epoch = retrain_mod._epoch_logger(lines.append, "seed 0: ", 4)
+    for epoch in (1, 2, 3, 4):
+        on_epoch({"epoch": epoch, "train_loss": 1.0 / epoch})
+    # 3 s: too soon; 11 s: 10 s since the start; 14 s: 3 s since that line; 25 s: 14 s since it.
+    assert lines == ["seed 0: epoch 2/4 train_loss=0.5000 (11s)", "seed 0: epoch 4/4 train_loss=0.2500 (25s)"]

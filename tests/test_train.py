@@ -339,6 +339,13 @@ def test_history_rows_carry_every_metric_of_the_task():
     assert result.samples_per_second == pytest.approx(150 * 2 / result.train_seconds)
 
 
+def test_on_epoch_sees_every_history_row_also_without_a_validation_split():
+    data = DeviceData.from_splits(tabular_splits("binary"), CPU, merge_val=True)
+    seen = []
+    result = fit(models.build("ann", {"width": 8}, (6,), 1), data, {}, epochs=3, metric=None, on_epoch=seen.append)
+    assert seen == result.history and [row["epoch"] for row in seen] == [1, 2, 3]
+
+
 def test_timings_stay_current_when_report_stops_training():
     data = DeviceData.from_splits(tabular_splits("binary"), CPU)
     timings = {}
