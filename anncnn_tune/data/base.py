@@ -117,3 +117,19 @@ def take_subset(x: np.ndarray, y: np.ndarray, subset: float | None, seed: int, s
         x, y, train_size=count, random_state=seed, stratify=y if stratify else None
     )
     return kept, y_kept
+
+
+def image_splits(key, x_train, y_train, x_test, y_test, classes, *, fingerprint, seed, subset,
+                 val_fraction: float) -> Splits:
+    """A multiclass image dataset's splits: the test split as given; a seeded stratified
+    `val_fraction` of the training split for validation.
+
+    `subset` (a fraction in (0, 1] or a count) thins the training split only, for quick looks on
+    a CPU; validation and test stay whole so scores remain comparable.
+    """
+    x_tr, x_val, y_tr, y_val = split_off(x_train, y_train, val_fraction, seed)
+    x_tr, y_tr = take_subset(x_tr, y_tr, subset, seed, stratify=True)
+    mean, std = channel_stats(x_tr)
+    return Splits(key=key, task="multiclass", kind="image", x_train=x_tr, y_train=y_tr, x_val=x_val, y_val=y_val,
+                  x_test=x_test, y_test=y_test, classes=tuple(classes), fingerprint=fingerprint, split_seed=seed,
+                  mean=mean, std=std)

@@ -28,9 +28,9 @@ import numpy as np
 
 from ..errors import UserError
 from . import fetch
-from .base import Splits, channel_stats, fingerprint_files, split_off, take_subset
+from .base import Splits, fingerprint_files, image_splits
 
-VAL_FRACTION = 0.1
+VAL_FRACTION = 0.1  # of the official training split, seeded and stratified, for validation
 
 IDX_UBYTE = 0x08
 IDX_FILES = (
@@ -269,41 +269,13 @@ def cifar10_arrays(tar_path: Path, tar_sha256: str):
 # ---------------------------------------------------------------- splits and loaders
 
 
-def image_splits(key, x_train, y_train, x_test, y_test, classes, *, fingerprint, seed, subset) -> Splits:
-    """Official test split as is; seeded stratified 10% of the official train split for validation.
-
-    `subset` (a fraction in (0, 1] or a count) thins the training split only, for quick looks on
-    a CPU; validation and test stay whole so scores remain comparable.
-    """
-    x_tr, x_val, y_tr, y_val = split_off(x_train, y_train, VAL_FRACTION, seed)
-    x_tr, y_tr = take_subset(x_tr, y_tr, subset, seed, stratify=True)
-    mean, std = channel_stats(x_tr)
-    return Splits(
-        key=key,
-        task="multiclass",
-        kind="image",
-        x_train=x_tr,
-        y_train=y_tr,
-        x_val=x_val,
-        y_val=y_val,
-        x_test=x_test,
-        y_test=y_test,
-        classes=tuple(classes),
-        fingerprint=fingerprint,
-        split_seed=seed,
-        mean=mean,
-        std=std,
-    )
-
-
 def _load_idx_dataset(key: str, classes, data_dir, seed, subset) -> Splits:
     paths = dict(zip(IDX_FILES, fetch.ensure_files(key, data_dir)))
     x_train, y_train = read_idx_pair(paths[IDX_FILES[0]], paths[IDX_FILES[1]])
     x_test, y_test = read_idx_pair(paths[IDX_FILES[2]], paths[IDX_FILES[3]])
     fingerprint = fingerprint_files(list(paths.values()))
-    return image_splits(
-        key, x_train, y_train, x_test, y_test, classes, fingerprint=fingerprint, seed=seed, subset=subset
-    )
+    return image_splits(key, x_train, y_train, x_test, y_test, classes, fingerprint=fingerprint, seed=seed,
+                        subset=subset, val_fraction=VAL_FRACTION)
 
 
 def load_mnist(*, data_dir=None, seed: int = 0, subset=None) -> Splits:
@@ -330,4 +302,5 @@ def load_cifar10(*, data_dir=None, seed: int = 0, subset=None) -> Splits:
         fingerprint=fingerprint_files([tar_path]),
         seed=seed,
         subset=subset,
+        val_fraction=VAL_FRACTION,
     )
