@@ -14,12 +14,14 @@ models.describe summary).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+from .atomic import write_atomically
 from .errors import UserError
 from .storage import sqlite_path
 
@@ -38,35 +40,24 @@ def resolve_dir(flag: str | None, storage_url: str) -> Path:
 
 
 class AtomicArtifactStore(FileSystemArtifactStore):
-    """FileSystemArtifactStore whose writes never leave half a file (temporary file, then rename)."""
+    """FileSystemArtifactStore whose writes never leave half a file (atomic.write_atomically)."""
 
     def __init__(self, base_path: Path):
         super().__init__(base_path)
-        self.base_path = Path(base_path)
+        self.root = Path(base_path)  # where the trial checkpoints live too
 
     def write(self, artifact_id: str, content_body) -> None:
-        target = self._get_filepath(artifact_id)
-        fd, tmp = tempfile.mkstemp(prefix=".upload.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                while chunk := content_body.read(1 << 20):
-                    f.write(chunk)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self._get_filepath(artifact_id), lambda f: shutil.copyfileobj(content_body, f, 1 << 20))
 
 
-def open_store(root: Path, *, create: bool = True) -> AtomicArtifactStore:
+def open_store(root: Path) -> AtomicArtifactStore:
+    """The store for optimize: created here, so an unusable directory is one line before any work."""
     root = Path(root)
-    if create:
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create the artifact directory {root} ({exc.strerror}); "
-                            "pass --artifacts DIR or set $ANNCNN_TUNE_ARTIFACTS") from None
-    elif not root.is_dir():
-        raise UserError(f"artifact directory {root} does not exist; pass the --artifacts DIR the workers used")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the artifact directory {root} ({exc.strerror}); "
+                        "pass --artifacts DIR or set $ANNCNN_TUNE_ARTIFACTS") from None
     return AtomicArtifactStore(root)
 
 

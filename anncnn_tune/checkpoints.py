@@ -6,21 +6,21 @@ records the original's number in the system attribute `failed_trial`, so the ret
 file its predecessor wrote. The file is keyed by the study's storage id as well as its name, as two
 studies of one name (a deleted and a recreated one) must not share checkpoints.
 
-Writes are atomic (a temporary file in the same directory, then os.replace): a worker killed while
-saving leaves the previous checkpoint intact, never half a file. What it does leave is that
-temporary file (SIGKILL runs no cleanup), so discarding the chain's checkpoint removes its
-temporaries too.
+Writes are atomic (atomic.write_atomically): a worker killed while saving leaves the previous
+checkpoint intact, never half a file. What it does leave is a temporary file, so discarding the
+chain's checkpoint removes its temporaries too. Saves are durable (fsync): a preempted machine's
+retry elsewhere then finds the last epoch, not an empty file.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import optuna
 import torch
+
+from .atomic import leftover_temporaries, write_atomically
 
 SUBDIR = "checkpoints"
 
@@ -67,26 +67,12 @@ class TrialCheckpoint:
 
     def save(self, state: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self._tmp_prefix, suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    @property
-    def _tmp_prefix(self) -> str:
-        return f".{self.path.name}."
+        write_atomically(self.path, lambda f: torch.save(state, f), durable=True)
 
     def discard(self) -> None:
         """Remove the checkpoint once the trial has ended for good (complete, pruned or failed)."""
         self.path.unlink(missing_ok=True)
-        # Temporaries of this chain that a killed worker left mid-save. Only this chain writes them,
-        # and its last trial has ended, so none of them is still being written.
-        for orphan in self.path.parent.glob(f"{self._tmp_prefix}*.tmp"):
+        # Only this chain writes these, and its last trial has ended, so none is still being written.
+        for orphan in leftover_temporaries(self.path):
             orphan.unlink(missing_ok=True)
         # The study's directory stays: removing it could race with another worker's save.

@@ -18,8 +18,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import yaml
 
 from .artifacts import ENV_VAR as ARTIFACTS_ENV
-from .artifacts import open_store, resolve_dir
+from .artifacts import AtomicArtifactStore, resolve_dir
 from .errors import UserError
+from .signals import raise_keyboard_interrupt
 from .storage import mask, open_storage
 
 
@@ -74,7 +75,7 @@ def make_dashboard_server(storage_url: str, host: str, port: int, artifacts_dir:
     import optuna_dashboard  # 1-2 s to import; only this command needs it
 
     storage = open_storage(storage_url, must_exist=True)
-    store = open_store(artifacts_dir, create=False) if artifacts_dir is not None else None
+    store = AtomicArtifactStore(artifacts_dir) if artifacts_dir is not None else None  # checked to exist
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
     try:
         return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
@@ -82,13 +83,9 @@ def make_dashboard_server(storage_url: str, host: str, port: int, artifacts_dir:
         raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host") from None
 
 
-def _stop(signum, frame):
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def serve(storage_url: str, host: str, port: int, artifacts_flag: str | None = None) -> None:
     """Serve until SIGINT or SIGTERM (`docker stop`), then close the storage cleanly."""
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     artifacts_dir = artifacts_to_serve(artifacts_flag, storage_url)
     server = make_dashboard_server(storage_url, host, port, artifacts_dir)
     shown = f"[{host}]" if ":" in host else host
