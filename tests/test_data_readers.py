@@ -423,15 +423,30 @@ def test_cifar_fast_cache_from_other_bytes_is_rebuilt(tmp_path, monkeypatch):
         np.testing.assert_array_equal(npz["x_train"], x_train)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_fast_cache_is_decoded_again_and_replaced(tmp_path, monkeypatch, damage):
+    folder = tmp_path / "cifar10"
+    write_cifar(folder)
+    pin(monkeypatch, "cifar10", folder)
+    first = load_dataset("cifar10", data_dir=tmp_path)
+    cache = folder / "cifar-10-python.npz"
+    blob = cache.read_bytes()
+    cache.write_bytes(blob[: len(blob) // 2] if damage == "truncated" else b"PK\x03\x04" + bytes(200))
+    again = load_dataset("cifar10", data_dir=tmp_path)
+    np.testing.assert_array_equal(first.x_train, again.x_train)
+    assert cache.read_bytes() == blob  # rebuilt whole
+    assert sorted(p.name for p in folder.iterdir()) == ["cifar-10-python.npz", "cifar-10-python.tar.gz"]
+
+
 def test_cifar_loads_without_a_writable_folder(tmp_path, monkeypatch):
     folder = tmp_path / "cifar10"
     write_cifar(folder)
     pin(monkeypatch, "cifar10", folder)
 
-    def read_only(target, **arrays):
+    def read_only(target, write, **kwargs):
         raise PermissionError(13, "Read-only file system", str(target))
 
-    monkeypatch.setattr(images, "_write_npz_atomically", read_only)
+    monkeypatch.setattr(images, "write_atomically", read_only)
     splits = load_dataset("cifar10", data_dir=tmp_path)
     assert len(splits.y_test) == 20
     assert [p.name for p in folder.iterdir()] == ["cifar-10-python.tar.gz"]

@@ -222,7 +222,7 @@ def ensure_files(key: str, data_dir: str | os.PathLike | None = None, *, downloa
     command without network traffic and without touching the cache.
     """
     entry = remote(key)
-    folder = data_root(data_dir) / entry.folder
+    folder = dataset_dir(key, data_dir)
     missing = []
     for spec in entry.files:
         path = folder / spec.name
@@ -293,7 +293,7 @@ def dataset_status(key: str, data_dir: str | os.PathLike | None = None) -> dict:
             "license": info.license,
         }
     entry = REGISTRY[key]
-    folder = data_root(data_dir) / entry.folder
+    folder = dataset_dir(key, data_dir)
     files = []
     for spec in entry.files:
         path = folder / spec.name

@@ -17,15 +17,15 @@ generated tarball, 185 MB): first load 4-9 s (decode 0.7-1.5 s, writing the 180 
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import tarfile
-import tempfile
+import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_atomically
 from ..errors import UserError
 from . import fetch
 from .base import Splits, fingerprint_files, image_splits
@@ -219,18 +219,6 @@ def read_cifar10(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return x_train, y_train, x_test, y_test, classes
 
 
-def _write_npz_atomically(target: Path, **arrays) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cifar10_arrays(tar_path: Path, tar_sha256: str):
     """The decoded tarball, from the fast cache beside it when that was made from these exact bytes.
 
@@ -248,19 +236,13 @@ def cifar10_arrays(tar_path: Path, tar_sha256: str):
                         npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"],
                         tuple(str(c) for c in npz["classes"]),
                     )  # fmt: skip
-        except (OSError, ValueError, KeyError, zlib.error):
+        except (OSError, ValueError, KeyError, EOFError, zlib.error, zipfile.BadZipFile):
             pass  # a damaged derived file: decode again and replace it
     x_train, y_train, x_test, y_test, classes = read_cifar10(tar_path)
     try:
-        _write_npz_atomically(
-            cache,
-            x_train=x_train,
-            y_train=y_train,
-            x_test=x_test,
-            y_test=y_test,
-            classes=np.array(classes),
-            source_sha256=np.array(tar_sha256),
-        )
+        arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
+                  "classes": np.array(classes), "source_sha256": np.array(tar_sha256)}
+        write_atomically(cache, lambda f: np.savez(f, **arrays))
     except OSError:
         pass  # read-only folder: correct, only slower next time
     return x_train, y_train, x_test, y_test, classes
@@ -270,7 +252,7 @@ def cifar10_arrays(tar_path: Path, tar_sha256: str):
 
 
 def _load_idx_dataset(key: str, classes, data_dir, seed, subset) -> Splits:
-    paths = dict(zip(IDX_FILES, fetch.ensure_files(key, data_dir)))
+    paths = {path.name: path for path in fetch.ensure_files(key, data_dir)}  # by name, not by position
     x_train, y_train = read_idx_pair(paths[IDX_FILES[0]], paths[IDX_FILES[1]])
     x_test, y_test = read_idx_pair(paths[IDX_FILES[2]], paths[IDX_FILES[3]])
     fingerprint = fingerprint_files(list(paths.values()))
