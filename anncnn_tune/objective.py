@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import socket
 import time
-from pathlib import Path
 
 import optuna
 import torch
 
 from . import models
-from .artifacts import open_store, upload_trial_files
+from .artifacts import AtomicArtifactStore, upload_trial_files
 from .checkpoints import TrialCheckpoint
 from .spec import Spec, suggest
 from .train import DeviceData, NonFiniteLoss, RunOptions, fit, seed_everything
@@ -25,7 +24,7 @@ class Objective:
     """Callable objective for study.optimize; data is already on the device (loaded once per process)."""
 
     def __init__(self, spec: Spec, data: DeviceData, input_shape, out_dim: int, options: RunOptions,
-                 progress=None, on_start=None, artifacts_dir: Path | None = None):
+                 progress=None, on_start=None, store: AtomicArtifactStore | None = None):
         self.spec = spec
         self.data = data
         self.input_shape = tuple(input_shape)
@@ -33,8 +32,7 @@ class Objective:
         self.options = options
         self.progress = progress
         self.on_start = on_start  # called once the trial is RUNNING in the storage (releases the claim lock)
-        self.artifacts_dir = Path(artifacts_dir) if artifacts_dir is not None else None
-        self.store = open_store(self.artifacts_dir) if self.artifacts_dir is not None else None
+        self.store = store
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -42,7 +40,7 @@ class Objective:
             self.on_start()
         params = suggest(self.spec, trial)
         epochs = min(int(trial.user_attrs.get("epochs", self.spec.epochs)), self.spec.epochs)
-        checkpoint = TrialCheckpoint(self.artifacts_dir, trial.study, trial) if self.artifacts_dir else None
+        checkpoint = TrialCheckpoint(self.store.root, trial.study, trial) if self.store else None
         # A retry keeps its original's seed, so that it repeats the original even without a checkpoint.
         seed = self.spec.seed * 100_003 + (checkpoint.original if checkpoint else trial.number)
         seed_everything(seed)
@@ -59,12 +57,8 @@ class Objective:
             if rows:
                 self.progress.message(f"trial {trial.number:>3} resumes trial {checkpoint.original} from its "
                                       f"checkpoint after epoch {len(rows)}")
-        epochs_seen = 0
 
         def report(epoch: int, value: float) -> None:
-            nonlocal epochs_seen
-            epochs_seen = epoch
-            rows[:] = [r for r in rows if r["epoch"] < epoch] + [{"epoch": epoch, self.spec.metric: value}]
             trial.report(value, epoch)
             if self.progress:
                 self.progress.epoch(trial.number, epoch, value, epochs)
@@ -82,9 +76,10 @@ class Objective:
 
         try:
             result = fit(model, self.data, params, epochs=epochs, metric=self.spec.metric, report=report,
-                         seed=seed, options=self.options, checkpoint=checkpoint, timings=timings)
+                         seed=seed, options=self.options, checkpoint=checkpoint, timings=timings,
+                         on_epoch=rows.append)  # rows: the resumed epochs, then this run's
         except optuna.TrialPruned:
-            record_time(epochs_seen, timings.get("train_seconds") or time.perf_counter() - started)
+            record_time(timings["epochs_run"], timings.get("train_seconds") or time.perf_counter() - started)
             self._finish(trial, checkpoint, model, rows)
             raise
         except NonFiniteLoss as exc:

@@ -8,17 +8,18 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import optuna
 import torch
 
 from . import devices
-from .artifacts import resolve_dir
+from .artifacts import open_store, resolve_dir
 from .claim import StudyLock
 from .data import load_dataset
 from .objective import Objective
 from .progress import Progress
+from .signals import raise_keyboard_interrupt
 from .spec import load_spec
 from .storage import DEFAULT_HEARTBEAT, check_reachable, mask, open_storage
 from .study import counts, open_study, run_worker
@@ -64,10 +65,6 @@ class _Prefixed:
         return False  # several workers' live lines would overwrite each other
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 class _QuietFailures(logging.Filter):
     """Optuna logs a failed trial with its traceback, then once more with its value (None).
     An interrupted trial is the user's intent, not a bug: its reason is in the trial's fail_reason
@@ -83,13 +80,18 @@ def optimize(request: OptimizeRequest) -> dict:
     """Validate everything that can be validated before touching the storage, then run the worker(s)."""
     spec = load_spec(request.study).with_overrides(epochs=request.epochs, seed=request.seed,
                                                 subset=request.subset)
+    # Every device must exist, the storage answer and the artifact directory be usable before any
+    # data is loaded or worker started: seconds, not minutes, to a one-line error.
+    flag = "--devices" if request.devices else "--device"
+    resolved = [devices.resolve(name, flag) for name in request.devices or (request.device,)]
+    device = resolved[0]  # this process's; spawned workers take theirs round-robin (for_worker)
+    check_reachable(request.storage_url)
+    store = open_store(resolve_dir(request.artifacts, request.storage_url))
     if request.workers > 1:
         from .workers import run_workers
 
         return run_workers(request, spec)
-    device = devices.resolve(request.devices[0] if request.devices else request.device)
     configure_threads(request.share, threads=request.threads)  # respects OMP_NUM_THREADS where it is set
-    check_reachable(request.storage_url)  # seconds, not after minutes of loading data
     splits = load_dataset(spec.dataset, data_dir=request.data_dir, seed=spec.seed, subset=spec.subset)
     storage = open_storage(request.storage_url, heartbeat_interval=request.heartbeat_interval, retry_stale=True)
     optuna.logging.set_verbosity(logging.WARNING)
@@ -97,33 +99,24 @@ def optimize(request: OptimizeRequest) -> dict:
     logger = logging.getLogger("optuna.study._optimize")
     if not any(isinstance(f, _QuietFailures) for f in logger.filters):
         logger.addFilter(_QuietFailures())
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # spawned workers leave SIGINT to their parent
-        signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+        signal.signal(signal.SIGINT, raise_keyboard_interrupt)
 
     lock = StudyLock(storage, request.storage_url, spec.name)
     study = open_study(spec, storage, splits.describe(), lock)
     stream = _Prefixed(sys.stderr, request.label) if request.label else None
     progress = Progress(spec.name, spec.metric, spec.epochs, stream=stream, quiet=request.quiet)
     before = counts(study)
-    artifacts_dir = resolve_dir(request.artifacts, request.storage_url)
     progress.message(f"study {spec.name} on {mask(request.storage_url)}: {before['complete'] + before['pruned']} "
-                     f"of {request.n_trials} trials finished; training on {device}; artifacts in {artifacts_dir}")
+                     f"of {request.n_trials} trials finished; training on {device}; artifacts in {store.root}")
     data = DeviceData.from_splits(splits, device)
     options = RunOptions(device=device, compile=request.compile)
     objective = Objective(spec, data, splits.input_shape, splits.out_dim, options, progress,
-                          artifacts_dir=artifacts_dir)
+                          store=store)
     result = run_worker(study, objective, lock, n_trials=request.n_trials, timeout=request.timeout,
                         progress=progress, catch=(torch.OutOfMemoryError,))
     return summary(study, result)
-
-
-def for_worker(request: OptimizeRequest, index: int) -> OptimizeRequest:
-    """The request that worker `index` of `request.workers` runs: its device (round-robin over
-    --devices), its share of the cores, and the label of its progress lines."""
-    device = request.devices[index % len(request.devices)] if request.devices else request.device
-    return replace(request, workers=1, devices=(), device=device, share=request.workers,
-                   label=f"[worker {index + 1}] ")
 
 
 def summary(study: optuna.Study, result=None) -> dict:

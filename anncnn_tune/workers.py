@@ -19,9 +19,13 @@ import multiprocessing
 import os
 import signal
 import sys
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from . import devices
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .optimize import OptimizeRequest
 
 EXIT_INTERRUPTED = 130
 
@@ -40,14 +44,19 @@ def _worker_main(request) -> None:
     sys.exit(EXIT_INTERRUPTED if result["interrupted"] else 0)
 
 
-def run_workers(request, spec) -> dict:
-    from .optimize import for_worker, summary
-    from .storage import check_reachable, open_storage
+def for_worker(request: OptimizeRequest, index: int) -> OptimizeRequest:
+    """The request that worker `index` of `request.workers` runs: its device (round-robin over
+    --devices), its share of the cores, and the label of its progress lines."""
+    device = request.devices[index % len(request.devices)] if request.devices else request.device
+    return replace(request, workers=1, devices=(), device=device, share=request.workers,
+                   label=f"[worker {index + 1}] ")
 
-    for name in request.devices or (request.device,):
-        devices.resolve(name)  # every device must exist before any worker starts
-    check_reachable(request.storage_url)
-    # Create the schema once, here, rather than racing N workers at it (open_storage also locks).
+
+def run_workers(request, spec) -> dict:
+    from .optimize import summary
+    from .storage import open_storage
+
+    # optimize() has checked the devices, the storage and the artifact directory. Create the schema once, here, rather than racing N workers at it (open_storage also locks).
     open_storage(request.storage_url)
     context = multiprocessing.get_context("spawn")
     processes = []

@@ -21,7 +21,6 @@ import argparse
 import datetime
 import json
 import logging
-import os
 import platform
 import statistics
 import sys
@@ -39,7 +38,7 @@ from anncnn_tune.data import load_dataset
 from anncnn_tune.objective import Objective
 from anncnn_tune.spec import load_spec
 from anncnn_tune.study import make_pruner, make_sampler
-from anncnn_tune.threads import configure_threads
+from anncnn_tune.threads import available_cores, configure_threads
 from anncnn_tune.train import DeviceData, RunOptions
 
 
@@ -191,7 +190,7 @@ def main(argv=None) -> dict:
     base = load_spec(args.study)
     info = {"study": base.name, "trials": n_trials, "seeds": seeds, "epochs": epochs or base.epochs,
             "early_stopping": not args.no_early_stopping, "device": str(device), "torch_threads": threads,
-            "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__, "optuna": optuna.__version__,
+            "cores": available_cores(), "torch": torch.__version__, "optuna": optuna.__version__,
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}
     print(f"# {' '.join(['python', 'benchmarks/search.py', *(argv if argv is not None else sys.argv[1:])])}")
     print(f"# {info}", flush=True)

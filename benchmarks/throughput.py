@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import platform
 import random
 import statistics
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anncnn_tune import models
 from anncnn_tune.data.base import Splits
-from anncnn_tune.threads import configure_threads
+from anncnn_tune.threads import available_cores, configure_threads
 from anncnn_tune.train import DeviceData, RunOptions, fit, resolve_batch_size
 
 
@@ -278,7 +277,7 @@ def machine(device: torch.device, threads: int) -> dict:
                            if line.startswith("Model name")), platform.processor())
     except (OSError, subprocess.SubprocessError):
         model_name = platform.processor()
-    info = {"cpu": model_name, "cores": len(os.sched_getaffinity(0)), "torch_threads": threads,
+    info = {"cpu": model_name, "cores": available_cores(), "torch_threads": threads,
             "torch": torch.__version__, "python": platform.python_version(), "device": str(device),
             "date": datetime.date.today().isoformat()}
     if device.type == "cuda":

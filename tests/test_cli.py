@@ -114,6 +114,8 @@ BAD_INPUTS = {
     "unknown study": (("--study", "imagenet-vit"), "unknown study 'imagenet-vit'"),
     "bad --storage": (("--study", "digits-ann", "--storage", "not a url"), "is not a database URL"),
     "zero --epochs": (("--study", "digits-ann", "--epochs", "0"), "--epochs"),
+    "unusable --artifacts": (("--study", "digits-ann", "--artifacts", "anncnn-tune.db/artifacts"),
+                             "cannot create the artifact directory anncnn-tune.db/artifacts"),
 }
 PROBLEMS = ["unknown key", "low > high", "log with low <= 0", "empty choices", "unknown dataset", "unknown family",
             "unknown metric", "wrong type"]

@@ -13,7 +13,8 @@ import pytest
 from conftest import run_cli
 from test_service_postgres import finished, start_cli, stop_all, study_file, wait_for
 
-from anncnn_tune.optimize import OptimizeRequest, for_worker
+from anncnn_tune.optimize import OptimizeRequest
+from anncnn_tune.workers import for_worker
 
 
 def test_workers_share_the_cores_and_take_devices_round_robin():
@@ -26,10 +27,11 @@ def test_workers_share_the_cores_and_take_devices_round_robin():
 
 
 @pytest.mark.timeout(90)
-def test_a_missing_device_is_refused_before_any_worker_starts(tmp_path):
-    result = run_cli("optimize", "--study", "digits-ann", "--workers", "2", "--devices", "cpu,cuda:7",
+@pytest.mark.parametrize("workers", [2, 1])  # one worker uses only the first device: the others are checked too
+def test_a_missing_device_is_refused_before_any_worker_starts(tmp_path, workers):
+    result = run_cli("optimize", "--study", "digits-ann", "--workers", workers, "--devices", "cpu,cuda:7",
                      cwd=tmp_path, timeout=80)
-    assert result.returncode == 2 and "--device cuda:7" in result.stderr, result.stderr
+    assert result.returncode == 2 and "--devices cuda:7" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
 
