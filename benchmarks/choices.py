@@ -25,9 +25,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anncnn_tune import models
-from anncnn_tune.threads import available_cores, configure_threads
-from anncnn_tune.train import DeviceData, RunOptions, _random_shift, predict
+from anncnn_tune.training import models
+from anncnn_tune.training.fit import DeviceData, RunOptions, _random_shift, predict
+from anncnn_tune.training.threads import available_cores, configure_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import CASES, build, synthetic_splits  # a sibling script, not a package

@@ -35,11 +35,11 @@ from optuna.trial import TrialState
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anncnn_tune.data import load_dataset
-from anncnn_tune.objective import Objective
-from anncnn_tune.spec import load_spec
-from anncnn_tune.study import make_pruner, make_sampler
-from anncnn_tune.threads import available_cores, configure_threads
-from anncnn_tune.train import DeviceData, RunOptions
+from anncnn_tune.search.objective import Objective
+from anncnn_tune.search.spec import load_spec
+from anncnn_tune.search.study import make_pruner, make_sampler
+from anncnn_tune.training.fit import DeviceData, RunOptions
+from anncnn_tune.training.threads import available_cores, configure_threads
 
 
 def arms(spec) -> dict[str, dict]:

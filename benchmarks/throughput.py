@@ -39,10 +39,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anncnn_tune import models
 from anncnn_tune.data.base import Splits
-from anncnn_tune.threads import available_cores, configure_threads
-from anncnn_tune.train import DeviceData, RunOptions, fit, resolve_batch_size
+from anncnn_tune.training import models
+from anncnn_tune.training.fit import DeviceData, RunOptions, fit, resolve_batch_size
+from anncnn_tune.training.threads import available_cores, configure_threads
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 import optuna
 import torch
 
-from anncnn_tune.checkpoints import TrialCheckpoint
+from anncnn_tune.service.checkpoints import TrialCheckpoint
 
 
 def _study_and_trial():

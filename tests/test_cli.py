@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import run_cli, sqlite_snapshot
 
-from anncnn_tune.spec import builtin_dir
+from anncnn_tune.search.spec import builtin_dir
 
 OPTUNA = str(Path(sys.executable).with_name("optuna"))  # optuna's own CLI, from the same environment
 QUICK = ("--study", "digits-ann", "--n-trials", "4", "--epochs", "3")

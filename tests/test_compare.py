@@ -14,9 +14,9 @@ import optuna
 import pytest
 from conftest import run_cli, sqlite_snapshot
 
-from anncnn_tune import plots
-from anncnn_tune.cli import main
-from anncnn_tune.compare import COLUMNS
+from anncnn_tune.cli.main import main
+from anncnn_tune.results import plots
+from anncnn_tune.results.compare import COLUMNS
 
 QUICK = ("--n-trials", "6", "--epochs", "4", "--quiet")
 
@@ -214,7 +214,7 @@ def test_plots_render_and_handle_too_few_trials(db, tmp_path):
 
 def test_a_minimised_metric_ranks_the_lowest_value_best():
     """California's val_mse: the best trial is the lowest, ties going to the earlier trial."""
-    from anncnn_tune.compare import study_row
+    from anncnn_tune.results.compare import study_row
 
     study = optuna.create_study(direction="minimize")
     study.set_user_attr("spec", {"dataset": "california-housing", "model": "ann", "metric": "val_mse",

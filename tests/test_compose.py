@@ -15,9 +15,9 @@ import yaml
 from conftest import REPO, run_cli
 from test_service_postgres import pg_url, start_cli, stop_all, study_file, wait_for  # noqa: F401 - pg_url
 
-from anncnn_tune import storage as storage_mod
-from anncnn_tune.cli import cli
-from anncnn_tune.spec import load_spec
+from anncnn_tune.cli.main import cli
+from anncnn_tune.search.spec import load_spec
+from anncnn_tune.service import storage as storage_mod
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]

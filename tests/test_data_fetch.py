@@ -16,7 +16,7 @@ import pooch
 import pytest
 from click.testing import CliRunner
 
-from anncnn_tune.cli_datasets import datasets
+from anncnn_tune.cli.datasets import datasets
 from anncnn_tune.data import DATASETS, fetch
 from anncnn_tune.errors import UserError
 

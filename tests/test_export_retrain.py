@@ -14,11 +14,11 @@ import yaml
 from conftest import run_cli, sqlite_snapshot
 from test_compare import build_digits_demo, cli, url
 
-from anncnn_tune import export as export_mod
 from anncnn_tune.data import load_dataset
-from anncnn_tune.retrain import load_weights
-from anncnn_tune.spec import suggest
-from anncnn_tune.study import stored_spec
+from anncnn_tune.results import export as export_mod
+from anncnn_tune.results.retrain import load_weights
+from anncnn_tune.search.spec import suggest
+from anncnn_tune.search.study import stored_spec
 
 FILES = ("run.yaml", "metrics.json", "report.md", "model.pt", "model.onnx", "learning_curves.png",
          "confusion_matrix.png")
@@ -252,7 +252,7 @@ def test_full_digits_cnn_search_generalises_to_test(tmp_path):
 
 
 def test_a_long_retrain_prints_an_epoch_line_every_few_seconds(monkeypatch):
-    from anncnn_tune import retrain as retrain_mod
+    from anncnn_tune.results import retrain as retrain_mod
 
     clock = iter([0.0, 3.0, 11.0, 14.0, 25.0])  # the logger's start, then one reading per epoch
     monkeypatch.setattr(retrain_mod.time, "perf_counter", lambda: next(clock))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from anncnn_tune import metrics as M
+from anncnn_tune.training import metrics as M
 
 
 def rng(seed=0):

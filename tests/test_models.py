@@ -9,10 +9,10 @@ import optuna
 import pytest
 import torch
 
-from anncnn_tune import models
-from anncnn_tune import spec as spec_mod
 from anncnn_tune.data import DATASETS
-from anncnn_tune.train import DeviceData, fit
+from anncnn_tune.search import spec as spec_mod
+from anncnn_tune.training import models
+from anncnn_tune.training.fit import DeviceData, fit
 
 # Input shapes without loading the data (large datasets may be absent on a test machine).
 IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}

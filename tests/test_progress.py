@@ -4,8 +4,8 @@ import io
 
 import optuna
 
-from anncnn_tune import progress as progress_mod
-from anncnn_tune.progress import Progress
+from anncnn_tune.search import progress as progress_mod
+from anncnn_tune.search.progress import Progress
 
 
 class Clock:

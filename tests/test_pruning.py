@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from anncnn_tune.data import load_dataset
-from anncnn_tune.objective import Objective
-from anncnn_tune.spec import spec_from_dict
-from anncnn_tune.study import make_pruner
-from anncnn_tune.train import DeviceData, RunOptions
+from anncnn_tune.search.objective import Objective
+from anncnn_tune.search.spec import spec_from_dict
+from anncnn_tune.search.study import make_pruner
+from anncnn_tune.training.fit import DeviceData, RunOptions
 
 RAW = {
     "dataset": "digits",

@@ -20,7 +20,7 @@ import optuna
 import pytest
 import yaml
 
-from anncnn_tune import storage as storage_mod
+from anncnn_tune.service import storage as storage_mod
 
 ADMIN = os.environ.get("ANNCNN_TUNE_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"

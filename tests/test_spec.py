@@ -6,8 +6,8 @@ import optuna
 import pytest
 import yaml
 
-from anncnn_tune import spec as spec_mod
 from anncnn_tune.errors import UserError
+from anncnn_tune.search import spec as spec_mod
 
 GOOD = {
     "dataset": "digits",

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 from test_service_postgres import pg_url  # noqa: F401 - the fixture
 
-from anncnn_tune import storage as storage_mod
+from anncnn_tune.service import storage as storage_mod
 
 SECRET = "s3cret-Pa55word"
 

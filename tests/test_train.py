@@ -13,10 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from anncnn_tune import models
 from anncnn_tune.data.base import Splits
-from anncnn_tune.threads import available_cores, configure_threads
-from anncnn_tune.train import (
+from anncnn_tune.training import models
+from anncnn_tune.training.fit import (
     DeviceData,
     FitResult,
     NonFiniteLoss,
@@ -27,6 +26,7 @@ from anncnn_tune.train import (
     predict,
     seed_everything,
 )
+from anncnn_tune.training.threads import available_cores, configure_threads
 
 CPU = torch.device("cpu")
 

@@ -13,8 +13,8 @@ import pytest
 from conftest import run_cli
 from test_service_postgres import finished, start_cli, stop_all, study_file, wait_for
 
-from anncnn_tune.optimize import OptimizeRequest
-from anncnn_tune.workers import for_worker
+from anncnn_tune.search.optimize import OptimizeRequest
+from anncnn_tune.search.workers import for_worker
 
 
 def test_workers_share_the_cores_and_take_devices_round_robin():

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import UserError
-from . import digits, images, tabular
-from .base import Splits
-from .fetch import REGISTRY as _FILES
+from anncnn_tune.data import digits, images, tabular
+from anncnn_tune.data.base import Splits
+from anncnn_tune.data.fetch import REGISTRY as _FILES
+from anncnn_tune.errors import UserError
 
 
 @dataclass(frozen=True)

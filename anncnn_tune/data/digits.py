@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import load_digits
 
-from .base import Splits, fingerprint_arrays, image_splits, split_off
+from anncnn_tune.data.base import Splits, fingerprint_arrays, image_splits, split_off
 
 SOURCE = "scikit-learn bundled copy of the UCI ML hand-written digits (1797 images, 8x8, 16 grey levels)"
 LICENSE = "CC BY 4.0 (UCI Machine Learning Repository)"

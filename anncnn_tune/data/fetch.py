@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from anncnn_tune.errors import UserError
 
 DATA_ENV = "ANNCNN_TUNE_DATA"
 OFFLINE_ENV = "ANNCNN_TUNE_OFFLINE"  # any non-empty value but "0": never download, fail instead
@@ -276,7 +276,7 @@ def dataset_status(key: str, data_dir: str | os.PathLike | None = None) -> dict:
     ``cached`` is True when every file is present with the pinned checksum. Datasets without
     files (bundled with a library, such as digits) report ``bundled: True``.
     """
-    from . import get  # the registry imports the loaders, which import this module
+    from anncnn_tune.data import get  # the registry imports the loaders, which import this module
 
     info = get(key)
     if key not in REGISTRY:

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_atomically
-from ..errors import UserError
-from . import fetch
-from .base import Splits, fingerprint_files, image_splits
+from anncnn_tune.atomic import write_atomically
+from anncnn_tune.data import fetch
+from anncnn_tune.data.base import Splits, fingerprint_files, image_splits
+from anncnn_tune.errors import UserError
 
 VAL_FRACTION = 0.1  # of the official training split, seeded and stratified, for validation
 

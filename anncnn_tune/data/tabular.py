@@ -16,9 +16,9 @@ import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ..errors import UserError
-from . import fetch
-from .base import Splits, fingerprint_files, split_off, take_subset
+from anncnn_tune.data import fetch
+from anncnn_tune.data.base import Splits, fingerprint_files, split_off, take_subset
+from anncnn_tune.errors import UserError
 
 HOLDOUT = 0.15  # validation and test each take 15% of the rows
 

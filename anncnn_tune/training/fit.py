@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import metrics as M
-from .data.base import Splits
+from anncnn_tune.data.base import Splits
+from anncnn_tune.training import metrics as M
 
 TRAIN_DEFAULTS = {
     "optimizer": "adam",

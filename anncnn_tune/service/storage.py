@@ -24,7 +24,7 @@ import sqlalchemy
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
-from .errors import UserError
+from anncnn_tune.errors import UserError
 
 ENV_VAR = "ANNCNN_TUNE_STORAGE"
 DEFAULT_URL = "sqlite:///anncnn-tune.db"

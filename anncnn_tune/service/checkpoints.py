@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from .atomic import leftover_temporaries, write_atomically
+from anncnn_tune.atomic import leftover_temporaries, write_atomically
 
 SUBDIR = "checkpoints"
 

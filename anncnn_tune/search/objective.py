@@ -13,11 +13,11 @@ import time
 import optuna
 import torch
 
-from . import models
-from .artifacts import AtomicArtifactStore, upload_trial_files
-from .checkpoints import TrialCheckpoint
-from .spec import Spec, suggest
-from .train import DeviceData, NonFiniteLoss, RunOptions, fit, seed_everything
+from anncnn_tune.search.spec import Spec, suggest
+from anncnn_tune.service.artifacts import AtomicArtifactStore, upload_trial_files
+from anncnn_tune.service.checkpoints import TrialCheckpoint
+from anncnn_tune.training import models
+from anncnn_tune.training.fit import DeviceData, NonFiniteLoss, RunOptions, fit, seed_everything
 
 
 class Objective:

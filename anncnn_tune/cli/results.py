@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from .cli_options import storage_option
-from .errors import UserError
-from .storage import resolve_url
+from anncnn_tune.cli.options import storage_option
+from anncnn_tune.errors import UserError
+from anncnn_tune.service.storage import resolve_url
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 
@@ -33,7 +33,7 @@ def _write(path: str, text: str) -> None:
 @click.option("-o", "--output", default=None, metavar="FILE", help="Write to FILE instead of standard output.")
 def compare(storage, datasets, fmt, output):
     """ANN vs CNN per dataset: best trials, reference baselines and test scores side by side."""
-    from .compare import leaderboard, render
+    from anncnn_tune.results.compare import leaderboard, render
 
     url = resolve_url(storage)
     text = render(leaderboard(url, datasets), fmt, url)
@@ -51,7 +51,7 @@ def compare(storage, datasets, fmt, output):
 @click.option("-o", "--output", default=None, metavar="FILE", help="Write the run file to FILE (default: print it).")
 def export(study, trial, storage, output):
     """Write a study's best (or chosen) trial as a run file for `anncnn-tune retrain`."""
-    from .export import export_run
+    from anncnn_tune.results.export import export_run
 
     raw, text = export_run(resolve_url(storage), study, trial, output)
     if output is None:
@@ -77,8 +77,8 @@ def export(study, trial, storage, output):
 @click.option("--no-record", is_flag=True, help="Do not write the test metrics back to the study.")
 def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record):
     """Train RUN.yaml on train+validation, score the test split once, save weights, ONNX and a report."""
-    from .retrain import RetrainRequest
-    from .retrain import retrain as run
+    from anncnn_tune.results.retrain import RetrainRequest
+    from anncnn_tune.results.retrain import retrain as run
 
     result = run(RetrainRequest(run_file=run_file, out=out, seeds=seeds, cv=cv, device=device, data_dir=data_dir,
                                 storage=storage, record=not no_record),

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from .claim import StudyLock
-from .errors import UserError
-from .spec import Spec, spec_from_dict
+from anncnn_tune.errors import UserError
+from anncnn_tune.search.spec import Spec, spec_from_dict
+from anncnn_tune.service.budget_lock import StudyLock
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -96,7 +96,7 @@ def _save_note(study: optuna.Study, spec_dict: dict, data_description: dict) -> 
     # attributes, so the dashboard needs nothing but the storage.
     import optuna_dashboard  # imported here: only a study's creation needs it
 
-    from .dashboard import study_note
+    from anncnn_tune.service.dashboard import study_note
 
     optuna_dashboard.save_note(study, study_note(spec_dict, data_description))
 

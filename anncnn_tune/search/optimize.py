@@ -13,18 +13,18 @@ from dataclasses import dataclass
 import optuna
 import torch
 
-from . import devices
-from .artifacts import open_store, resolve_dir
-from .claim import StudyLock
-from .data import load_dataset
-from .objective import Objective
-from .progress import Progress
-from .signals import raise_keyboard_interrupt
-from .spec import load_spec
-from .storage import DEFAULT_HEARTBEAT, check_reachable, mask, open_storage
-from .study import counts, open_study, run_worker
-from .threads import configure_threads
-from .train import DeviceData, RunOptions
+from anncnn_tune.data import load_dataset
+from anncnn_tune.search.objective import Objective
+from anncnn_tune.search.progress import Progress
+from anncnn_tune.search.spec import load_spec
+from anncnn_tune.search.study import counts, open_study, run_worker
+from anncnn_tune.service.artifacts import open_store, resolve_dir
+from anncnn_tune.service.budget_lock import StudyLock
+from anncnn_tune.service.signals import raise_keyboard_interrupt
+from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, check_reachable, mask, open_storage
+from anncnn_tune.training import devices
+from anncnn_tune.training.fit import DeviceData, RunOptions
+from anncnn_tune.training.threads import configure_threads
 
 
 @dataclass
@@ -88,7 +88,7 @@ def optimize(request: OptimizeRequest) -> dict:
     check_reachable(request.storage_url)
     store = open_store(resolve_dir(request.artifacts, request.storage_url))
     if request.workers > 1:
-        from .workers import run_workers
+        from anncnn_tune.search.workers import run_workers
 
         return run_workers(request, spec)
     configure_threads(request.share, threads=request.threads)  # respects OMP_NUM_THREADS where it is set

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import optuna
 
-from .spec import builtin_names, load_spec
-from .storage import open_storage, sqlite_path
-from .study import counts
+from anncnn_tune.search.spec import builtin_names, load_spec
+from anncnn_tune.search.study import counts
+from anncnn_tune.service.storage import open_storage, sqlite_path
 
 
 def builtin_studies() -> list[dict]:

@@ -10,11 +10,11 @@ import sys
 
 import click
 
-from . import storage as storage_mod
-from .cli_compare import compare, export, retrain
-from .cli_datasets import datasets
-from .cli_options import storage_option
-from .errors import UserError
+from anncnn_tune.cli.datasets import datasets
+from anncnn_tune.cli.options import storage_option
+from anncnn_tune.cli.results import compare, export, retrain
+from anncnn_tune.errors import UserError
+from anncnn_tune.service import storage as storage_mod
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -70,8 +70,8 @@ def optimize(study, storage, n_trials, timeout, device, epochs, seed, subset, da
     130 stopped by SIGINT/SIGTERM (the running trials are marked failed with the reason), 1 a
     worker died (its trial is retried by the next run).
     """
-    from .optimize import OptimizeRequest
-    from .optimize import optimize as run
+    from anncnn_tune.search.optimize import OptimizeRequest
+    from anncnn_tune.search.optimize import optimize as run
 
     device_list = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else ()
     result = run(OptimizeRequest(study=study, storage_url=storage_mod.resolve_url(storage), n_trials=n_trials,
@@ -105,7 +105,7 @@ def optimize(study, storage, n_trials, timeout, device, epochs, seed, subset, da
               help="The workers' artifact directory (learning curves, model summaries). Default as for optimize.")
 def dashboard(storage, host, port, artifacts):
     """Serve optuna-dashboard on the storage and artifact directory the workers use."""
-    from .dashboard import serve
+    from anncnn_tune.service.dashboard import serve
 
     try:
         serve(storage_mod.resolve_url(storage), host, port, artifacts)
@@ -118,7 +118,7 @@ def dashboard(storage, host, port, artifacts):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def studies(storage, as_json):
     """List the built-in study files and the studies in the storage."""
-    from .listing import builtin_studies, stored_studies
+    from anncnn_tune.search.catalog import builtin_studies, stored_studies
 
     url = storage_mod.resolve_url(storage)
     files, stored = builtin_studies(), stored_studies(url)
@@ -163,6 +163,3 @@ def main(argv=None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
 
-
-if __name__ == "__main__":
-    main()

@@ -19,8 +19,8 @@ import json
 import optuna
 from optuna.trial import TrialState
 
-from .errors import UserError
-from .storage import mask, open_storage
+from anncnn_tune.errors import UserError
+from anncnn_tune.service.storage import mask, open_storage
 
 # What must match for an ANN-vs-CNN comparison to be fair (DESIGN.md, "Fair comparison").
 FAIR_KEYS = ("metric", "fingerprint", "split_seed", "subset", "epochs", "sampler", "pruner")
@@ -296,7 +296,7 @@ def render_json(board: dict) -> str:
 
 def render_html(board: dict, url: str) -> str:
     """A self-contained page: the tables plus every figure embedded as a base64 PNG."""
-    from . import plots
+    from anncnn_tune.results import plots
 
     storage = open_storage(url, must_exist=True)
 

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import devices, models, plots
-from . import metrics as M
-from .data import load_dataset
-from .errors import UserError
-from .export import Run, load_run, load_stored_study, to_yaml
-from .storage import ENV_VAR, mask
-from .train import DeviceData, RunOptions, fit, predict, seed_everything
+from anncnn_tune.data import load_dataset
+from anncnn_tune.errors import UserError
+from anncnn_tune.results import plots
+from anncnn_tune.results.export import Run, load_run, load_stored_study, to_yaml
+from anncnn_tune.service.storage import ENV_VAR, mask
+from anncnn_tune.training import devices, models
+from anncnn_tune.training import metrics as M
+from anncnn_tune.training.fit import DeviceData, RunOptions, fit, predict, seed_everything
 
 ONNX_TOLERANCE = 1e-4  # max abs difference of logits between onnxruntime and PyTorch
 PROGRESS_EVERY = 10.0  # seconds between epoch lines while a retrain runs

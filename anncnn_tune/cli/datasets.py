@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from .data import DATASETS, get
-from .data.fetch import REGISTRY, dataset_status, fetch
-from .errors import UserError
+from anncnn_tune.data import DATASETS, get
+from anncnn_tune.data.fetch import REGISTRY, dataset_status, fetch
+from anncnn_tune.errors import UserError
 
 _DATA_DIR = click.option(
     "--data-dir",

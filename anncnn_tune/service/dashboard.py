@@ -17,11 +17,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import yaml
 
-from .artifacts import ENV_VAR as ARTIFACTS_ENV
-from .artifacts import AtomicArtifactStore, resolve_dir
-from .errors import UserError
-from .signals import raise_keyboard_interrupt
-from .storage import mask, open_storage
+from anncnn_tune.errors import UserError
+from anncnn_tune.service.artifacts import ENV_VAR as ARTIFACTS_ENV
+from anncnn_tune.service.artifacts import AtomicArtifactStore, resolve_dir
+from anncnn_tune.service.signals import raise_keyboard_interrupt
+from anncnn_tune.service.storage import mask, open_storage
 
 
 def study_note(spec_dict: dict, data: dict) -> str:

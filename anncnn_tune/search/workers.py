@@ -22,17 +22,17 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .errors import UserError
+from anncnn_tune.errors import UserError
 
 if TYPE_CHECKING:
-    from .optimize import OptimizeRequest
+    from anncnn_tune.search.optimize import OptimizeRequest
 
 EXIT_INTERRUPTED = 130
 
 
 def _worker_main(request) -> None:
     """Entry point of one spawned worker: its exit code tells the parent how it ended."""
-    from .optimize import optimize
+    from anncnn_tune.search.optimize import optimize
 
     try:
         result = optimize(request)
@@ -53,8 +53,8 @@ def for_worker(request: OptimizeRequest, index: int) -> OptimizeRequest:
 
 
 def run_workers(request, spec) -> dict:
-    from .optimize import summary
-    from .storage import open_storage
+    from anncnn_tune.search.optimize import summary
+    from anncnn_tune.service.storage import open_storage
 
     # optimize() has checked the devices, the storage and the artifact directory. Create the schema once, here, rather than racing N workers at it (open_storage also locks).
     open_storage(request.storage_url)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from . import metrics, models, train
-from .data import DATASETS
-from .errors import UserError
+from anncnn_tune.data import DATASETS
+from anncnn_tune.errors import UserError
+from anncnn_tune.training import fit as train
+from anncnn_tune.training import metrics, models
 
 TOP_KEYS = {"dataset", "model", "metric", "epochs", "sampler", "pruner", "params", "baselines", "subset",
             "description", "seed"}

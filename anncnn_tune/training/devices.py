@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from .errors import UserError
+from anncnn_tune.errors import UserError
 
 PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-from .atomic import write_atomically
-from .errors import UserError
-from .storage import sqlite_path
+from anncnn_tune.atomic import write_atomically
+from anncnn_tune.errors import UserError
+from anncnn_tune.service.storage import sqlite_path
 
 ENV_VAR = "ANNCNN_TUNE_ARTIFACTS"
 DEFAULT_NAME = "anncnn-tune-artifacts"

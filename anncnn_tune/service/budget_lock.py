@@ -16,7 +16,7 @@ import hashlib
 import optuna
 import sqlalchemy
 
-from .storage import lock_path
+from anncnn_tune.service.storage import lock_path
 
 
 class StudyLock:

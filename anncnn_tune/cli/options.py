@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .storage import DEFAULT_URL, ENV_VAR
+from anncnn_tune.service.storage import DEFAULT_URL, ENV_VAR
 
 STORAGE_HELP = (f"Optuna storage URL. Default: ${ENV_VAR}, else {DEFAULT_URL} "
                 "(the file anncnn-tune.db in the working directory).")

@@ -19,11 +19,12 @@ import optuna
 import yaml
 from optuna.trial import FixedTrial, TrialState
 
-from . import models, train
-from .errors import UserError
-from .spec import _number, spec_from_dict, suggest
-from .storage import mask, open_storage, sqlite_path
-from .study import stored_spec
+from anncnn_tune.errors import UserError
+from anncnn_tune.search.spec import _number, spec_from_dict, suggest
+from anncnn_tune.search.study import stored_spec
+from anncnn_tune.service.storage import mask, open_storage, sqlite_path
+from anncnn_tune.training import fit as train
+from anncnn_tune.training import models
 
 FORMAT = "anncnn-tune-run/1"
 TOP_KEYS = {"format", "dataset", "model", "metric", "epochs", "seed", "subset", "params", "data", "source",

@@ -1,0 +1,3 @@
+from anncnn_tune.cli.main import main
+
+main()

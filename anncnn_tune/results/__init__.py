@@ -1,0 +1,1 @@
+"""Results: leaderboards, run files, the final retrain and its report."""

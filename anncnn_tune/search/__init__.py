@@ -1,0 +1,1 @@
+"""The search: study files, the objective, studies and their workers."""

@@ -1,0 +1,1 @@
+"""Training: model builders, the device-resident fit loop, metrics, devices and threads."""
