@@ -31,7 +31,9 @@ def build_digits_demo(tmp_path_factory) -> Path:
     root.mkdir(exist_ok=True)
     if not (root / "done").exists():
         for study in ("digits-cnn", "digits-ann"):
-            result = run_cli("optimize", "--study", study, *QUICK, cwd=root, timeout=900)
+            # A real process: its exit closes the SQLite connections, so the WAL is folded into the
+            # .db file that tests copy with shutil.
+            result = run_cli("optimize", "--study", study, *QUICK, cwd=root, timeout=900, subprocess_=True)
             assert result.returncode == 0, result.stderr
         (root / "done").write_text("")
     return root / "anncnn-tune.db"
