@@ -12,7 +12,15 @@ from matplotlib.figure import Figure
 
 # The figure basics and the learning curves live in service (the workers draw a trial's curve too);
 # re-exported so that the results layer has one module of figures.
-from anncnn_tune.service.figures import COLORS, DPI, empty_panel, learning_curves, png_base64, png_bytes, save_png
+from anncnn_tune.service.figures import (
+    COLORS,
+    DPI,
+    empty_panel,
+    learning_curves,
+    png_base64,
+    png_bytes,
+    save_png,
+)
 from anncnn_tune.service.records import TrialRecord
 
 __all__ = ["COLORS", "DPI", "confusion_matrix", "leaderboard_bars", "learning_curves", "optimization_history",

@@ -66,7 +66,8 @@ def upload_trial_files(store: AtomicArtifactStore, trial: optuna.Trial, *, rows:
                        summary: str) -> None:
     """Attach the learning curve and the model summary to the trial (best effort: a full disk
     must not fail a trial that trained fine, so OSError is reported and swallowed)."""
-    from anncnn_tune.service.figures import learning_curves, save_png  # matplotlib: only a finished trial needs it
+    # Imported here: matplotlib takes a while to import, and only a finished trial needs it.
+    from anncnn_tune.service.figures import learning_curves, save_png
 
     try:
         with tempfile.TemporaryDirectory(prefix="anncnn-artifacts-") as tmp:
