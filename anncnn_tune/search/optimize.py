@@ -20,6 +20,8 @@ from anncnn_tune.search.spec import load_spec
 from anncnn_tune.search.study import counts, open_study, run_worker
 from anncnn_tune.service.artifacts import open_store, resolve_dir
 from anncnn_tune.service.budget_lock import StudyLock
+from anncnn_tune.service.optuna_private import failed_trial_logger
+from anncnn_tune.service.records import TrialRecord, study_best_trial
 from anncnn_tune.service.signals import raise_keyboard_interrupt
 from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, check_reachable, mask, open_storage
 from anncnn_tune.training import devices
@@ -96,7 +98,7 @@ def optimize(request: OptimizeRequest) -> dict:
     storage = open_storage(request.storage_url, heartbeat_interval=request.heartbeat_interval, retry_stale=True)
     optuna.logging.set_verbosity(logging.WARNING)
     # The logger that reports failed trials (a logger's filters do not apply to its children's records).
-    logger = logging.getLogger("optuna.study._optimize")
+    logger = failed_trial_logger()
     if not any(isinstance(f, _QuietFailures) for f in logger.filters):
         logger.addFilter(_QuietFailures())
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
@@ -124,10 +126,9 @@ def summary(study: optuna.Study, result=None) -> dict:
     out = {"study": study.study_name, "states": {k: v for k, v in states.items() if v},
            "ran_here": result.ran if result else 0,
            "interrupted": bool(result and result.interrupted), "timed_out": bool(result and result.timed_out)}
-    try:
-        best = study.best_trial
-    except ValueError:
+    best = study_best_trial(study)
+    if best is None:
         return out
     out.update(best_value=best.value, best_trial=best.number, best_params=best.params,
-               best_baseline=best.user_attrs.get("baseline"))
+               best_baseline=TrialRecord.read(best).baseline)
     return out
