@@ -145,18 +145,23 @@ for command in (datasets, compare, export, retrain):
     cli.add_command(command)
 
 
+def _one_line(text: str) -> str:
+    """A message stays one line even when it quotes user input with line breaks in it (a file name)."""
+    return " ".join(str(text).splitlines())
+
+
 def main(argv=None) -> None:
     try:
         cli.main(args=argv, prog_name="anncnn-tune", standalone_mode=False)
     except UserError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
-        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        click.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

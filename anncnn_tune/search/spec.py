@@ -194,6 +194,16 @@ def read_yaml(path: Path, *, what: str, hint: str):
 
 def resolve_path(study: str) -> Path:
     """`--study` is a built-in study name or a path to a YAML file."""
+    try:
+        return _resolve_path(study)
+    except OSError as exc:  # a name the file system refuses (too long, say)
+        raise UserError(f"cannot use --study {P._short(study)}: {exc.strerror or exc}; pass a built-in study "
+                        "name or a path to a YAML file") from None
+
+
+def _resolve_path(study: str) -> Path:
+    if "\x00" in study or len(study) > 4096:
+        raise UserError(f"--study {P._short(study)} is neither a built-in study name nor a usable path")
     if study.endswith((".yaml", ".yml")) or "/" in study or Path(study).exists():
         path = Path(study)
         if path.is_dir():
@@ -306,6 +316,8 @@ def _param_space(param: P.Param, raw: dict, where: str) -> ParamSpace:
         raise UserError(f"{where}: low ({low}) is greater than high ({high})")
     if log and low <= 0:
         raise UserError(f"{where}: log scale needs low > 0, got {low}")
+    if step is not None and not math.isfinite((high - low) / step):
+        raise UserError(f"{where}.step {step} is too small for the range {low}..{high}; use a larger step")
     if step is not None and not _divides(step, low, high):
         raise UserError(f"{where}: step {step} does not divide the range {low}..{high}; make high - low a "
                         f"multiple of step (high: {_last_on_grid(low, high, step)}, say)")
@@ -324,7 +336,7 @@ def _divides(step, low, high) -> bool:
     if isinstance(step, int):
         return (high - low) % step == 0
     ratio = (high - low) / step
-    return abs(ratio - round(ratio)) <= 1e-9 * max(1.0, abs(ratio))
+    return math.isfinite(ratio) and abs(ratio - round(ratio)) <= 1e-9 * max(1.0, abs(ratio))
 
 
 def _last_on_grid(low, high, step):

@@ -250,3 +250,29 @@ def markdown() -> str:
         lines += [f"- {_describe(p)}" for p in TABLE if p.family == family]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def write_readme(path) -> bool:
+    """Rewrite the generated list between the markers of a README; True when it changed."""
+    from pathlib import Path
+
+    file = Path(path)
+    text = file.read_text(encoding="utf-8")
+    if README_BEGIN not in text or README_END not in text:
+        raise UserError(f"{file} has no {README_BEGIN} ... {README_END} markers to write the parameter list between")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_BEGIN}\n{markdown()}{README_END}{tail}"
+    if new == text:
+        return False
+    file.write_text(new, encoding="utf-8")
+    return True
+
+
+if __name__ == "__main__":  # python -m anncnn_tune.training.params README.md
+    import sys
+
+    if len(sys.argv) > 1:
+        print("updated" if write_readme(sys.argv[1]) else "already current", sys.argv[1])
+    else:
+        print(markdown(), end="")
