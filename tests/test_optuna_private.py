@@ -74,3 +74,29 @@ def test_failed_trials_are_logged_by_the_logger_the_filter_sits_on():
     finally:
         logger.removeHandler(handler)
     assert any("failed" in r.getMessage() and r.name == optuna_private.FAILED_TRIAL_LOGGER for r in records)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_worker_fails_a_dead_workers_trial_before_counting_the_budget(tmp_path):
+    """The stale-trial check in run_worker fires (it never did while it tested study._storage)."""
+    import time
+
+    from anncnn_tune.search.study import run_worker
+    from anncnn_tune.service.budget_lock import StudyLock
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    storage = open_storage(url, heartbeat_interval=1)  # stale after 2 s without a beat
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = study.ask()
+    storage.record_heartbeat(dead._trial_id)  # a worker that beat once, then died
+    time.sleep(2.5)
+
+    class Objective:
+        on_start = None
+
+        def __call__(self, trial):
+            return 1.0
+
+    result = run_worker(study, Objective(), StudyLock(storage, url, "s"), n_trials=1, timeout=20, poll_seconds=0.2)
+    states = [t.state.name for t in study.get_trials()]
+    assert not result.timed_out and result.ran == 1 and states == ["FAIL", "COMPLETE"]
