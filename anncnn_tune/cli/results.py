@@ -33,10 +33,11 @@ def _write(path: str, text: str) -> None:
 @click.option("-o", "--output", default=None, metavar="FILE", help="Write to FILE instead of standard output.")
 def compare(storage, datasets, fmt, output):
     """ANN vs CNN per dataset: best trials, reference baselines and test scores side by side."""
-    from anncnn_tune.results.compare import leaderboard, render
+    from anncnn_tune.results.compare import leaderboard, render, stored_studies
 
     url = resolve_url(storage)
-    text = render(leaderboard(url, datasets), fmt, url)
+    board = leaderboard(url, datasets)
+    text = render(board, fmt, stored_studies(url, board) if fmt == "html" else None)
     if output is None:
         click.echo(text, nl=False)
         return
@@ -83,19 +84,19 @@ def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record):
     result = run(RetrainRequest(run_file=run_file, out=out, seeds=seeds, cv=cv, device=device, data_dir=data_dir,
                                 storage=storage, record=not no_record),
                  log=lambda line: click.echo(line, err=True))
-    test, val = result["test"], result["validation"]
+    test, val = result.test, result.validation
     line = f"test {test['metric']} {test['mean']:.4f} ± {test['std']:.4f} over {test['seeds']} seed(s)"
     if val["value"] is not None:
         line += f"; best validation {val['metric']} in the search {val['value']:.4f}"
     click.echo(line)
-    if result["cv"]:
-        entry = result["cv"]["summary"][test["metric"]]
-        click.echo(f"{result['cv']['k']}-fold cv {test['metric']} {entry['mean']:.4f} ± {entry['std']:.4f} "
+    if result.cv:
+        entry = result.cv["summary"][test["metric"]]
+        click.echo(f"{result.cv['k']}-fold cv {test['metric']} {entry['mean']:.4f} ± {entry['std']:.4f} "
                    "(held-out folds of train+validation)")
-    click.echo(f"onnx max abs diff to pytorch {result['onnx']['max_abs_diff']:.2e} "
-               f"(tolerance {result['onnx']['tolerance']:.0e})")
-    folder = Path(result["files"]["metrics"]).parent
-    click.echo(f"wrote {folder}: " + " ".join(sorted(Path(p).name for p in result["files"].values())))
-    if result["recorded"]:
-        click.echo(f"recorded on study {result['run']['source']['study']} "
-                   f"(user attr test_metrics, trial {result['run']['source']['trial']}); see `anncnn-tune compare`")
+    click.echo(f"onnx max abs diff to pytorch {result.onnx['max_abs_diff']:.2e} "
+               f"(tolerance {result.onnx['tolerance']:.0e})")
+    folder = Path(result.files["metrics"]).parent
+    click.echo(f"wrote {folder}: " + " ".join(sorted(Path(p).name for p in result.files.values())))
+    if result.recorded:
+        click.echo(f"recorded on study {result.run['source']['study']} "
+                   f"(user attr test_metrics, trial {result.run['source']['trial']}); see `anncnn-tune compare`")
