@@ -70,15 +70,12 @@ def optimize(study, storage, n_trials, timeout, device, epochs, seed, subset, da
     130 stopped by SIGINT/SIGTERM (the running trials are marked failed with the reason), 1 a
     worker died (its trial is retried by the next run).
     """
-    from anncnn_tune.search.launcher import OptimizeRequest
-    from anncnn_tune.search.launcher import optimize as run
+    from anncnn_tune import api
 
-    device_list = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else ()
-    result = run(OptimizeRequest(study=study, storage_url=storage_mod.resolve_url(storage), n_trials=n_trials,
-                                 timeout=timeout, device=device, epochs=epochs, seed=seed, subset=subset,
-                                 data_dir=data_dir, compile=compile_, threads=threads,
-                                 heartbeat_interval=heartbeat_interval, quiet=quiet, artifacts=artifacts,
-                                 workers=workers, devices=device_list))
+    result = api.optimize(study, storage=storage, n_trials=n_trials, timeout=timeout, device=device, epochs=epochs,
+                          seed=seed, subset=subset, data_dir=data_dir, compile=compile_, threads=threads,
+                          heartbeat_interval=heartbeat_interval, quiet=quiet, artifacts=artifacts,
+                          workers=workers, devices=devices)
     states = ", ".join(f"{n} {s}" for s, n in result.states.items())
     click.echo(f"study {result.study_name}: {states}")
     if result.timed_out:
