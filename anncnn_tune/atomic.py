@@ -6,17 +6,30 @@ processes (workers, the dashboard, other machines on a shared volume) read while
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-# mkstemp creates 0600 files and the rename keeps that mode; a volume shared by several users
-# (workers on other machines, the dashboard) needs what an ordinary open() would have made.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
+
+@functools.cache
+def file_mode() -> int:
+    """The mode an ordinary open() gives a new file in this process (0o666 less the umask).
+
+    mkstemp creates 0600 files and the rename keeps that mode; a volume shared by several users
+    (workers on other machines, the dashboard) needs what an ordinary open() would have made.
+    Read on the first write, not at import. Linux shows the umask in /proc; elsewhere it can only
+    be read by setting it, which is done once (and set straight back).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_atomically(target: Path, write: Callable[[BinaryIO], None], *, durable: bool = False) -> None:
@@ -28,7 +41,7 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None], *, durable
     target = Path(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        os.fchmod(fd, FILE_MODE)
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             if durable:

@@ -1,11 +1,15 @@
 """`anncnn-tune compare`: the ANN-vs-CNN leaderboard, from the storage alone.
 
-Every study carries its spec (user_attrs["spec"]) and data description (user_attrs["data"]);
-retrain adds user_attrs["test_metrics"]. So one pass over the storage gives, per dataset, each
+Every study carries its spec and data description, and retrain adds its test metrics
+(service/records.py reads them all). So one pass over the storage gives, per dataset, each
 study's best trial, its reference baseline, its test score once retrained, and whether the
 studies being compared share data, splits and budget. `leaderboard()` builds plain dicts; the
 renderers below turn the same dicts into a table, Markdown, CSV, JSON or an HTML report, so
 every format carries the same numbers.
+
+A row's values are declared once, in FIELDS (name, source, CSV form); the table's cells once, in
+TABLE (header, cell). A new leaderboard column is a Field and a Column here, plus, where it shows
+a trial attribute not yet read, that attribute in records.TrialRecord.
 """
 
 from __future__ import annotations
@@ -15,31 +19,21 @@ import datetime as dt
 import html
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from anncnn_tune.errors import UserError
+from anncnn_tune.service.records import FAIR_KEYS, StudyRecord, TrialRecord, best_trial, is_maximize
 from anncnn_tune.service.storage import mask, open_storage
 
-# What must match for an ANN-vs-CNN comparison to be fair (DESIGN.md, "Fair comparison").
-FAIR_KEYS = ("metric", "fingerprint", "split_seed", "subset", "epochs", "sampler", "pruner")
 FORMATS = ("table", "markdown", "csv", "json", "html")
 FAMILY_ORDER = {"ann": 0, "cnn": 1}
 
 
 # -- the data --------------------------------------------------------------------------------------
-
-
-def _best(trials, maximize: bool):
-    scored = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not scored:
-        return None
-    # Ties go to the earlier trial.
-    if maximize:
-        return max(scored, key=lambda t: (t.value, -t.number))
-    return min(scored, key=lambda t: (t.value, t.number))
 
 
 def _duration(trial) -> float:
@@ -48,54 +42,130 @@ def _duration(trial) -> float:
     return 0.0
 
 
-def _test_entry(study: optuna.Study, best_number: int | None) -> tuple[int | None, dict | None]:
+@dataclass(frozen=True)
+class StudyFacts:
+    """What a leaderboard row is read from: a study's record, its best trial and reference, its test."""
+
+    name: str
+    record: StudyRecord
+    maximize: bool
+    trials: list
+    states: dict
+    best: FrozenTrial | None
+    best_record: TrialRecord  # all None where there is no best trial yet
+    reference: FrozenTrial | None  # the best baseline trial, else the first one
+    test_trial: int | None
+    test: dict | None
+
+    @classmethod
+    def read(cls, study: optuna.Study) -> StudyFacts:
+        maximize = is_maximize(study)
+        trials = study.get_trials(deepcopy=False)
+        best = best_trial(trials, maximize)
+        baselines = [t for t in trials if TrialRecord.read(t).baseline]
+        record = StudyRecord.read(study)
+        test_trial, test = _test_entry(record, best.number if best else None)
+        return cls(name=study.study_name, record=record, maximize=maximize, trials=trials,
+                   states={s: sum(t.state == s for t in trials) for s in TrialState}, best=best,
+                   best_record=TrialRecord.read(best) if best else TrialRecord(number=-1),
+                   reference=best_trial(baselines, maximize) or (baselines[0] if baselines else None),
+                   test_trial=test_trial, test=test)
+
+    @property
+    def spec(self) -> dict:
+        return self.record.spec
+
+    @property
+    def reference_value(self) -> float | None:
+        ref = self.reference
+        return ref.value if ref is not None and ref.state == TrialState.COMPLETE else None
+
+    def test_field(self, key: str):
+        return self.test[key] if self.test else None
+
+
+def _test_entry(record: StudyRecord, best_number: int | None) -> tuple[int | None, dict | None]:
     """The best trial's recorded test metrics; else the most recently retrained trial's."""
-    recorded = study.user_attrs.get("test_metrics") or {}
-    if best_number is not None and str(best_number) in recorded:
-        return best_number, recorded[str(best_number)]
+    recorded = record.test_metrics
+    if best_number is not None and best_number in recorded:
+        return best_number, recorded[best_number]
     if recorded:
-        number, entry = max(recorded.items(), key=lambda item: item[1].get("retrained_at", ""))
-        return int(number), entry
+        return max(recorded.items(), key=lambda item: item[1].get("retrained_at", ""))
     return None, None
+
+
+def _vs_reference(f: StudyFacts) -> float | None:
+    ref = f.reference_value
+    return f.best.value - ref if ref is not None and f.best is not None else None
+
+
+def _json_or_empty(value) -> str:
+    return json.dumps(value, sort_keys=True) if value is not None else ""
+
+
+def _plain(value):
+    return "" if value is None else value
+
+
+@dataclass(frozen=True)
+class Field:
+    """One value of a leaderboard row: its name (row key, JSON key, CSV column) and where it comes from.
+
+    value(facts) reads a study's row; entry(dataset_entry) reads the dataset's instead (CSV only, as
+    the JSON has it once per dataset). csv: how the CSV writes it; None leaves it out of the CSV.
+    """
+
+    name: str
+    value: Callable[[StudyFacts], object] | None = None
+    entry: Callable[[dict], object] | None = None
+    csv: Callable[[object], object] | None = _plain
+
+
+# The row, in CSV column order. A new column: a Field here (and a Column below for the table).
+FIELDS: tuple[Field, ...] = (
+    Field("dataset", lambda f: f.spec["dataset"]),
+    Field("study", lambda f: f.name),
+    Field("model", lambda f: f.spec["model"]),
+    Field("metric", lambda f: f.spec["metric"]),
+    Field("direction", lambda f: "maximize" if f.maximize else "minimize"),
+    Field("winner", lambda f: False),  # dataset_entry decides
+    Field("best_value", lambda f: f.best.value if f.best else None),
+    Field("best_trial", lambda f: f.best.number if f.best else None),
+    Field("best_is_baseline", lambda f: f.best_record.baseline),
+    Field("test_metric", lambda f: f.test_field("metric")),
+    Field("test_value", lambda f: f.test_field("mean")),
+    Field("test_std", lambda f: f.test_field("std")),
+    Field("test_seeds", lambda f: f.test_field("seeds")),
+    Field("test_trial", lambda f: f.test_trial),
+    Field("baseline_name", lambda f: TrialRecord.read(f.reference).baseline if f.reference else None),
+    Field("baseline_trial", lambda f: f.reference.number if f.reference else None),
+    Field("baseline_state", lambda f: f.reference.state.name.lower() if f.reference else None),
+    Field("baseline_value", lambda f: f.reference_value),
+    Field("vs_baseline", _vs_reference),
+    Field("n_params", lambda f: f.best_record.n_params),
+    Field("train_seconds", lambda f: f.best_record.train_seconds),
+    Field("epochs_run", lambda f: f.best_record.epochs_run),
+    Field("best_epoch", lambda f: f.best_record.best_epoch),
+    Field("complete", lambda f: f.states[TrialState.COMPLETE]),
+    Field("pruned", lambda f: f.states[TrialState.PRUNED]),
+    Field("failed", lambda f: f.states[TrialState.FAIL]),
+    Field("running", lambda f: f.states[TrialState.RUNNING] + f.states[TrialState.WAITING]),
+    # Summed trial durations: the compute spent, independent of idle gaps between resumed runs.
+    Field("search_seconds", lambda f: round(sum(_duration(t) for t in f.trials), 3)),
+    Field("fair", entry=lambda e: e["fair"]),
+    Field("differs", entry=lambda e: ",".join(e["differs"])),
+    *(Field(key, lambda f, key=key: f.record.fairness()[key], csv=_json_or_empty if key in ("sampler", "pruner")
+            else _plain) for key in FAIR_KEYS if key != "metric"),
+    Field("best_params", lambda f: dict(f.best.params) if f.best else None, csv=_json_or_empty),
+    Field("task", lambda f: f.record.data.get("task"), csv=None),
+)
+CSV_FIELDS = tuple(f.name for f in FIELDS if f.csv is not None)
 
 
 def study_row(study: optuna.Study) -> dict:
     """One leaderboard row: a study's best trial, its reference baseline, its budget and its test score."""
-    spec, data = study.user_attrs["spec"], study.user_attrs.get("data") or {}
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    trials = study.get_trials(deepcopy=False)
-    states = {s: sum(t.state == s for t in trials) for s in TrialState}
-    best = _best(trials, maximize)
-    baselines = [t for t in trials if t.user_attrs.get("baseline")]
-    reference = _best(baselines, maximize) or (baselines[0] if baselines else None)
-    test_trial, test = _test_entry(study, best.number if best else None)
-    attrs = best.user_attrs if best else {}
-    row = {
-        "dataset": spec["dataset"], "study": study.study_name, "model": spec["model"], "metric": spec["metric"],
-        "direction": "maximize" if maximize else "minimize", "winner": False,
-        "best_value": best.value if best else None, "best_trial": best.number if best else None,
-        "best_is_baseline": attrs.get("baseline"),
-        "test_metric": test["metric"] if test else None, "test_value": test["mean"] if test else None,
-        "test_std": test["std"] if test else None, "test_seeds": test["seeds"] if test else None,
-        "test_trial": test_trial,
-        "baseline_name": reference.user_attrs["baseline"] if reference else None,
-        "baseline_trial": reference.number if reference else None,
-        "baseline_state": reference.state.name.lower() if reference else None,
-        "baseline_value": reference.value if reference and reference.state == TrialState.COMPLETE else None,
-        "n_params": attrs.get("n_params"), "train_seconds": attrs.get("train_seconds"),
-        "epochs_run": attrs.get("epochs_run"), "best_epoch": attrs.get("best_epoch"),
-        "complete": states[TrialState.COMPLETE], "pruned": states[TrialState.PRUNED],
-        "failed": states[TrialState.FAIL], "running": states[TrialState.RUNNING] + states[TrialState.WAITING],
-        # Summed trial durations: the compute spent, independent of idle gaps between resumed runs.
-        "search_seconds": round(sum(_duration(t) for t in trials), 3),
-        "best_params": dict(best.params) if best else None,
-        "fingerprint": data.get("fingerprint"), "split_seed": data.get("split_seed"), "subset": spec.get("subset"),
-        "epochs": spec.get("epochs"), "sampler": spec.get("sampler"), "pruner": spec.get("pruner"),
-        "task": data.get("task"),
-    }
-    ref = row["baseline_value"]
-    row["vs_baseline"] = row["best_value"] - ref if ref is not None and row["best_value"] is not None else None
-    return row
+    facts = StudyFacts.read(study)
+    return {f.name: f.value(facts) for f in FIELDS if f.value is not None}
 
 
 def dataset_entry(dataset: str, rows: list[dict]) -> dict:
@@ -126,7 +196,7 @@ def leaderboard(url: str, datasets: tuple[str, ...] | list[str] | None = None) -
     storage = open_storage(url, must_exist=True)
     rows, foreign = [], []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        if "spec" not in summary.user_attrs:
+        if not StudyRecord.read(summary).is_ours:
             foreign.append(summary.study_name)  # a study some other tool made: nothing to compare it on
             continue
         rows.append(study_row(optuna.load_study(study_name=summary.study_name, storage=storage)))
@@ -150,10 +220,6 @@ def leaderboard(url: str, datasets: tuple[str, ...] | list[str] | None = None) -
 
 # -- shared formatting -----------------------------------------------------------------------------
 
-COLUMNS = ("", "study", "family", "metric", "best val", "trial", "test", "reference", "vs ref", "params",
-           "train s", "epochs", "trials c/p/f", "search s")
-
-
 def num(value, digits: int = 4) -> str:
     """Metrics as fixed 4 decimals (what the table shows, and what the tests compare against JSON)."""
     if value is None:
@@ -170,28 +236,55 @@ def _options(section: dict | None) -> str:
     return f"{section.get('type')}({rest})"
 
 
-def cells(row: dict) -> list[str]:
+def _test_cell(row: dict) -> str:
     if row["test_value"] is None:
-        test = "—"
-    else:
-        test = f"{num(row['test_value'])}±{num(row['test_std'])}"
-        if row["test_trial"] != row["best_trial"]:
-            test += f" (trial {row['test_trial']})"
+        return "—"
+    test = f"{num(row['test_value'])}±{num(row['test_std'])}"
+    return test + (f" (trial {row['test_trial']})" if row["test_trial"] != row["best_trial"] else "")
+
+
+def _reference_cell(row: dict) -> str:
     if row["baseline_name"] is None:
-        reference = "—"
-    elif row["baseline_value"] is None:
-        reference = f"{row['baseline_name']} (trial {row['baseline_trial']}, {row['baseline_state']})"
-    else:
-        reference = f"{num(row['baseline_value'])} {row['baseline_name']} (trial {row['baseline_trial']})"
-    trial = "—" if row["best_trial"] is None else str(row["best_trial"]) + (" ref" if row["best_is_baseline"] else "")
-    epochs = "—" if row["epochs_run"] is None else f"{row['best_epoch']}/{row['epochs_run']}"
-    return [
-        "*" if row["winner"] else "", row["study"], row["model"], row["metric"], num(row["best_value"]), trial, test,
-        reference, "—" if row["vs_baseline"] is None else f"{row['vs_baseline']:+.4f}",
-        "—" if row["n_params"] is None else f"{row['n_params']:,}",
-        "—" if row["train_seconds"] is None else f"{row['train_seconds']:.1f}", epochs,
-        f"{row['complete']}/{row['pruned']}/{row['failed']}", f"{row['search_seconds']:.1f}",
-    ]
+        return "—"
+    if row["baseline_value"] is None:
+        return f"{row['baseline_name']} (trial {row['baseline_trial']}, {row['baseline_state']})"
+    return f"{num(row['baseline_value'])} {row['baseline_name']} (trial {row['baseline_trial']})"
+
+
+def _or_dash(key: str, form: str):
+    return lambda row: "—" if row[key] is None else format(row[key], form)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the table, Markdown and HTML views: its header and how a row's cell reads."""
+
+    header: str
+    cell: Callable[[dict], str]
+
+
+TABLE: tuple[Column, ...] = (
+    Column("", lambda r: "*" if r["winner"] else ""),
+    Column("study", lambda r: r["study"]),
+    Column("family", lambda r: r["model"]),
+    Column("metric", lambda r: r["metric"]),
+    Column("best val", lambda r: num(r["best_value"])),
+    Column("trial", lambda r: "—" if r["best_trial"] is None
+           else str(r["best_trial"]) + (" ref" if r["best_is_baseline"] else "")),
+    Column("test", _test_cell),
+    Column("reference", _reference_cell),
+    Column("vs ref", _or_dash("vs_baseline", "+.4f")),
+    Column("params", _or_dash("n_params", ",")),
+    Column("train s", _or_dash("train_seconds", ".1f")),
+    Column("epochs", lambda r: "—" if r["epochs_run"] is None else f"{r['best_epoch']}/{r['epochs_run']}"),
+    Column("trials c/p/f", lambda r: f"{r['complete']}/{r['pruned']}/{r['failed']}"),
+    Column("search s", lambda r: f"{r['search_seconds']:.1f}"),
+)
+COLUMNS = tuple(c.header for c in TABLE)
+
+
+def cells(row: dict) -> list[str]:
+    return [column.cell(row) for column in TABLE]
 
 
 def fairness_note(entry: dict) -> str:
@@ -268,14 +361,6 @@ def render_markdown(board: dict) -> str:
     return "\n".join(lines)
 
 
-CSV_FIELDS = ("dataset", "study", "model", "metric", "direction", "winner", "best_value", "best_trial",
-              "best_is_baseline", "test_metric", "test_value", "test_std", "test_seeds", "test_trial",
-              "baseline_name", "baseline_trial", "baseline_state", "baseline_value", "vs_baseline", "n_params",
-              "train_seconds", "epochs_run", "best_epoch", "complete", "pruned", "failed", "running",
-              "search_seconds", "fair", "differs", "fingerprint", "split_seed", "subset", "epochs", "sampler",
-              "pruner", "best_params")
-
-
 def render_csv(board: dict) -> str:
     """One row per study, full precision; nested settings as JSON strings."""
     buffer = io.StringIO()
@@ -283,11 +368,8 @@ def render_csv(board: dict) -> str:
     writer.writeheader()
     for entry in board["datasets"]:
         for row in entry["studies"]:
-            out = {k: row.get(k) for k in CSV_FIELDS}
-            out.update(fair=entry["fair"], differs=",".join(entry["differs"]))
-            for key in ("sampler", "pruner", "best_params"):
-                out[key] = json.dumps(row[key], sort_keys=True) if row[key] is not None else ""
-            writer.writerow({k: "" if v is None else v for k, v in out.items()})
+            writer.writerow({f.name: f.csv(f.entry(entry) if f.entry else row.get(f.name))
+                             for f in FIELDS if f.csv is not None})
     return buffer.getvalue()
 
 
@@ -334,7 +416,7 @@ def render_html(board: dict, studies: Mapping[str, optuna.Study]) -> str:
             body.append("</div><div>")  # the two-panel learning curves get a row of their own
             if row["best_trial"] is not None:
                 trial = next(t for t in study.get_trials(deepcopy=False) if t.number == row["best_trial"])
-                curve = [{"label": f"trial {trial.number} (search)", "history": trial.user_attrs.get("history")}]
+                curve = [{"label": f"trial {trial.number} (search)", "history": TrialRecord.read(trial).history}]
                 body.append(image(plots.learning_curves(curve, row["metric"], title=f"{row['study']}: best trial",
                                                         test=row["test_value"] if row["test_trial"] ==
                                                         row["best_trial"] else None),

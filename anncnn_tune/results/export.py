@@ -22,6 +22,7 @@ from optuna.trial import FixedTrial, TrialState
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.spec import _number, spec_from_dict, suggest
 from anncnn_tune.search.study import stored_spec
+from anncnn_tune.service.records import StudyRecord, TrialRecord, study_best_trial
 from anncnn_tune.service.storage import mask, open_storage, sqlite_path
 from anncnn_tune.training import fit as train
 from anncnn_tune.training import models
@@ -92,7 +93,7 @@ def pick_trial(study: optuna.Study, number: int | None) -> optuna.trial.FrozenTr
         if not complete:
             raise UserError(f"study {study.study_name!r} has no complete trial yet ({len(trials)} trial(s)); "
                             "run `anncnn-tune optimize` until one completes")
-        return study.best_trial
+        return study_best_trial(study)  # the leaderboard's best: ties go to the earlier trial
     found = [t for t in trials if t.number == number]
     if not found:
         span = f"0..{len(trials) - 1}" if trials else "none"
@@ -124,25 +125,24 @@ def run_from_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, url: st
     """The run-file dict of one complete trial."""
     spec = stored_spec(study)
     params = suggest(spec, FixedTrial(trial.params))  # fixed + trial params + defaults, as the objective saw them
-    epochs = trial.user_attrs.get("best_epoch") or trial.user_attrs.get("epochs_run") or spec.epochs
-    data = study.user_attrs.get("data") or {}
+    record, study_record = TrialRecord.read(trial), StudyRecord.read(study)
     raw = {
         "format": FORMAT,
         "dataset": spec.dataset,
         "model": spec.model,
         "metric": spec.metric,
-        "epochs": int(epochs),
-        "seed": int(trial.user_attrs.get("seed", spec.seed * 100_003 + trial.number)),
+        "epochs": record.epochs_to_retrain(spec.epochs),
+        "seed": record.seed_or_default(spec.seed),
         "params": params,
-        "data": {"fingerprint": data.get("fingerprint"), "split_seed": int(data.get("split_seed", spec.seed))},
+        "data": {"fingerprint": study_record.fingerprint, "split_seed": int(study_record.split_seed(spec.seed))},
         "source": {
             "study": study.study_name,
             "trial": trial.number,
             "storage": mask(_absolute_sqlite(url)),
             "value": trial.value,
-            "baseline": trial.user_attrs.get("baseline"),
-            "epochs_run": trial.user_attrs.get("epochs_run"),
-            "n_params": trial.user_attrs.get("n_params"),
+            "baseline": record.baseline,
+            "epochs_run": record.epochs_run,
+            "n_params": record.n_params,
             "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
         "versions": versions(),

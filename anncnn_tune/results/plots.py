@@ -1,94 +1,30 @@
 """PNG figures for the leaderboard and the retrain report.
 
-Figures are built on `matplotlib.figure.Figure` directly, not pyplot: no global figure state, no
-GUI backend to choose (Agg renders the PNG), nothing to close, and nothing happens at import.
-Each function takes plain data (history rows, a matrix, leaderboard rows) or a loaded study, so
+Figures are built on `matplotlib.figure.Figure` directly, not pyplot (see service/figures.py,
+which holds the basics and the learning curves the workers draw too). Each function takes plain data (history rows, a matrix, leaderboard rows) or a loaded study, so
 compare and retrain can both use them; `save_png` / `png_base64` turn a figure into a file or an
 embeddable string.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import math
-from pathlib import Path
-
 from matplotlib.figure import Figure
 
-COLORS = {"ann": "#4C72B0", "cnn": "#DD8452", "reference": "#8C8C8C", "test": "#2A2A2A"}
-DPI = 110
+# The figure basics and the learning curves live in service (the workers draw a trial's curve too);
+# re-exported so that the results layer has one module of figures.
+from anncnn_tune.service.figures import (
+    COLORS,
+    DPI,
+    empty_panel,
+    learning_curves,
+    png_base64,
+    png_bytes,
+    save_png,
+)
+from anncnn_tune.service.records import TrialRecord
 
-
-def save_png(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight")
-    return path
-
-
-def png_bytes(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def png_base64(fig: Figure) -> str:
-    return base64.b64encode(png_bytes(fig)).decode("ascii")
-
-
-def _message(fig: Figure, ax, text: str) -> None:
-    """An empty panel that says why it is empty (few trials, no history), instead of failing."""
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10, color="#555555",
-            transform=ax.transAxes)
-
-
-# -- learning curves -------------------------------------------------------------------------------
-
-
-def learning_curves(curves: list[dict], metric: str, *, title: str = "", test: float | None = None) -> Figure:
-    """Train loss (left) and validation metric (right) per epoch.
-
-    curves: dicts with `label` and `history` (rows of {"epoch", "train_loss", "val_...": ...}, the
-    form fit() returns and trials store). Curves without validation columns (retraining on
-    train+val) appear only on the left. test: the test score, drawn as a line on the right panel
-    so "validation during search" and "test after retraining" sit on one axis.
-    """
-    fig = Figure(figsize=(10, 3.8))
-    loss_ax, metric_ax = fig.subplots(1, 2)
-    has_metric = False
-    for i, curve in enumerate(curves):
-        rows = curve.get("history") or []
-        if not rows:
-            continue
-        epochs = [r["epoch"] for r in rows]
-        style = {"label": curve["label"], "color": curve.get("color") or f"C{i}",
-                 "linestyle": curve.get("linestyle", "-"), "marker": "o" if len(rows) <= 30 else None,
-                 "markersize": 3, "alpha": curve.get("alpha", 1.0)}
-        loss_ax.plot(epochs, [r["train_loss"] for r in rows], **style)
-        if metric in rows[0]:
-            metric_ax.plot(epochs, [r[metric] for r in rows], **style)
-            has_metric = True
-    loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("train loss")
-    loss_ax.set_title("training loss")
-    if loss_ax.lines:
-        loss_ax.legend(fontsize=8)
-    if test is not None and math.isfinite(test):
-        metric_ax.axhline(test, color=COLORS["test"], linestyle="--", linewidth=1,
-                          label=f"test {metric.removeprefix('val_')} {test:.4f}")
-        has_metric = True
-    if has_metric:
-        metric_ax.set_xlabel("epoch")
-        metric_ax.set_ylabel(metric)
-        metric_ax.set_title(f"{metric} per epoch (validation or held-out fold)")
-        metric_ax.legend(fontsize=8)
-    else:
-        _message(fig, metric_ax, "no validation split in these runs")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
+__all__ = ["COLORS", "DPI", "confusion_matrix", "leaderboard_bars", "learning_curves", "optimization_history",
+           "param_importances", "png_base64", "png_bytes", "save_png"]
 
 # -- confusion matrix ------------------------------------------------------------------------------
 
@@ -148,7 +84,7 @@ def leaderboard_bars(datasets: list[dict]) -> Figure:
                 tests.append(None)
         present = [v for v in values + tests if v is not None]
         if not present:
-            _message(fig, ax, f"{entry['dataset']}: no complete trial yet")
+            empty_panel(fig, ax, f"{entry['dataset']}: no complete trial yet")
             continue
         x = list(range(len(values)))
         heights = [v if v is not None else 0.0 for v in values]
@@ -198,13 +134,13 @@ def optimization_history(study) -> Figure:
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if t.intermediate_values]
     if not complete and not pruned:
-        _message(fig, ax, f"{study.study_name}: no finished trial yet")
+        empty_panel(fig, ax, f"{study.study_name}: no finished trial yet")
         return fig
     if pruned:
         ax.scatter([t.number for t in pruned], [t.intermediate_values[max(t.intermediate_values)] for t in pruned],
                    marker="x", color="#BBBBBB", label="pruned (last reported)")
-    plain = [t for t in complete if not t.user_attrs.get("baseline")]
-    refs = [t for t in complete if t.user_attrs.get("baseline")]
+    refs = [t for t in complete if TrialRecord.read(t).baseline]
+    plain = [t for t in complete if t not in refs]
     if plain:
         ax.scatter([t.number for t in plain], [t.value for t in plain], color="C0", label="complete")
     if refs:
@@ -236,16 +172,16 @@ def param_importances(study, *, top: int = 12) -> Figure:
     ax = fig.subplots()
     n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if n_complete < 2:
-        _message(fig, ax, f"{study.study_name}: parameter importances need at least 2 complete trials "
+        empty_panel(fig, ax, f"{study.study_name}: parameter importances need at least 2 complete trials "
                           f"(this study has {n_complete})")
         return fig
     try:
         importances = optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError) as exc:  # e.g. every trial with the same parameters
-        _message(fig, ax, f"{study.study_name}: importances unavailable ({exc})")
+        empty_panel(fig, ax, f"{study.study_name}: importances unavailable ({exc})")
         return fig
     if not importances:
-        _message(fig, ax, f"{study.study_name}: no searchable parameter varied between trials")
+        empty_panel(fig, ax, f"{study.study_name}: no searchable parameter varied between trials")
         return fig
     items = list(importances.items())[:top][::-1]
     ax.barh([name for name, _ in items], [value for _, value in items], color="C0")

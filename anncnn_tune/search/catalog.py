@@ -6,6 +6,7 @@ import optuna
 
 from anncnn_tune.search.spec import builtin_names, load_spec
 from anncnn_tune.search.study import counts
+from anncnn_tune.service.records import StudyRecord, study_best_trial
 from anncnn_tune.service.storage import open_storage, sqlite_path
 
 
@@ -25,10 +26,10 @@ def stored_studies(url: str) -> list[dict] | None:
         return None
     storage = open_storage(url, must_exist=True)
     rows = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=True):
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        spec = summary.user_attrs.get("spec", {})
-        best = summary.best_trial
+        spec = StudyRecord.read(summary).spec or {}
+        best = study_best_trial(study)
         rows.append({
             "name": summary.study_name,
             "metric": spec.get("metric", "value"),

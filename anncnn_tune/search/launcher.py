@@ -34,6 +34,7 @@ from anncnn_tune.search.spec import load_spec
 from anncnn_tune.search.study import WorkerResult, counts
 from anncnn_tune.search.worker import EXIT_INTERRUPTED, Assignment, Job, run_trials, spawned_main
 from anncnn_tune.service.artifacts import open_store, resolve_dir
+from anncnn_tune.service.records import TrialRecord, study_best_trial
 from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, check_reachable, open_storage
 from anncnn_tune.training import devices
 
@@ -133,12 +134,11 @@ def summarize(study: optuna.Study, result: WorkerResult | None = None) -> Optimi
     out = OptimizeResult(study_name=study.study_name, states={k: v for k, v in counts(study).items() if v},
                          ran_here=result.ran if result else 0, interrupted=bool(result and result.interrupted),
                          timed_out=bool(result and result.timed_out), study=study)
-    try:
-        best = study.best_trial
-    except ValueError:
+    best = study_best_trial(study)
+    if best is None:
         return out
     return replace(out, best_value=best.value, best_trial=best.number, best_params=best.params,
-                   best_baseline=best.user_attrs.get("baseline"))
+                   best_baseline=TrialRecord.read(best).baseline)
 
 
 def _run_workers(request: OptimizeRequest, job: Job) -> OptimizeResult:

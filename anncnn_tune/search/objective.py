@@ -8,16 +8,51 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 
 import optuna
 import torch
 
 from anncnn_tune.search.spec import Spec, suggest
+from anncnn_tune.service import records
 from anncnn_tune.service.artifacts import AtomicArtifactStore, upload_trial_files
 from anncnn_tune.service.checkpoints import TrialCheckpoint
+from anncnn_tune.service.records import TrialRecord
 from anncnn_tune.training import models
 from anncnn_tune.training.fit import DeviceData, NonFiniteLoss, RunOptions, fit, seed_everything
+from anncnn_tune.training.observer import TimingObserver
+
+
+class TrialObserver(TimingObserver):
+    """What fit() reports during one trial: each value to Optuna (which may prune), each epoch to the
+    progress lines, the checkpoint to its file, and the rows and time so far, which the objective
+    records however the trial ends."""
+
+    def __init__(self, trial: optuna.Trial, epochs: int, progress, checkpoint: TrialCheckpoint | None,
+                 rows: list[dict]):
+        super().__init__()
+        self.trial, self.epochs, self.progress, self.checkpoint = trial, epochs, progress, checkpoint
+        self.rows = rows  # the resumed epochs, then this run's
+        self.saves_checkpoints = checkpoint is not None
+
+    def on_epoch(self, row: dict) -> None:
+        self.rows.append(row)
+
+    def on_value(self, epoch: int, value: float) -> None:
+        self.trial.report(value, epoch)
+        if self.progress:
+            self.progress.epoch(self.trial.number, epoch, value, self.epochs)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+    def load_checkpoint(self) -> dict | None:
+        return self.checkpoint.load()
+
+    def save_checkpoint(self, state: dict) -> None:
+        self.checkpoint.save(state)
+
+    def record_timing(self, n_train: int) -> None:
+        records.write_timing(self.trial, epochs_run=self.timing.epochs_run, train_seconds=self.timing.train_seconds,
+                             compile_seconds=self.timing.compile_seconds, n_train=n_train)
 
 
 class Objective:
@@ -39,58 +74,37 @@ class Objective:
         if self.on_start is not None:
             self.on_start()
         params = suggest(self.spec, trial)
-        epochs = min(int(trial.user_attrs.get("epochs", self.spec.epochs)), self.spec.epochs)
+        record = TrialRecord.read(trial)
+        epochs = record.epoch_budget(self.spec.epochs)
         checkpoint = TrialCheckpoint(self.store.root, trial.study, trial) if self.store else None
-        # A retry keeps its original's seed, so that it repeats the original even without a checkpoint.
-        seed = self.spec.seed * 100_003 + (checkpoint.original if checkpoint else trial.number)
+        seed = records.trial_seed(self.spec.seed, checkpoint.original if checkpoint else trial.number)
         seed_everything(seed)
         model = models.build(self.spec.model, params, self.input_shape, self.out_dim)
         n_train = len(self.data.y_train)
-        trial.set_user_attr("n_params", models.count_params(model))
-        trial.set_user_attr("device", str(self.options.device))
-        trial.set_user_attr("seed", seed)
-        trial.set_user_attr("worker", self.worker)
-        rows = self._resume(trial, checkpoint)
+        records.write_setup(trial, n_params=models.count_params(model), device=str(self.options.device), seed=seed,
+                            worker=self.worker)
+        observer = TrialObserver(trial, epochs, self.progress, checkpoint, self._resume(trial, checkpoint))
         if self.progress:
-            label = f"[{trial.user_attrs['baseline']}] " if trial.user_attrs.get("baseline") else ""
-            self.progress.trial_started(trial.number, label)
-            if rows:
+            self.progress.trial_started(trial.number, f"[{record.baseline}] " if record.baseline else "")
+            if observer.rows:
                 self.progress.message(f"trial {trial.number:>3} resumes trial {checkpoint.original} from its "
-                                      f"checkpoint after epoch {len(rows)}")
-
-        def report(epoch: int, value: float) -> None:
-            trial.report(value, epoch)
-            if self.progress:
-                self.progress.epoch(trial.number, epoch, value, epochs)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
-
-        started = time.perf_counter()
-        timings: dict = {}  # fit keeps epochs_run / train_seconds / compile_seconds current here
-
-        def record_time(epochs_run: int, seconds: float) -> None:
-            trial.set_user_attr("epochs_run", epochs_run)
-            trial.set_user_attr("train_seconds", round(seconds, 4))
-            trial.set_user_attr("samples_per_second", round(n_train * epochs_run / seconds, 1) if seconds else 0.0)
-            trial.set_user_attr("compile_seconds", round(timings.get("compile_seconds", 0.0), 4))
-
+                                      f"checkpoint after epoch {len(observer.rows)}")
         try:
-            result = fit(model, self.data, params, epochs=epochs, metric=self.spec.metric, report=report,
-                         seed=seed, options=self.options, checkpoint=checkpoint, timings=timings,
-                         on_epoch=rows.append)  # rows: the resumed epochs, then this run's
+            result = fit(model, self.data, params, epochs=epochs, metric=self.spec.metric, seed=seed,
+                         options=self.options, observer=observer)
         except optuna.TrialPruned:
-            record_time(timings["epochs_run"], timings.get("train_seconds") or time.perf_counter() - started)
-            self._finish(trial, checkpoint, model, rows)
+            observer.record_timing(n_train)
+            self._finish(trial, checkpoint, model, observer.rows)
             raise
         except NonFiniteLoss as exc:
             # Pruned rather than failed: the sampler then learns that this region diverges.
-            record_time(exc.epoch, timings.get("train_seconds") or time.perf_counter() - started)
-            trial.set_user_attr("pruned_reason", str(exc))
-            self._finish(trial, checkpoint, model, rows)
+            observer.record_timing(n_train)
+            records.write_pruned_reason(trial, str(exc))
+            self._finish(trial, checkpoint, model, observer.rows)
             raise optuna.TrialPruned(str(exc)) from None
         except torch.OutOfMemoryError:
-            trial.set_user_attr("fail_reason", f"out of memory on {self.options.device} at batch_size="
-                                               f"{params['batch_size']}, n_params={models.count_params(model)}")
+            records.write_fail_reason(trial, f"out of memory on {self.options.device} at batch_size="
+                                             f"{params['batch_size']}, n_params={models.count_params(model)}")
             if self.options.device.type == "cuda":
                 torch.cuda.empty_cache()
             self._discard(checkpoint)
@@ -98,17 +112,15 @@ class Objective:
         except KeyboardInterrupt as exc:
             # The trial ends FAILED and is not retried (only stale trials are), so its checkpoint goes too.
             signal_name = str(exc.args[0]) if exc.args else "SIGINT"
-            done = rows[-1]["epoch"] if rows else 0
-            trial.set_user_attr("fail_reason", f"interrupted by {signal_name} after epoch {done} of {epochs}")
+            done = observer.rows[-1]["epoch"] if observer.rows else 0
+            records.write_fail_reason(trial, f"interrupted by {signal_name} after epoch {done} of {epochs}")
             self._discard(checkpoint)
             raise
         except Exception:
             self._discard(checkpoint)
             raise
-        record_time(result.epochs_run, result.train_seconds)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("stopped", result.stopped)
-        trial.set_user_attr("history", [{k: round(v, 6) for k, v in row.items()} for row in result.history])
+        observer.record_timing(n_train)
+        records.write_result(trial, best_epoch=result.best_epoch, stopped=result.stopped, history=result.history)
         self._finish(trial, checkpoint, model, result.history)
         return result.best_value
 
@@ -118,10 +130,7 @@ class Objective:
             return []
         state = checkpoint.peek()
         if checkpoint.original != trial.number:
-            # Set on every retry: the user attributes were copied from the stale trial, which may
-            # itself have resumed from a different epoch.
-            trial.set_user_attr("resumed_from_trial", checkpoint.original)
-            trial.set_user_attr("resumed_from_epoch", checkpoint.resumed_epoch)
+            records.write_resumed(trial, from_trial=checkpoint.original, from_epoch=checkpoint.resumed_epoch)
         return [dict(row) for row in state["history"]] if state else []
 
     def _finish(self, trial: optuna.Trial, checkpoint, model, rows: list[dict]) -> None:

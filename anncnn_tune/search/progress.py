@@ -13,6 +13,8 @@ import time
 
 import optuna
 
+from anncnn_tune.service.records import TrialRecord, study_best_trial
+
 LOG_EVERY = 30.0  # seconds of silence in a log before a running trial prints an epoch line
 
 
@@ -58,16 +60,15 @@ class Progress:
             return
         seconds = time.perf_counter() - self._started.pop(trial.number, time.perf_counter())
         self._last_line.pop(trial.number, None)
-        epochs = trial.user_attrs.get("epochs_run", len(trial.intermediate_values))
+        record = TrialRecord.read(trial)
+        epochs = record.epochs_run if record.epochs_run is not None else len(trial.intermediate_values)
         state = trial.state.name.lower()
         value = trial.value if trial.value is not None else (
             trial.intermediate_values[max(trial.intermediate_values)] if trial.intermediate_values else None)
         shown = f"{self.metric}={value:.4f}" if value is not None else ""
-        try:
-            best = f"best {study.best_value:.4f} (#{study.best_trial.number})"
-        except ValueError:
-            best = "no complete trial yet"
-        reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason") or ""
-        baseline = f" [{trial.user_attrs['baseline']}]" if trial.user_attrs.get("baseline") else ""
+        top = study_best_trial(study)
+        best = f"best {top.value:.4f} (#{top.number})" if top is not None else "no complete trial yet"
+        reason = record.reason
+        baseline = f" [{record.baseline}]" if record.baseline else ""
         self._line(f"trial {trial.number:>3} {state:<8} epoch {epochs:>3}/{self.epochs} {shown:<22} "
                    f"{seconds:6.1f}s  {best}{baseline}{'  ' + reason if reason else ''}", final=True)

@@ -10,7 +10,10 @@ from optuna.trial import TrialState
 
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.spec import Spec, spec_from_dict
+from anncnn_tune.service import records
 from anncnn_tune.service.budget_lock import StudyLock
+from anncnn_tune.service.optuna_private import heartbeat_enabled
+from anncnn_tune.service.records import StudyRecord
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -43,10 +46,10 @@ def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
 
 def stored_spec(study: optuna.Study) -> Spec:
     """The spec a study was created with (studies carry it, so no YAML file is needed later)."""
-    raw = study.user_attrs.get("spec")
-    if raw is None:
+    record = StudyRecord.read(study)
+    if not record.is_ours:
         raise UserError(f"study {study.study_name!r} was not created by anncnn-tune (it has no stored spec)")
-    return spec_from_dict(raw, source=f"study {study.study_name}", name=study.study_name)
+    return spec_from_dict(record.spec, source=f"study {study.study_name}", name=study.study_name)
 
 
 def _first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
@@ -68,24 +71,20 @@ def open_study(spec: Spec, storage, data_description: dict, lock: StudyLock) -> 
     with lock:
         study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction,
                                     sampler=make_sampler(spec), pruner=make_pruner(spec), load_if_exists=True)
-        stored = study.user_attrs.get("spec")
-        if stored is None:
+        record = StudyRecord.read(study)
+        if not record.is_ours:
             study.set_metric_names([spec.metric])
-            study.set_user_attr("spec", spec.to_dict())
-            study.set_user_attr("data", data_description)
-            study.set_user_attr("created_by", "anncnn-tune")
+            records.write_study_created(study, spec.to_dict(), data_description)
             _save_note(study, spec.to_dict(), data_description)
             for baseline in spec.baselines:
-                attrs = {"baseline": baseline["name"]}
-                if "epochs" in baseline:
-                    attrs["epochs"] = baseline["epochs"]
-                study.enqueue_trial(baseline["params"], user_attrs=attrs)
+                study.enqueue_trial(baseline["params"],
+                                    user_attrs=records.baseline_attrs(baseline["name"], baseline.get("epochs")))
         else:
-            differs = _first_difference(stored, spec.to_dict())
+            differs = _first_difference(record.spec, spec.to_dict())
             if differs:
                 raise UserError(f"study {spec.name!r} already exists in this storage with a different {differs}; "
                                 "use another --storage, or restore the study file / flags it was created with")
-            if study.user_attrs.get("data", {}).get("fingerprint") != data_description.get("fingerprint"):
+            if record.fingerprint != data_description.get("fingerprint"):
                 raise UserError(f"study {spec.name!r} was created on different data files (fingerprint mismatch); "
                                 "use another --storage or the original files")
     return study
@@ -134,7 +133,7 @@ def run_worker(study: optuna.Study, objective, lock: StudyLock, *, n_trials: int
             if deadline is not None and time.monotonic() >= deadline:
                 return WorkerResult(ran, False, True)
             lock.acquire()
-            if isinstance(study._storage, optuna.storages.RDBStorage) and study._storage.heartbeat_interval:
+            if heartbeat_enabled(study):
                 # Fails the trials of dead workers; the storage's retry callback enqueues them again.
                 optuna.storages.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))

@@ -27,6 +27,7 @@ from anncnn_tune.search.spec import Spec
 from anncnn_tune.search.study import WorkerResult, counts, open_study, run_worker
 from anncnn_tune.service.artifacts import AtomicArtifactStore
 from anncnn_tune.service.budget_lock import StudyLock
+from anncnn_tune.service.optuna_private import failed_trial_logger
 from anncnn_tune.service.signals import raise_keyboard_interrupt
 from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, mask, open_storage
 from anncnn_tune.training.fit import DeviceData, RunOptions
@@ -89,8 +90,7 @@ class _QuietFailures(logging.Filter):
 
 def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(logging.WARNING)
-    # The logger that reports failed trials (a logger's filters do not apply to its children's records).
-    logger = logging.getLogger("optuna.study._optimize")
+    logger = failed_trial_logger()
     if not any(isinstance(f, _QuietFailures) for f in logger.filters):
         logger.addFilter(_QuietFailures())
 

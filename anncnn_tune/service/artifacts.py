@@ -7,8 +7,8 @@ must share it (a network volume) for retried trials to resume and for the dashbo
 trial's files; without it they still run, a retry then starts from epoch 1.
 
 Each finished trial gets two artifacts, uploaded with optuna.artifacts.upload_artifact so that
-optuna-dashboard lists them on the trial's page: `learning-curve.png` and `model.txt` (the
-models.describe summary).
+optuna-dashboard lists them on the trial's page: `learning-curve.png` (figures.learning_curves,
+the plot the reports draw) and `model.txt` (the models.describe summary).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from anncnn_tune.atomic import write_atomically
 from anncnn_tune.errors import UserError
+from anncnn_tune.service.optuna_private import artifact_path
 from anncnn_tune.service.storage import sqlite_path
 
 ENV_VAR = "ANNCNN_TUNE_ARTIFACTS"
@@ -47,7 +48,7 @@ class AtomicArtifactStore(FileSystemArtifactStore):
         self.root = Path(base_path)  # where the trial checkpoints live too
 
     def write(self, artifact_id: str, content_body) -> None:
-        write_atomically(self._get_filepath(artifact_id), lambda f: shutil.copyfileobj(content_body, f, 1 << 20))
+        write_atomically(artifact_path(self, artifact_id), lambda f: shutil.copyfileobj(content_body, f, 1 << 20))
 
 
 def open_store(root: Path) -> AtomicArtifactStore:
@@ -61,42 +62,21 @@ def open_store(root: Path) -> AtomicArtifactStore:
     return AtomicArtifactStore(root)
 
 
-def learning_curve_png(rows: list[dict], metric: str, path: Path, title: str) -> None:
-    """Validation metric (and training loss where known) per epoch, as a small PNG."""
-    # The object API with the Agg canvas: no pyplot global state, no display needed.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(6, 3.6), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    epochs = [r["epoch"] for r in rows]
-    ax.plot(epochs, [r.get(metric) for r in rows], marker="o", color="tab:blue", label=metric)
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(metric, color="tab:blue")
-    losses = [r.get("train_loss") for r in rows]
-    if any(v is not None for v in losses):
-        twin = ax.twinx()
-        twin.plot(epochs, losses, marker=".", color="tab:orange", label="train_loss")
-        twin.set_ylabel("train_loss", color="tab:orange")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-
-
 def upload_trial_files(store: AtomicArtifactStore, trial: optuna.Trial, *, rows: list[dict], metric: str,
                        summary: str) -> None:
     """Attach the learning curve and the model summary to the trial (best effort: a full disk
     must not fail a trial that trained fine, so OSError is reported and swallowed)."""
+    # Imported here: matplotlib takes a while to import, and only a finished trial needs it.
+    from anncnn_tune.service.figures import learning_curves, save_png
+
     try:
         with tempfile.TemporaryDirectory(prefix="anncnn-artifacts-") as tmp:
             files = []
             if rows:
                 png = Path(tmp) / "learning-curve.png"
-                learning_curve_png(rows, metric, png, f"{trial.study.study_name} trial {trial.number}")
+                figure = learning_curves([{"label": f"trial {trial.number}", "history": rows}], metric,
+                                         title=f"{trial.study.study_name} trial {trial.number}")
+                save_png(figure, png)
                 files.append(png)
             text = Path(tmp) / "model.txt"
             text.write_text(summary + "\n")

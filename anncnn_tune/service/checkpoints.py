@@ -21,15 +21,14 @@ import optuna
 import torch
 
 from anncnn_tune.atomic import leftover_temporaries, write_atomically
+from anncnn_tune.service.optuna_private import frozen_trial, study_id
 
 SUBDIR = "checkpoints"
 
 
 def original_trial_number(trial: optuna.Trial) -> int:
     """The number of the first trial of this trial's retry chain (its own number if it is no retry)."""
-    # A live Trial does not expose system attributes; its frozen record in the storage does.
-    frozen = trial.storage.get_trial(trial._trial_id)
-    failed = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+    failed = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen_trial(trial))
     return int(failed) if failed is not None else trial.number
 
 
@@ -38,7 +37,7 @@ class TrialCheckpoint:
 
     def __init__(self, root: Path, study: optuna.Study, trial: optuna.Trial):
         self.original = original_trial_number(trial)
-        self.path = Path(root) / SUBDIR / f"{study.study_name}-{study._study_id}" / f"trial-{self.original}.pt"
+        self.path = Path(root) / SUBDIR / f"{study.study_name}-{study_id(study)}" / f"trial-{self.original}.pt"
         self.resumed_epoch = 0
         self._peeked: dict | None = None
 

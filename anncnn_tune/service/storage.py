@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import os
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from anncnn_tune.errors import UserError
+from anncnn_tune.service.locks import ExclusiveLock
 
 ENV_VAR = "ANNCNN_TUNE_STORAGE"
 DEFAULT_URL = "sqlite:///anncnn-tune.db"
@@ -33,11 +33,15 @@ CONNECT_TIMEOUT = 5  # seconds before an unreachable server is reported
 SQLITE_BUSY_TIMEOUT = 60  # seconds a local worker waits for SQLite's write lock
 MAX_RETRY = 3  # a trial whose worker dies is retried at most this many times
 
-# Heartbeats, the stale-trial retry and TPE's group option are marked experimental; we rely on them
-# on purpose, and the warnings would drown the progress output.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
 _OPEN: dict[tuple, tuple[optuna.storages.RDBStorage, tuple | None]] = {}  # key -> (storage, file identity)
+
+
+def quiet_experimental_warnings() -> None:
+    """Hide Optuna's ExperimentalWarning: heartbeats, the stale-trial retry and TPE's group option
+    are marked experimental, we rely on them on purpose, and the warnings would drown the progress
+    output. Applied when a command opens its storage (before any of those is used), not at import,
+    so importing the package leaves a notebook's or a test's warning filters alone."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def resolve_url(flag: str | None) -> str:
@@ -110,7 +114,7 @@ def _unreachable(url: str, exc: BaseException) -> UserError:
                      "and the URL is right")
 
 
-# Any constant works: it only has to differ from the per-study keys of claim.StudyLock (hashes).
+# Any constant works: it only has to differ from the per-study keys of budget_lock.StudyLock (hashes).
 _SCHEMA_LOCK_KEY = 0x616E6E636E6E  # "anncnn"
 
 
@@ -122,29 +126,24 @@ def _schema_lock(url: str):
     The PostgreSQL branch connects once without a pool, so it is also the reachability check.
     """
     path = lock_path(url)
-    if path is not None:
-        with open(path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    if path is not None or make_url(url).get_backend_name() != "postgresql":
+        with ExclusiveLock(path=path):  # no path: no lock (neither SQLite nor PostgreSQL)
+            yield
         return
-    if make_url(url).get_backend_name() != "postgresql":
-        yield
-        return
-    connect_args = _engine_kwargs(url)["connect_args"]
+    engine = None
     try:
-        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args)
-        connection = engine.connect()
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
+                                          connect_args=_engine_kwargs(url)["connect_args"])
+        lock = ExclusiveLock(engine=engine, key=_SCHEMA_LOCK_KEY)
+        lock.acquire()
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+        if engine is not None:
+            engine.dispose()
         raise _unreachable(url, exc) from None
     try:
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
-        connection.commit()
         yield
     finally:
-        connection.close()  # ends the session, which releases its advisory lock
+        lock.release()  # and the session ends with its connection (NullPool), should the unlock fail
         engine.dispose()
 
 
@@ -189,6 +188,7 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_interval: int 
     """
     parsed = _parse(url)
     _check_sqlite(url, must_exist)
+    quiet_experimental_warnings()
     key = (url, heartbeat_interval or None, bool(retry_stale and heartbeat_interval))
     if key in _OPEN:
         storage, identity = _OPEN[key]

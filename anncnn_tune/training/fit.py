@@ -1,8 +1,8 @@
 """fit() and evaluate(): the one training loop that tuning and retraining share.
 
-It knows nothing of Optuna: the caller passes `report(epoch, value)`, which may raise to stop
-training (the objective raises optuna.TrialPruned there). Data lives on the device for the
-whole run; batches are index slices of a device-side permutation; augmentation works on the
+It knows nothing of Optuna: the caller passes one FitObserver (observer.py) whose
+on_value(epoch, value) may raise to stop training (the objective raises optuna.TrialPruned there).
+Data lives on the device for the whole run; batches are index slices of a device-side permutation; augmentation works on the
 whole batch at once; each epoch ends with exactly one device-to-host transfer (the batch loop
 itself never waits for the device).
 
@@ -32,6 +32,7 @@ from torch import nn
 
 from anncnn_tune.data.base import Splits
 from anncnn_tune.training import metrics as M
+from anncnn_tune.training.observer import CallbackObserver, FitObserver, FitTiming
 
 TRAIN_DEFAULTS = {
     "optimizer": "adam",
@@ -320,9 +321,10 @@ def fit(
     *,
     epochs: int,
     metric: str | None = None,
-    report=None,
     seed: int = 0,
     options: RunOptions | None = None,
+    observer: FitObserver | None = None,
+    report=None,
     checkpoint=None,
     timings: dict | None = None,
     on_epoch=None,
@@ -330,21 +332,24 @@ def fit(
     """Train `model` on data.x_train for up to `epochs`, validating after each epoch.
 
     params: training parameters (missing ones take TRAIN_DEFAULTS). metric: the validation
-    metric that report() receives and early stopping watches (None when there is no
-    validation split, as in retraining). report(epoch, value) may raise to stop.
-    checkpoint: an object with load() -> dict | None and save(dict); training resumes from the
-    state load() returns and saves one after every finished epoch but the last (so a retried
-    trial resumes, and its epochs and weights are exactly those of an uninterrupted run).
-    timings: a dict that fit keeps current after every epoch with "epochs_run", "train_seconds"
-    and "compile_seconds" (as in FitResult), for callers whose report() stops training early.
-    on_epoch(row): each epoch's history row once it is known (progress for callers without a metric).
+    metric that observer.on_value receives and early stopping watches (None when there is no
+    validation split, as in retraining). observer: a FitObserver (observer.py) told of every
+    epoch, value and timing; on_value may raise to stop. Where it saves checkpoints, training
+    resumes from its load_checkpoint() and it gets a state after every finished epoch but the last
+    (so a retried trial resumes, and its epochs and weights are exactly those of an uninterrupted run).
+    report, checkpoint, timings, on_epoch: the former way to say the same (CallbackObserver);
+    kept for callers not yet passing an observer, and not to be mixed with one.
     Raises NonFiniteLoss when the training loss stops being finite, and torch.OutOfMemoryError
     for every allocation failure (also those torch raises as a plain RuntimeError).
     """
+    legacy = {"report": report, "checkpoint": checkpoint, "timings": timings, "on_epoch": on_epoch}
+    if any(v is not None for v in legacy.values()):
+        if observer is not None:
+            raise TypeError("fit(): pass an observer or report/checkpoint/timings/on_epoch, not both")
+        observer = CallbackObserver(**legacy)
     try:
-        return _fit(model, data, params, epochs=epochs, metric=metric, report=report, seed=seed,
-                    options=options or RunOptions(device=data.device), checkpoint=checkpoint,
-                    timings=timings if timings is not None else {}, on_epoch=on_epoch)
+        return _fit(model, data, params, epochs=epochs, metric=metric, seed=seed,
+                    options=options or RunOptions(device=data.device), observer=observer or FitObserver())
     except torch.OutOfMemoryError:
         raise
     except RuntimeError as exc:
@@ -353,9 +358,51 @@ def fit(
         raise
 
 
-def _fit(model, data: DeviceData, params: dict, *, epochs, metric, report, seed, options: RunOptions,
-         checkpoint, timings: dict, on_epoch) -> FitResult:
-    p = {**TRAIN_DEFAULTS, **params}
+@dataclass
+class _Loop:
+    """What stays fixed during one fit: the model to step, the batching, optimizer and loss."""
+
+    model: nn.Module
+    step_model: nn.Module  # the compiled model where torch.compile is on
+    data: DeviceData
+    options: RunOptions
+    channels_last: bool
+    n: int
+    batch_size: int
+    steps: int
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    loss_fn: object
+    targets: torch.Tensor
+    generator: torch.Generator
+    augment: str
+    amp: object
+    sync: object
+    compiled_sizes: set = field(default_factory=set)  # batch sizes torch.compile has seen
+
+
+@dataclass
+class _Progress:
+    """What changes from epoch to epoch, and what a checkpoint saves of it."""
+
+    history: list = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int = 0
+    since_best: int = 0
+    elapsed: float = 0.0
+    compile_seconds: float = 0.0
+
+    def timing(self) -> FitTiming:
+        return FitTiming(len(self.history), self.elapsed, self.compile_seconds)
+
+    def track_best(self, epoch: int, value: float, metric: str) -> None:
+        if M.is_better(value, self.best_value, metric):
+            self.best_value, self.best_epoch, self.since_best = value, epoch, 0
+        else:
+            self.since_best += 1
+
+
+def _prepare(model, data: DeviceData, p: dict, *, epochs: int, seed: int, options: RunOptions) -> _Loop:
     device = data.device
     _configure_cuda(device)
     model.to(device)
@@ -370,109 +417,128 @@ def _fit(model, data: DeviceData, params: dict, *, epochs, metric, report, seed,
         step_model = torch.compile(model, backend=backend, dynamic=False)
     else:
         step_model = model
-
     n = len(data.y_train)
     batch_size = resolve_batch_size(p["batch_size"], n)
     # A last batch of one sample would break batch norm and adds noise: fold it into the previous one.
     steps = max(1, n // batch_size if n % batch_size == 1 else math.ceil(n / batch_size))
     optimizer = _optimizer(model, p, device)
-    scheduler = _scheduler(optimizer, p, steps * epochs)
-    loss_fn = _loss_function(data.task, p, data.y_train)
-    targets = data.y_train if data.task == "multiclass" else data.y_train.float()
-    generator = torch.Generator(device=device).manual_seed(seed)
-    val_key = metric.removeprefix("val_") if metric else None
-    augment_kind = p["augment"]
-    amp = _autocast(options)  # built once, entered once per step (autocast contexts may be re-entered)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    return _Loop(
+        model=model, step_model=step_model, data=data, options=options, channels_last=channels_last, n=n,
+        batch_size=batch_size, steps=steps, optimizer=optimizer, scheduler=_scheduler(optimizer, p, steps * epochs),
+        loss_fn=_loss_function(data.task, p, data.y_train),
+        targets=data.y_train if data.task == "multiclass" else data.y_train.float(),
+        generator=torch.Generator(device=device).manual_seed(seed), augment=p["augment"],
+        amp=_autocast(options),  # built once, entered once per step (autocast contexts may be re-entered)
+        sync=(lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None),
+    )
 
-    history: list[dict] = []
-    best_value, best_epoch, since_best, stopped = None, 0, 0, "budget"
-    elapsed = compile_seconds = 0.0
-    state = checkpoint.load() if checkpoint is not None else None
-    if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"].to(generator.get_state().device))
-        _set_rng_state(state.get("rng"), device)
-        history, best_value, best_epoch = state["history"], state["best_value"], state["best_epoch"]
-        since_best, elapsed = state["since_best"], state["elapsed"]
-        compile_seconds = state.get("compile_seconds", 0.0)
-    timings.update(epochs_run=len(history), train_seconds=elapsed, compile_seconds=compile_seconds)
-    compiled_sizes: set[int] = set()
-    for epoch in range(len(history) + 1, epochs + 1):
+
+def _resume(loop: _Loop, state: dict | None) -> _Progress:
+    """The progress a checkpoint saved (its weights, optimizer and generators restored), else a fresh one."""
+    if not state:
+        return _Progress()
+    loop.model.load_state_dict(state["model"])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    if loop.scheduler is not None:
+        loop.scheduler.load_state_dict(state["scheduler"])
+    loop.generator.set_state(state["generator"].to(loop.generator.get_state().device))
+    _set_rng_state(state.get("rng"), loop.data.device)
+    return _Progress(history=state["history"], best_value=state["best_value"], best_epoch=state["best_epoch"],
+                     since_best=state["since_best"], elapsed=state["elapsed"],
+                     compile_seconds=state.get("compile_seconds", 0.0))
+
+
+def _checkpoint_state(loop: _Loop, progress: _Progress) -> dict:
+    return {
+        "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
+        "scheduler": loop.scheduler.state_dict() if loop.scheduler is not None else None,
+        "generator": loop.generator.get_state(), "rng": _rng_state(loop.data.device), "history": progress.history,
+        "best_value": progress.best_value, "best_epoch": progress.best_epoch, "since_best": progress.since_best,
+        "elapsed": progress.elapsed, "compile_seconds": progress.compile_seconds,
+    }
+
+
+def _train_epoch(loop: _Loop) -> tuple[torch.Tensor, float]:
+    """One pass over the training split: (the summed loss as a device tensor, seconds spent compiling)."""
+    data, n, batch_size, steps = loop.data, loop.n, loop.batch_size, loop.steps
+    compiling = 0.0
+    loop.model.train()
+    order = torch.randperm(n, device=data.device, generator=loop.generator)
+    loss_sum = torch.zeros((), device=data.device)
+    for step in range(steps):
+        index = order[step * batch_size : n if step == steps - 1 else (step + 1) * batch_size]
+        size = len(index)
+        # With torch.compile, a step with a new batch shape compiles: time it apart (two syncs per
+        # batch shape and fit call: the only syncs inside the loop, and only with compile on).
+        timed = loop.options.compile and size not in loop.compiled_sizes
+        if timed:
+            loop.sync()
+            step_started = time.perf_counter()
+        xb = data.inputs(augment(data.x_train.index_select(0, index), loop.augment, loop.generator))
+        if loop.channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with loop.amp:
+            loss = loop.loss_fn(loop.step_model(xb), loop.targets.index_select(0, index))
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.optimizer.step()
+        if loop.scheduler is not None:
+            loop.scheduler.step()
+        loss_sum.add_(loss.detach(), alpha=size)
+        if timed:
+            loop.sync()
+            loop.compiled_sizes.add(size)
+            compiling += time.perf_counter() - step_started
+    return loss_sum, compiling
+
+
+def _epoch_values(loop: _Loop, loss_sum: torch.Tensor) -> dict[str, float]:
+    """The epoch's train loss and validation metrics, fetched in one device-to-host transfer."""
+    data = loop.data
+    summary = {"train_loss": loss_sum / loop.n}
+    if data.x_val is not None:
+        summary.update({f"val_{k}": v for k, v in evaluate(loop.model, data, data.x_val, data.y_val,
+                                                           loop.options).items()})
+    return dict(zip(summary, torch.stack([v.float() for v in summary.values()]).tolist()))  # the sync
+
+
+def _fit(model, data: DeviceData, params: dict, *, epochs, metric, seed, options: RunOptions,
+         observer: FitObserver) -> FitResult:
+    p = {**TRAIN_DEFAULTS, **params}
+    loop = _prepare(model, data, p, epochs=epochs, seed=seed, options=options)
+    progress = _resume(loop, observer.load_checkpoint() if observer.saves_checkpoints else None)
+    observer.on_timing(progress.timing())
+    stopped = "budget"
+    for epoch in range(len(progress.history) + 1, epochs + 1):
         started = time.perf_counter()
-        compiling = 0.0
-        model.train()
-        order = torch.randperm(n, device=device, generator=generator)
-        loss_sum = torch.zeros((), device=device)
-        for step in range(steps):
-            index = order[step * batch_size : n if step == steps - 1 else (step + 1) * batch_size]
-            size = len(index)
-            # With torch.compile, a step with a new batch shape compiles: time it apart (two syncs per
-            # batch shape and fit call: the only syncs inside the loop, and only with compile on).
-            timed = options.compile and size not in compiled_sizes
-            if timed:
-                sync()
-                step_started = time.perf_counter()
-            xb = data.inputs(augment(data.x_train.index_select(0, index), augment_kind, generator))
-            if channels_last and xb.dim() == 4:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with amp:
-                loss = loss_fn(step_model(xb), targets.index_select(0, index))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            loss_sum.add_(loss.detach(), alpha=size)
-            if timed:
-                sync()
-                compiled_sizes.add(size)
-                compiling += time.perf_counter() - step_started
-        summary = {"train_loss": loss_sum / n}
-        if data.x_val is not None:
-            summary.update({f"val_{k}": v for k, v in evaluate(model, data, data.x_val, data.y_val, options).items()})
-        values = dict(zip(summary, torch.stack([v.float() for v in summary.values()]).tolist()))  # the sync
-        elapsed += time.perf_counter() - started - compiling
-        compile_seconds += compiling
+        loss_sum, compiling = _train_epoch(loop)
+        values = _epoch_values(loop, loss_sum)
+        progress.elapsed += time.perf_counter() - started - compiling
+        progress.compile_seconds += compiling
         row = {"epoch": epoch, **values}
-        history.append(row)
-        timings.update(epochs_run=len(history), train_seconds=elapsed, compile_seconds=compile_seconds)
-        if on_epoch is not None:
-            on_epoch(row)
+        progress.history.append(row)
+        observer.on_timing(progress.timing())
+        observer.on_epoch(row)
         if not math.isfinite(values["train_loss"]):
             raise NonFiniteLoss(epoch)
-        if val_key is not None:
-            value = values[metric]
-            if M.is_better(value, best_value, metric):
-                best_value, best_epoch, since_best = value, epoch, 0
-            else:
-                since_best += 1
-            if report is not None:
-                report(epoch, value)
-            if p["patience"] and since_best >= int(p["patience"]):
+        if metric:
+            progress.track_best(epoch, values[metric], metric)
+            observer.on_value(epoch, values[metric])
+            if p["patience"] and progress.since_best >= int(p["patience"]):
                 stopped = "early_stopping"
                 break
         else:
-            best_epoch = epoch
-        if checkpoint is not None and epoch < epochs:
-            checkpoint.save({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "generator": generator.get_state(), "rng": _rng_state(device), "history": history,
-                "best_value": best_value, "best_epoch": best_epoch, "since_best": since_best,
-                "elapsed": elapsed, "compile_seconds": compile_seconds,
-            })
-    epochs_run = len(history)
+            progress.best_epoch = epoch
+        if observer.saves_checkpoints and epoch < epochs:
+            observer.save_checkpoint(_checkpoint_state(loop, progress))
+    epochs_run = len(progress.history)
     return FitResult(
-        history=history,
+        history=progress.history,
         epochs_run=epochs_run,
-        best_epoch=best_epoch,
-        best_value=best_value,
-        train_seconds=elapsed,
-        samples_per_second=n * epochs_run / elapsed if elapsed > 0 else 0.0,
+        best_epoch=progress.best_epoch,
+        best_value=progress.best_value,
+        train_seconds=progress.elapsed,
+        samples_per_second=loop.n * epochs_run / progress.elapsed if progress.elapsed > 0 else 0.0,
         stopped=stopped,
-        compile_seconds=compile_seconds,
+        compile_seconds=progress.compile_seconds,
     )

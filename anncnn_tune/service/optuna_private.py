@@ -1,0 +1,58 @@
+"""Every use of Optuna's private API, in one place, each with the reason the public API is not enough.
+
+Optuna may rename any of these in a minor release; tests/test_optuna_private.py checks each one
+on a real study, so an upgrade that breaks one fails there, by name, instead of somewhere deep in
+a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages import RDBStorage
+from optuna.storages._cached_storage import _CachedStorage
+
+# The logger that reports failed trials. A logger's filters do not apply to its children's records,
+# so a filter must sit on this very logger, not on "optuna".
+FAILED_TRIAL_LOGGER = "optuna.study._optimize"
+
+
+def rdb_storage(study: optuna.Study) -> RDBStorage | None:
+    """The RDBStorage a study runs on, or None for other storages.
+
+    Optuna wraps an RDBStorage in a _CachedStorage inside every Study, so `study._storage` itself
+    is never an RDBStorage: unwrap it.
+    """
+    storage = study._storage
+    if isinstance(storage, _CachedStorage):
+        storage = storage._backend
+    return storage if isinstance(storage, RDBStorage) else None
+
+
+def heartbeat_enabled(study: optuna.Study) -> bool:
+    """Whether the study's storage records heartbeats (so stale trials can be found and failed)."""
+    storage = rdb_storage(study)
+    return storage is not None and bool(storage.heartbeat_interval)
+
+
+def study_id(study: optuna.Study) -> int:
+    """The storage's id of a study: two studies of one name (deleted and recreated) differ here."""
+    return study._study_id
+
+
+def frozen_trial(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    """A live trial's record in the storage: a live Trial does not expose its system attributes
+    (where the stale-trial retry records the trial it retries)."""
+    return trial.storage.get_trial(trial._trial_id)
+
+
+def artifact_path(store: FileSystemArtifactStore, artifact_id: str) -> Path:
+    """Where a FileSystemArtifactStore keeps an artifact (validated against escaping its base)."""
+    return store._get_filepath(artifact_id)
+
+
+def failed_trial_logger() -> logging.Logger:
+    return logging.getLogger(FAILED_TRIAL_LOGGER)

@@ -1,0 +1,218 @@
+"""What anncnn-tune stores on a study and on its trials: the one schema of their user attributes.
+
+Optuna keeps free-form user attributes (JSON values under string keys) on studies and trials;
+anncnn-tune keeps its whole record there, so a storage alone is enough to list, compare, export
+and retrain. This module is the only one that knows those keys and their shapes: the rest of the
+package reads a `StudyRecord` / `TrialRecord` (frozen, typed, like Optuna's FrozenTrial) and
+writes through the functions below. The layout is the one studies have always been written
+with, so studies made before this module read unchanged.
+
+Study attributes:   spec (the study file as a dict), data (the data description: dataset, task,
+                    fingerprint, split_seed, sizes...), created_by ("anncnn-tune"),
+                    test_metrics ({str(trial number): retrain's summary}).
+Trial attributes:   baseline (name) and epochs (the baseline's epoch budget), set when enqueued;
+                    n_params, device, seed, worker at the start; epochs_run, train_seconds,
+                    samples_per_second, compile_seconds (timing); best_epoch, stopped, history
+                    (rows of {"epoch", "train_loss", "val_...": ...}) when complete;
+                    pruned_reason / fail_reason; resumed_from_trial, resumed_from_epoch on a retry
+                    that continued a checkpoint.
+
+It also holds the two facts several commands must agree on: the seed of a trial and which
+trial of a study is the best one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+CREATOR = "anncnn-tune"
+# What must match for an ANN-vs-CNN comparison to be fair (DESIGN.md, "Fair comparison").
+FAIR_KEYS = ("metric", "fingerprint", "split_seed", "subset", "epochs", "sampler", "pruner")
+SEED_STRIDE = 100_003  # trial seeds of two studies with adjacent spec seeds do not collide
+
+
+# -- the seed and the best trial -------------------------------------------------------------------
+
+
+def trial_seed(spec_seed: int, original_number: int) -> int:
+    """The seed a trial trains with. A retry passes its chain's original trial number, so that it
+    repeats the original even without a checkpoint."""
+    return spec_seed * SEED_STRIDE + original_number
+
+
+def best_trial(trials: Iterable[FrozenTrial], maximize: bool) -> FrozenTrial | None:
+    """The complete trial with the best value; on a tie the earlier trial (lowest number).
+
+    This, not `study.best_trial`, is the rule everywhere (compare, export, the worker's lines):
+    Optuna's RDB storage leaves the order of tied values to the database, so two commands asking
+    the same storage could name different trials.
+    """
+    scored = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not scored:
+        return None
+    if maximize:
+        return max(scored, key=lambda t: (t.value, -t.number))
+    return min(scored, key=lambda t: (t.value, t.number))
+
+
+def is_maximize(study: optuna.Study) -> bool:
+    return study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+def study_best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """best_trial() over the study's trials (None before the first complete one)."""
+    return best_trial(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), is_maximize(study))
+
+
+# -- the study record ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study's anncnn-tune attributes. `read` takes a Study or a StudySummary (both carry them)."""
+
+    name: str
+    spec: dict | None  # None: a study some other tool made
+    data: dict
+    created_by: str | None
+    test_metrics: dict[int, dict]  # retrain's summary per trial number
+
+    @classmethod
+    def read(cls, study) -> StudyRecord:
+        attrs = study.user_attrs
+        tests = attrs.get("test_metrics") or {}
+        return cls(name=study.study_name, spec=attrs.get("spec"), data=attrs.get("data") or {},
+                   created_by=attrs.get("created_by"),
+                   test_metrics={int(number): entry for number, entry in tests.items()})
+
+    @property
+    def is_ours(self) -> bool:
+        """Created by anncnn-tune (it has a stored spec, the one thing every command needs)."""
+        return self.spec is not None
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.data.get("fingerprint")
+
+    def split_seed(self, default: int | None = None) -> int | None:
+        return self.data.get("split_seed", default)
+
+    def fairness(self) -> dict:
+        """The settings that must match between studies compared with each other (FAIR_KEYS)."""
+        spec = self.spec or {}
+        return {"metric": spec.get("metric"), "fingerprint": self.fingerprint, "split_seed": self.split_seed(),
+                "subset": spec.get("subset"), "epochs": spec.get("epochs"), "sampler": spec.get("sampler"),
+                "pruner": spec.get("pruner")}
+
+
+def write_study_created(study: optuna.Study, spec: dict, data: dict) -> None:
+    """A new study's record: its spec and data description, marked as ours."""
+    study.set_user_attr("spec", spec)
+    study.set_user_attr("data", data)
+    study.set_user_attr("created_by", CREATOR)
+
+
+def write_test_metrics(study: optuna.Study, trial_number: int, entry: dict) -> None:
+    """Retrain's summary of one trial (metric, mean, std, seeds, ..., retrained_at), beside earlier ones."""
+    recorded = dict(study.user_attrs.get("test_metrics") or {})
+    recorded[str(trial_number)] = entry
+    study.set_user_attr("test_metrics", recorded)
+
+
+# -- the trial record ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial's anncnn-tune attributes (None where not written: a trial still running, or failed early)."""
+
+    number: int
+    baseline: str | None = None  # the reference baseline's name; None for a sampled trial
+    epochs: int | None = None  # the baseline's own epoch budget, where it sets one
+    n_params: int | None = None
+    device: str | None = None
+    seed: int | None = None
+    worker: str | None = None  # host:pid
+    epochs_run: int | None = None
+    train_seconds: float | None = None
+    samples_per_second: float | None = None
+    compile_seconds: float | None = None
+    best_epoch: int | None = None
+    stopped: str | None = None  # "budget" or "early_stopping"
+    history: list | None = None
+    pruned_reason: str | None = None
+    fail_reason: str | None = None
+    resumed_from_trial: int | None = None
+    resumed_from_epoch: int | None = None
+
+    @classmethod
+    def read(cls, trial: FrozenTrial | optuna.Trial) -> TrialRecord:
+        attrs = trial.user_attrs
+        return cls(number=trial.number, **{f.name: attrs.get(f.name) for f in fields(cls) if f.name != "number"})
+
+    @property
+    def reason(self) -> str:
+        """Why the trial did not complete ("" when it did or nobody said)."""
+        return self.fail_reason or self.pruned_reason or ""
+
+    def seed_or_default(self, spec_seed: int) -> int:
+        """The recorded seed; trials that predate its recording trained with trial_seed(number)."""
+        return int(self.seed) if self.seed is not None else trial_seed(spec_seed, self.number)
+
+    def epochs_to_retrain(self, spec_epochs: int) -> int:
+        """Epochs a retrain of this trial trains: its best epoch, else what it ran, else the budget."""
+        return int(self.best_epoch or self.epochs_run or spec_epochs)
+
+    def epoch_budget(self, spec_epochs: int) -> int:
+        """The trial's epochs: a baseline's own budget where it sets one, never more than the study's."""
+        return min(int(self.epochs if self.epochs is not None else spec_epochs), spec_epochs)
+
+
+def baseline_attrs(name: str, epochs: int | None = None) -> dict:
+    """The user attributes of an enqueued baseline trial (study.enqueue_trial(..., user_attrs=...))."""
+    attrs = {"baseline": name}
+    if epochs is not None:
+        attrs["epochs"] = epochs
+    return attrs
+
+
+def write_setup(trial: optuna.Trial, *, n_params: int, device: str, seed: int, worker: str) -> None:
+    trial.set_user_attr("n_params", n_params)
+    trial.set_user_attr("device", device)
+    trial.set_user_attr("seed", seed)
+    trial.set_user_attr("worker", worker)
+
+
+def write_timing(trial: optuna.Trial, *, epochs_run: int, train_seconds: float, compile_seconds: float,
+                 n_train: int) -> None:
+    """Time spent so far; written whenever a trial ends, complete or pruned."""
+    trial.set_user_attr("epochs_run", epochs_run)
+    trial.set_user_attr("train_seconds", round(train_seconds, 4))
+    trial.set_user_attr("samples_per_second",
+                        round(n_train * epochs_run / train_seconds, 1) if train_seconds else 0.0)
+    trial.set_user_attr("compile_seconds", round(compile_seconds, 4))
+
+
+def write_result(trial: optuna.Trial, *, best_epoch: int, stopped: str, history: list[dict]) -> None:
+    trial.set_user_attr("best_epoch", best_epoch)
+    trial.set_user_attr("stopped", stopped)
+    trial.set_user_attr("history", [{k: round(v, 6) for k, v in row.items()} for row in history])
+
+
+def write_pruned_reason(trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr("pruned_reason", reason)
+
+
+def write_fail_reason(trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr("fail_reason", reason)
+
+
+def write_resumed(trial: optuna.Trial, *, from_trial: int, from_epoch: int) -> None:
+    """A retry that continues its chain's checkpoint. Set on every retry: the user attributes were
+    copied from the stale trial, which may itself have resumed from a different epoch."""
+    trial.set_user_attr("resumed_from_trial", from_trial)
+    trial.set_user_attr("resumed_from_epoch", from_epoch)

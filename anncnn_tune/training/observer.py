@@ -1,0 +1,88 @@
+"""What fit() tells its caller while it trains, through one object: the FitObserver.
+
+fit() knows nothing of Optuna, terminals or checkpoint files. It calls its observer after every
+epoch with the epoch's history row, with the validation value (where raising stops training: the
+objective raises optuna.TrialPruned there), and with the time spent so far; and it asks the
+observer for a checkpoint to resume from and hands it one after each epoch. The search's
+objective, retrain and the benchmarks each pass one observer; the base class does nothing, so an
+observer overrides only what it uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FitTiming:
+    """Time spent so far, as in FitResult: epochs finished, their wall time (training and
+    validation, compilation excluded), and torch.compile's time."""
+
+    epochs_run: int = 0
+    train_seconds: float = 0.0
+    compile_seconds: float = 0.0
+
+
+class FitObserver:
+    """Base observer: override the hooks you need. Hooks run in this order after each epoch:
+    on_timing, on_epoch, (the non-finite-loss check), on_value, (early stopping), save_checkpoint."""
+
+    # fit() builds a checkpoint state (a copy of the model and optimizer) only for observers that
+    # keep one, as building it costs a state_dict per epoch.
+    saves_checkpoints: bool = False
+
+    def on_timing(self, timing: FitTiming) -> None:
+        """After resuming and after every epoch: the time spent so far."""
+
+    def on_epoch(self, row: dict) -> None:
+        """Each epoch's history row ({"epoch", "train_loss", "val_...": ...}) once it is known."""
+
+    def on_value(self, epoch: int, value: float) -> None:
+        """The validation metric after an epoch (only with a metric); raise to stop training."""
+
+    def load_checkpoint(self) -> dict | None:
+        """A state that save_checkpoint was given, to resume from; None to start at epoch 1."""
+        return None
+
+    def save_checkpoint(self, state: dict) -> None:
+        """After every finished epoch but the last (only where saves_checkpoints is true)."""
+
+
+class TimingObserver(FitObserver):
+    """An observer that keeps the latest timing, for callers whose training may be stopped early."""
+
+    def __init__(self):
+        self.timing = FitTiming()
+
+    def on_timing(self, timing: FitTiming) -> None:
+        self.timing = timing
+
+
+class CallbackObserver(FitObserver):
+    """fit()'s former keyword arguments as one observer: report(epoch, value), on_epoch(row), a
+    checkpoint object with load() and save(state), and a timings dict kept current with
+    "epochs_run", "train_seconds" and "compile_seconds"."""
+
+    def __init__(self, *, report=None, on_epoch=None, checkpoint=None, timings: dict | None = None):
+        self._report, self._on_epoch, self._checkpoint, self._timings = report, on_epoch, checkpoint, timings
+        self.saves_checkpoints = checkpoint is not None
+
+    def on_timing(self, timing: FitTiming) -> None:
+        if self._timings is not None:
+            self._timings.update(epochs_run=timing.epochs_run, train_seconds=timing.train_seconds,
+                                 compile_seconds=timing.compile_seconds)
+
+    def on_epoch(self, row: dict) -> None:
+        if self._on_epoch is not None:
+            self._on_epoch(row)
+
+    def on_value(self, epoch: int, value: float) -> None:
+        if self._report is not None:
+            self._report(epoch, value)
+
+    def load_checkpoint(self) -> dict | None:
+        return self._checkpoint.load() if self._checkpoint is not None else None
+
+    def save_checkpoint(self, state: dict) -> None:
+        if self._checkpoint is not None:
+            self._checkpoint.save(state)
