@@ -14,6 +14,7 @@ import optuna
 
 from anncnn_tune.errors import UserError
 from anncnn_tune.results.export import Run, load_stored_study
+from anncnn_tune.service.records import StudyRecord, TrialRecord, write_test_metrics
 from anncnn_tune.service.storage import ENV_VAR, mask
 
 
@@ -39,7 +40,7 @@ def record_target(run: Run, storage: str | None, record: bool = True) -> RecordT
     if not any(t.number == trial_number for t in study.get_trials(deepcopy=False)):
         raise UserError(f"study {study_name!r} in {mask(url)} has no trial {trial_number}; pass the --storage "
                         "the run file was exported from, or --no-record")
-    if (study.user_attrs.get("data") or {}).get("fingerprint") != run.fingerprint:
+    if StudyRecord.read(study).fingerprint != run.fingerprint:
         raise UserError(f"study {study_name!r} in {mask(url)} was run on other data than {run.path} records; "
                         "pass the right --storage, or --no-record")
     return RecordTarget(study, int(trial_number))
@@ -50,18 +51,16 @@ def trial_history(target: RecordTarget | None) -> list[dict]:
     if target is None:
         return []
     trial = next(t for t in target.study.get_trials(deepcopy=False) if t.number == target.trial)
-    return trial.user_attrs.get("history") or []
+    return TrialRecord.read(trial).history or []
 
 
 def record(target: RecordTarget, metrics: dict, out: Path) -> None:
     """The test metrics on the study (keyed by trial number), where compare finds them."""
-    recorded = dict(target.study.user_attrs.get("test_metrics") or {})
     test = metrics["test"]
-    recorded[str(target.trial)] = {
+    write_test_metrics(target.study, target.trial, {
         "metric": test["metric"], "mean": test["mean"], "std": test["std"], "seeds": test["seeds"],
         "epochs": metrics["epochs"], "summary": test["summary"],
         "cv": metrics["cv"]["summary"] if metrics["cv"] else None,
         "onnx_max_abs_diff": metrics["onnx"]["max_abs_diff"], "out": str(out.resolve()),
         "retrained_at": metrics["retrained_at"],
-    }
-    target.study.set_user_attr("test_metrics", recorded)
+    })

@@ -11,6 +11,7 @@ import time
 from anncnn_tune.results.export import Run
 from anncnn_tune.training import models
 from anncnn_tune.training.fit import DeviceData, RunOptions, fit, seed_everything
+from anncnn_tune.training.observer import FitObserver
 
 PROGRESS_EVERY = 10.0  # seconds between epoch lines while a retrain runs
 
@@ -19,9 +20,20 @@ def train_once(run: Run, splits, data: DeviceData, seed: int, options: RunOption
     """(model, fit result) of one training of `run` on `data` with `seed`."""
     seed_everything(seed)  # the same initialisation the trial had, for the first seed
     model = models.build(run.model, run.params, splits.input_shape, splits.out_dim)
+    observer = _EpochLines(epoch_logger(log, label, run.epochs)) if log else None
     result = fit(model, data, run.params, epochs=run.epochs, metric=None, seed=seed, options=options,
-                 on_epoch=epoch_logger(log, label, run.epochs) if log else None)
+                 observer=observer)
     return model, result
+
+
+class _EpochLines(FitObserver):
+    """fit()'s observer in a retrain: only the epoch rows, for the progress lines."""
+
+    def __init__(self, on_epoch):
+        self._on_epoch = on_epoch
+
+    def on_epoch(self, row: dict) -> None:
+        self._on_epoch(row)
 
 
 def epoch_logger(log, label: str, epochs: int):
