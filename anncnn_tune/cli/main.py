@@ -70,27 +70,25 @@ def optimize(study, storage, n_trials, timeout, device, epochs, seed, subset, da
     130 stopped by SIGINT/SIGTERM (the running trials are marked failed with the reason), 1 a
     worker died (its trial is retried by the next run).
     """
-    from anncnn_tune.search.optimize import OptimizeRequest
-    from anncnn_tune.search.optimize import optimize as run
+    from anncnn_tune import api
 
-    result = run(OptimizeRequest(study=study, storage_url=storage_mod.resolve_url(storage), n_trials=n_trials,
-                                 timeout=timeout, device=device, epochs=epochs, seed=seed, subset=subset,
-                                 data_dir=data_dir, compile=compile_, threads=threads,
-                                 heartbeat_interval=heartbeat_interval, quiet=quiet, artifacts=artifacts,
-                                 workers=workers, devices=devices or ()))
-    states = ", ".join(f"{n} {s}" for s, n in result["states"].items())
-    click.echo(f"study {result['study']}: {states}")
-    if result["timed_out"]:
-        click.echo(f"--timeout reached after {result['ran_here']} trial(s) here; run the same command to go on")
-    if "best_value" in result:
-        tag = f" [{result['best_baseline']}]" if result.get("best_baseline") else ""
-        click.echo(f"best value {result['best_value']:.6g} (trial {result['best_trial']}{tag})")
-        click.echo("best params " + json.dumps(result["best_params"], sort_keys=True))
-    if result["interrupted"]:
+    result = api.optimize(study, storage=storage, n_trials=n_trials, timeout=timeout, device=device, epochs=epochs,
+                          seed=seed, subset=subset, data_dir=data_dir, compile=compile_, threads=threads,
+                          heartbeat_interval=heartbeat_interval, quiet=quiet, artifacts=artifacts,
+                          workers=workers, devices=devices)
+    states = ", ".join(f"{n} {s}" for s, n in result.states.items())
+    click.echo(f"study {result.study_name}: {states}")
+    if result.timed_out:
+        click.echo(f"--timeout reached after {result.ran_here} trial(s) here; run the same command to go on")
+    if result.best_trial is not None:
+        tag = f" [{result.best_baseline}]" if result.best_baseline else ""
+        click.echo(f"best value {result.best_value:.6g} (trial {result.best_trial}{tag})")
+        click.echo("best params " + json.dumps(result.best_params, sort_keys=True))
+    if result.interrupted:
         click.echo("interrupted: the running trial was marked failed; run the same command to resume", err=True)
         sys.exit(130)
-    if result.get("worker_failures"):
-        click.echo("error: " + "; ".join(result["worker_failures"]), err=True)
+    if result.worker_failures:
+        click.echo("error: " + "; ".join(result.worker_failures), err=True)
         sys.exit(1)
 
 
