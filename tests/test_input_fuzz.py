@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from anncnn_tune.cli.main import main
 from anncnn_tune.results import export as export_mod
 from anncnn_tune.results import retrain as retrain_mod
-from anncnn_tune.search import optimize as optimize_mod
+from anncnn_tune.search import launcher as optimize_mod
 
 STUDY = {
     "description": "fuzz base",
