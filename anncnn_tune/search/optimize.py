@@ -8,15 +8,16 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import optuna
 import torch
 
 from anncnn_tune.data import load_dataset
+from anncnn_tune.search.names import check_study_name
 from anncnn_tune.search.objective import Objective
 from anncnn_tune.search.progress import Progress
-from anncnn_tune.search.spec import load_spec
+from anncnn_tune.search.spec import fits_data, load_spec
 from anncnn_tune.search.study import counts, open_study, run_worker
 from anncnn_tune.service.artifacts import open_store, resolve_dir
 from anncnn_tune.service.budget_lock import StudyLock
@@ -47,6 +48,7 @@ class OptimizeRequest:
     devices: tuple[str, ...] = ()  # round-robin over the workers; empty: every worker uses `device`
     label: str = ""  # prefix of this worker's progress lines ("[worker 2] ") when several run
     share: int = 1  # how many workers share this machine's cores (each gets max(1, cores // share) threads)
+    study_name: str | None = None  # run the study file under this name (variants side by side in one storage)
 
 
 class _Prefixed:
@@ -80,6 +82,8 @@ def optimize(request: OptimizeRequest) -> dict:
     """Validate everything that can be validated before touching the storage, then run the worker(s)."""
     spec = load_spec(request.study).with_overrides(epochs=request.epochs, seed=request.seed,
                                                 subset=request.subset)
+    if request.study_name:
+        spec = replace(spec, name=check_study_name(request.study_name))
     # Every device must exist, the storage answer and the artifact directory be usable before any
     # data is loaded or worker started: seconds, not minutes, to a one-line error.
     flag = "--devices" if request.devices else "--device"
@@ -92,7 +96,10 @@ def optimize(request: OptimizeRequest) -> dict:
 
         return run_workers(request, spec)
     configure_threads(request.share, threads=request.threads)  # respects OMP_NUM_THREADS where it is set
-    splits = load_dataset(spec.dataset, data_dir=request.data_dir, seed=spec.seed, subset=spec.subset)
+    splits = load_dataset(spec.data_source or spec.dataset, data_dir=request.data_dir, seed=spec.seed,
+                          subset=spec.subset)
+    if spec.data_source is not None:  # an array file's kind and an `auto` task are known only now
+        fits_data(spec, splits.kind, splits.task)
     storage = open_storage(request.storage_url, heartbeat_interval=request.heartbeat_interval, retry_stale=True)
     optuna.logging.set_verbosity(logging.WARNING)
     # The logger that reports failed trials (a logger's filters do not apply to its children's records).

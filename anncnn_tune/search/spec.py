@@ -86,6 +86,8 @@ class Spec:
     subset: float | int | None = None
     seed: int = 0
     description: str = ""
+    # A user dataset (`dataset:` a mapping): the resolved DataSource; `dataset` is then its key.
+    data_source: object | None = None
 
     @property
     def direction(self) -> str:
@@ -109,7 +111,7 @@ class Spec:
         params = {name: s.as_dict() for name, s in self.space.items()}
         params.update(self.fixed)
         d = {
-            "dataset": self.dataset,
+            "dataset": self.data_source.to_dict() if self.data_source is not None else self.dataset,
             "model": self.model,
             "metric": self.metric,
             "epochs": self.epochs,
@@ -165,7 +167,8 @@ def load_spec(study: str) -> Spec:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
-    return spec_from_dict(raw, source=str(path), name=path.stem)
+    # A relative dataset path in the file is relative to the file's folder, wherever we run from.
+    return spec_from_dict(raw, source=str(path), name=path.stem, base_dir=path.resolve().parent)
 
 
 def _number(value, where: str, *, integer: bool = False) -> float:
@@ -313,7 +316,37 @@ def _section(raw, key: str, defaults: dict, allowed: dict, where: str) -> dict:
     return merged
 
 
-def spec_from_dict(raw, *, source: str, name: str) -> Spec:
+def fits_data(spec: Spec, kind: str, task: str, where: str | None = None) -> None:
+    """The checks that need the data's kind (image | tabular) and task: run at load time where the
+    study file says them, and by optimize once a user dataset is loaded (an array file's kind and an
+    `auto` task are known only then)."""
+    where = where or spec.source
+    label = spec.dataset
+    if spec.model == "cnn" and kind != "image":
+        raise UserError(f"{where}.model: cnn needs an image dataset, {label!r} is {kind}; use model: ann")
+    if task not in metrics.METRICS[spec.metric][1]:
+        raise UserError(f"{where}.metric: {spec.metric} does not apply to {task} dataset {label!r}")
+    if ("augment" in spec.space or spec.fixed.get("augment", "none") != "none") and kind != "image":
+        raise UserError(f"{where}.params.augment applies only to image datasets, {label!r} is {kind}")
+
+
+def _dataset(raw, where: str, base_dir: Path | None):
+    """(key, kind or None, task or None, DataSource or None) of the study's `dataset:` value."""
+    dataset = raw["dataset"]
+    if isinstance(dataset, dict):
+        from anncnn_tune.data.source import parse_source  # only user datasets need the source reader
+
+        src = parse_source(dataset, base_dir=base_dir or Path.cwd(), where=f"{where}.dataset")
+        kind = {"images": "image", "table": "tabular"}.get(src.kind)  # arrays: known once loaded
+        return src.key, kind, None if src.task == "auto" else src.task, src
+    if not isinstance(dataset, str) or dataset not in DATASETS:
+        raise UserError(f"{where}.dataset: unknown dataset {dataset!r}; known: {', '.join(DATASETS)} "
+                        "(or a mapping with path: and, for tables, target:)")
+    info = DATASETS[dataset]
+    return dataset, info.kind, info.task, None
+
+
+def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None) -> Spec:
     where = source
     if not isinstance(raw, dict):
         raise UserError(f"{where}: a study file must be a YAML mapping with dataset, model, metric, epochs, params")
@@ -323,20 +356,17 @@ def spec_from_dict(raw, *, source: str, name: str) -> Spec:
     for key in ("dataset", "model", "metric", "epochs", "params"):
         if key not in raw:
             raise UserError(f"{where}: missing required key {key!r}")
-    dataset = raw["dataset"]
-    if dataset not in DATASETS:
-        raise UserError(f"{where}.dataset: unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    dataset, kind, task, data_source = _dataset(raw, where, base_dir)
     family = raw["model"]
     if family not in models.MODELS:
         raise UserError(f"{where}.model: unknown model family {family!r}; use one of {', '.join(models.MODELS)}")
-    info = DATASETS[dataset]
-    if family == "cnn" and info.kind != "image":
-        raise UserError(f"{where}.model: cnn needs an image dataset, {dataset!r} is {info.kind}; use model: ann")
+    if family == "cnn" and kind not in (None, "image"):
+        raise UserError(f"{where}.model: cnn needs an image dataset, {dataset!r} is {kind}; use model: ann")
     metric = raw["metric"]
     if metric not in metrics.METRICS:
         raise UserError(f"{where}.metric: unknown metric {metric!r}; use one of {', '.join(metrics.METRICS)}")
-    if info.task not in metrics.METRICS[metric][1]:
-        raise UserError(f"{where}.metric: {metric} does not apply to {info.task} dataset {dataset!r}")
+    if task is not None and task not in metrics.METRICS[metric][1]:
+        raise UserError(f"{where}.metric: {metric} does not apply to {task} dataset {dataset!r}")
     epochs = _number(raw["epochs"], f"{where}.epochs", integer=True)
     if epochs < 1:
         raise UserError(f"{where}.epochs must be at least 1, got {epochs}")
@@ -358,8 +388,8 @@ def spec_from_dict(raw, *, source: str, name: str) -> Spec:
             space[pname] = _param_space(pname, pvalue, pwhere)
         else:
             fixed[pname] = _fixed_value(pname, pvalue, pwhere)
-    if ("augment" in space or fixed.get("augment", "none") != "none") and info.kind != "image":
-        raise UserError(f"{where}.params.augment applies only to image datasets, {dataset!r} is {info.kind}")
+    if ("augment" in space or fixed.get("augment", "none") != "none") and kind not in (None, "image"):
+        raise UserError(f"{where}.params.augment applies only to image datasets, {dataset!r} is {kind}")
 
     subset = raw.get("subset")
     if subset is not None:
@@ -396,4 +426,4 @@ def spec_from_dict(raw, *, source: str, name: str) -> Spec:
     description = raw.get("description", "")
     return Spec(name=name, source=source, dataset=dataset, model=family, metric=metric, epochs=epochs,
                 sampler=sampler, pruner=pruner, space=space, fixed=fixed, baselines=baselines, subset=subset,
-                seed=seed, description=str(description).strip())
+                seed=seed, description=str(description).strip(), data_source=data_source)
