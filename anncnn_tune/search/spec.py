@@ -334,9 +334,14 @@ def _dataset(raw, where: str, base_dir: Path | None):
     """(key, kind or None, task or None, DataSource or None) of the study's `dataset:` value."""
     dataset = raw["dataset"]
     if isinstance(dataset, dict):
-        from anncnn_tune.data.source import parse_source  # only user datasets need the source reader
+        from anncnn_tune.data.source import parse_source, source_from_dict  # only user datasets need these
 
-        src = parse_source(dataset, base_dir=base_dir or Path.cwd(), where=f"{where}.dataset")
+        # A stored spec holds the resolved source (with its kind), whose files may have moved since:
+        # compare and export read it as stored; a study file's mapping is checked against the disk.
+        if "kind" in dataset:
+            src = source_from_dict(dataset)
+        else:
+            src = parse_source(dataset, base_dir=base_dir or Path.cwd(), where=f"{where}.dataset")
         kind = {"images": "image", "table": "tabular"}.get(src.kind)  # arrays: known once loaded
         return src.key, kind, None if src.task == "auto" else src.task, src
     if not isinstance(dataset, str) or dataset not in DATASETS:
