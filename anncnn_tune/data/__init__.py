@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from anncnn_tune.data import digits, images, tabular
 from anncnn_tune.data.base import Splits
 from anncnn_tune.data.fetch import REGISTRY as _FILES
+from anncnn_tune.data.schema import Schema
+from anncnn_tune.data.source import DataSource, inspect, load_source, parse_source, source_from_dict
 from anncnn_tune.errors import UserError
+
+__all__ = [
+    "DATASETS", "DataSource", "DatasetInfo", "Schema", "Splits", "get", "inspect", "kind_and_task",
+    "load_dataset", "load_source", "parse_source", "source_from_dict",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,5 +55,19 @@ def get(key: str) -> DatasetInfo:
         raise UserError(f"unknown dataset {key!r}; known datasets: {', '.join(DATASETS)}") from None
 
 
-def load_dataset(key: str, *, data_dir=None, seed: int = 0, subset=None) -> Splits:
-    return get(key).load(data_dir=data_dir, seed=seed, subset=subset)
+def load_dataset(dataset: str | DataSource, *, data_dir=None, seed: int = 0, subset=None) -> Splits:
+    """The Splits of a registry key or of a user's DataSource (see data/source.py)."""
+    if isinstance(dataset, DataSource):
+        return load_source(dataset, seed=seed, subset=subset, data_dir=data_dir)
+    return get(dataset).load(data_dir=data_dir, seed=seed, subset=subset)
+
+
+def kind_and_task(dataset: str | DataSource) -> tuple[str, str]:
+    """(kind, task) of a registry key (from its DatasetInfo) or a DataSource (from `inspect`),
+    kind being "image" or "tabular": what spec validation needs for "cnn needs images" and for
+    checking the metric against the task."""
+    if isinstance(dataset, DataSource):
+        schema = inspect(dataset)
+        return schema.kind, schema.task
+    info = get(dataset)
+    return info.kind, info.task

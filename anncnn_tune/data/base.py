@@ -38,6 +38,8 @@ class Splits:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     feature_names: tuple[str, ...] | None = None
+    source: dict | None = None  # a user's DataSource.to_dict(); None for registry datasets
+    schema: dict | None = None  # Schema.summary() of a user's source
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -60,6 +62,7 @@ class Splits:
             "classes": list(self.classes) if self.classes else None,
             "fingerprint": self.fingerprint,
             "split_seed": self.split_seed,
+            **({"source": self.source, "schema": self.schema} if self.source is not None else {}),
         }
 
 

@@ -1,0 +1,245 @@
+"""A user's own dataset as a study file describes it: a table, a folder of images or an array file.
+
+`parse_source` checks the description (shape, keys, values, that the paths exist) without
+reading the data, so a study file with a typo fails in milliseconds. `inspect`, `load_source`
+and `current_fingerprint` dispatch to the reader of the source's kind (table.py, folder.py,
+arrays.py), imported lazily so that validating a spec never pulls in pandas or Pillow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from anncnn_tune.errors import UserError
+
+if TYPE_CHECKING:
+    from anncnn_tune.data.base import Splits
+    from anncnn_tune.data.schema import Schema
+
+SOURCE_KINDS = ("table", "images", "arrays")
+SOURCE_TASKS = ("auto", "binary", "multiclass", "regression")
+BAD_FILE_POLICIES = ("error", "skip")
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+ARRAY_SUFFIXES = (".npz",)
+KEYS = ("path", "target", "task", "drop", "test", "image_size", "on_bad_file")
+STORED_KEYS = ("kind",) + KEYS
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A user's own dataset, described in a study file; paths are absolute and resolved."""
+
+    path: str
+    kind: str  # table | images | arrays
+    target: str | None = None  # tables: the column to predict
+    task: str = "auto"  # auto | binary | multiclass | regression
+    drop: tuple[str, ...] = ()
+    test: str | None = None  # a held-out file or folder of the same kind; None: a seeded split
+    image_size: tuple[int, int] | None = None  # (height, width), as Keras' image_size
+    on_bad_file: str = "error"  # error | skip
+
+    @property
+    def key(self) -> str:
+        """A readable name: the file's stem or the folder's name."""
+        path = Path(self.path)
+        return path.name if self.kind == "images" else path.stem
+
+    def to_dict(self) -> dict:
+        """Plain types, as a study stores it; `source_from_dict(to_dict())` gives this source back."""
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "target": self.target,
+            "task": self.task,
+            "drop": list(self.drop),
+            "test": self.test,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "on_bad_file": self.on_bad_file,
+        }
+
+
+def kind_of(path: Path) -> str | None:
+    """The source kind a path names by itself (a folder, or a file by its suffix), or None."""
+    if path.is_dir():
+        return "images"
+    suffix = path.suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        return "table"
+    if suffix in ARRAY_SUFFIXES:
+        return "arrays"
+    return None
+
+
+def _resolve(value, *, base_dir: Path, where: str) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{where} must be a path (a string), got {value!r}")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path(base_dir) / path  # relative to the study file, not to the current directory
+    return path.resolve()
+
+
+def _existing(path: Path, where: str) -> Path:
+    if not path.exists():
+        raise UserError(f"{where}: {path} does not exist; fix the path (relative paths are relative to the study file)")
+    return path
+
+
+def _kind(path: Path, where: str) -> str:
+    kind = kind_of(path)
+    if kind is None:
+        raise UserError(
+            f"{where}: {path} is neither a folder of images nor a .csv, .tsv, .parquet or .npz file; "
+            "convert it to one of those"
+        )
+    return kind
+
+
+def _image_size(value, where: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in value)
+    ):
+        raise UserError(f"{where} must be [height, width], two whole numbers in 1..4096, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _drop(value, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise UserError(f"{where} must be a list of column names, got {value!r}")
+    return tuple(value)
+
+
+def _choice(value, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise UserError(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _check_fields(kind: str, target, drop, image_size, test_kind, path: Path, where: str) -> None:
+    """What only makes sense for some kinds, refused where it would be silently ignored."""
+    if kind == "table" and target is None:
+        raise UserError(f"{where}.target is missing: name the column of {path.name} to predict")
+    if kind != "table" and target is not None:
+        raise UserError(f"{where}.target applies to tables only; {path.name} is {kind}: remove it")
+    if kind != "table" and drop:
+        raise UserError(f"{where}.drop applies to tables only; {path.name} is {kind}: remove it")
+    if kind == "table" and image_size is not None:
+        raise UserError(f"{where}.image_size applies to images only; {path.name} is a table: remove it")
+    if test_kind is not None and test_kind != kind:
+        raise UserError(f"{where}.test must be the same kind of data as {where}.path ({kind}), got {test_kind}")
+
+
+def parse_source(raw, *, base_dir: Path, where: str) -> DataSource:
+    """A DataSource from a study file's `dataset:` value (a mapping, or just a path string).
+
+    Checks keys, types and values and that the paths exist; does not read the data.
+    """
+    if isinstance(raw, str):
+        raw = {"path": raw}
+    if not isinstance(raw, dict):
+        raise UserError(f"{where} must be a dataset key or a mapping with a path, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]} is not a dataset option; known options: {', '.join(KEYS)}")
+    if "path" not in raw:
+        raise UserError(f"{where}.path is missing: give the file or folder holding the data")
+    path = _existing(_resolve(raw["path"], base_dir=base_dir, where=f"{where}.path"), f"{where}.path")
+    kind = _kind(path, f"{where}.path")
+    target = raw.get("target")
+    if target is not None and (not isinstance(target, str) or not target):
+        raise UserError(f"{where}.target must be a column name, got {target!r}")
+    task = _choice(raw.get("task", "auto"), SOURCE_TASKS, f"{where}.task")
+    drop = _drop(raw.get("drop"), f"{where}.drop")
+    image_size = _image_size(raw.get("image_size"), f"{where}.image_size")
+    on_bad_file = _choice(raw.get("on_bad_file", "error"), BAD_FILE_POLICIES, f"{where}.on_bad_file")
+    test = None
+    test_kind = None
+    if raw.get("test") is not None:
+        test_path = _existing(_resolve(raw["test"], base_dir=base_dir, where=f"{where}.test"), f"{where}.test")
+        test_kind = _kind(test_path, f"{where}.test")
+        if test_path == path:
+            raise UserError(f"{where}.test is the same as {where}.path; give a separate held-out file or folder")
+        test = str(test_path)
+    _check_fields(kind, target, drop, image_size, test_kind, path, where)
+    if target is not None and target in drop:
+        raise UserError(f"{where}.drop lists the target {target!r}; remove it from drop")
+    return DataSource(path=str(path), kind=kind, target=target, task=task, drop=drop, test=test,
+                      image_size=image_size, on_bad_file=on_bad_file)
+
+
+def source_from_dict(d: dict) -> DataSource:
+    """The DataSource a study stored (`DataSource.to_dict`); paths are not checked (they may be gone)."""
+    if not isinstance(d, dict) or "path" not in d or "kind" not in d:
+        raise UserError(f"stored dataset source {d!r} has no path and kind; the study was not written by anncnn-tune")
+    unknown = sorted(set(d) - set(STORED_KEYS))
+    if unknown:
+        raise UserError(f"stored dataset source has unknown field {unknown[0]!r}; upgrade anncnn-tune to read it")
+    where = "stored dataset source"
+    kind = _choice(d["kind"], SOURCE_KINDS, f"{where}.kind")
+    size = d.get("image_size")
+    return DataSource(
+        path=str(d["path"]),
+        kind=kind,
+        target=d.get("target"),
+        task=_choice(d.get("task", "auto"), SOURCE_TASKS, f"{where}.task"),
+        drop=tuple(d.get("drop") or ()),
+        test=d.get("test"),
+        image_size=_image_size(size, f"{where}.image_size"),
+        on_bad_file=_choice(d.get("on_bad_file", "error"), BAD_FILE_POLICIES, f"{where}.on_bad_file"),
+    )
+
+
+def _reader(source: DataSource):
+    if source.kind == "table":
+        from anncnn_tune.data import table as reader
+    elif source.kind == "images":
+        from anncnn_tune.data import folder as reader
+    else:
+        from anncnn_tune.data import arrays as reader
+    return reader
+
+
+def _require(source: DataSource) -> None:
+    for label, value in (("path", source.path), ("test", source.test)):
+        if value is not None and not Path(value).exists():
+            raise UserError(f"dataset {label} {value} does not exist any more; restore it or point the study at its new place")
+
+
+def inspect(source: DataSource) -> Schema:
+    """What the data holds (kind, task, shapes, classes, notes), reading no more than it must."""
+    _require(source)
+    return _reader(source).inspect(source)
+
+
+def load_source(source: DataSource, *, seed: int = 0, subset=None, data_dir=None) -> Splits:
+    """The source's train/validation/test `Splits`, as every built-in loader returns them."""
+    _require(source)
+    return _reader(source).load(source, seed=seed, subset=subset, data_dir=data_dir)
+
+
+def current_fingerprint(source: DataSource) -> str:
+    """sha256 of the data as it is now (files and, for folders, their names), to detect a change."""
+    _require(source)
+    return _reader(source).fingerprint(source)
+
+
+def check_unchanged(source: DataSource, recorded: str) -> None:
+    """Refuse (one line) a source whose content is no longer what the study began with."""
+    now = current_fingerprint(source)
+    if now != recorded:
+        raise UserError(
+            f"{source.path} has changed since the study began (fingerprint {now[:12]}..., recorded "
+            f"{recorded[:12]}...); restore the original data, or start a new study on the new data"
+        )

@@ -1,0 +1,394 @@
+"""The one table path: a user's CSV/TSV/Parquet and the built-in California and churn tables.
+
+Reading (pandas; pyarrow for Parquet) and deciding what each column is happen here, then one
+`ColumnTransformer` (median imputation + scaling for numbers, most-frequent imputation for 0/1
+flags, most-frequent imputation + one-hot for categories) is fitted on the training rows only.
+The split is a seeded 70/15/15 over row indices, stratified for classes, with the same calls the
+built-in loaders always made, so their arrays are what they were before this module existed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from anncnn_tune.data.base import Splits, fingerprint_files, split_off, take_subset
+from anncnn_tune.data.memory import check_fits
+from anncnn_tune.data.schema import Schema
+from anncnn_tune.errors import UserError
+
+if TYPE_CHECKING:
+    from anncnn_tune.data.source import DataSource
+
+HOLDOUT = 0.15  # validation and test each take 15% of the rows
+MULTICLASS_UPPER_LIMIT = 1000  # AutoGluon's: more distinct integer labels than this is regression
+ROLES = ("flag", "numeric", "categorical")
+
+
+@dataclass
+class Columns:
+    """What each feature column is, decided once from the whole file (never from the split)."""
+
+    flag: list[str] = field(default_factory=list)  # numeric 0/1 (or bool): imputed, not scaled
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def features(self) -> list[str]:
+        return self.flag + self.numeric + self.categorical
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """The file as a DataFrame; anything pandas cannot parse is one line naming the file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    check_fits(_estimate_bytes(path), f"reading {path.name}", "drop columns or rows from the file")
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", encoding="utf-8-sig",
+                                skipinitialspace=False, low_memory=False)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path} is empty; give a table with a header row and data rows") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        message = " ".join(str(exc).split())[:200]
+        raise UserError(f"{path} does not parse as a {suffix.lstrip('.')} table ({message}); fix the file") from None
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types for a damaged Parquet file
+        message = " ".join(str(exc).split())[:200]
+        raise UserError(f"{path} cannot be read ({type(exc).__name__}: {message}); fix the file") from None
+    if frame.empty:
+        raise UserError(f"{path} has no data rows; give a table with a header row and data rows")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _estimate_bytes(path: Path) -> int:
+    """Memory pandas will need, guessed before reading: text tables grow ~8x as objects."""
+    size = path.stat().st_size
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(path).metadata
+            return meta.num_rows * meta.num_columns * 8 * 4
+        except Exception:  # noqa: BLE001 - a damaged file: read_parquet says what is wrong
+            return size * 8
+    return size * 8
+
+
+# ---------------------------------------------------------------- columns and task
+
+
+def _is_text(series: pd.Series) -> bool:
+    """Text columns: object dtype, or pandas 3's own string dtype (`str`)."""
+    return series.dtype == object or isinstance(series.dtype, pd.StringDtype)
+
+
+def _blank_to_missing(series: pd.Series) -> pd.Series:
+    if _is_text(series):
+        return series.mask(series.astype(str).str.strip() == "")
+    return series
+
+
+def column_roles(frame: pd.DataFrame, features: list[str], notes: list[str]) -> tuple[pd.DataFrame, Columns]:
+    """(frame with numeric-looking text columns converted, the role of every feature column)."""
+    frame = frame.copy()
+    cols = Columns()
+    n = len(frame)
+    for name in features:
+        series = _blank_to_missing(frame[name])
+        present = series.dropna()
+        if series.dtype == bool:
+            series = series.astype(np.float64)
+        elif _is_text(series) and len(present):
+            numbers = pd.to_numeric(present, errors="coerce")
+            if numbers.notna().all():
+                blanks = int(series.isna().sum() - frame[name].isna().sum())
+                series = pd.to_numeric(series, errors="coerce")
+                if blanks:
+                    notes.append(f"{name}: {blanks} blank values read as missing numbers (imputed with the median)")
+        frame[name] = series
+        present = series.dropna()
+        distinct = present.nunique()
+        if distinct <= 1:
+            cols.dropped.append(name)
+            notes.append(f"dropped constant column {name}")
+        elif pd.api.types.is_numeric_dtype(series):
+            if set(np.unique(present.to_numpy())) <= {0, 1}:
+                cols.flag.append(name)
+            else:
+                cols.numeric.append(name)
+        elif distinct == n and len(present) == n:
+            cols.dropped.append(name)
+            notes.append(f"dropped ID-like column {name} ({n} distinct values, one per row)")
+        else:
+            frame[name] = series.astype(object).where(series.notna(), np.nan)
+            cols.categorical.append(name)
+    return frame, cols
+
+
+def infer_task(y: pd.Series) -> tuple[str, str]:
+    """AutoGluon's rule (infer_problem_type): (task, why)."""
+    distinct = y.nunique()
+    ratio_limit = 0.05 if len(y) > 1000 else 0.1
+    if distinct == 2:
+        return "binary", "2 distinct values"
+    if _is_text(y) or isinstance(y.dtype, pd.CategoricalDtype):
+        return "multiclass", f"{distinct} distinct text values"
+    few = distinct / len(y) <= ratio_limit and distinct <= MULTICLASS_UPPER_LIMIT
+    if pd.api.types.is_float_dtype(y):
+        if few and np.array_equal(y.to_numpy(), np.round(y.to_numpy())):
+            return "multiclass", f"{distinct} distinct whole-number values"
+        return "regression", f"{distinct} distinct numeric values"
+    if pd.api.types.is_integer_dtype(y) or y.dtype == bool:
+        if few:
+            return "multiclass", f"{distinct} distinct integer values"
+        return "regression", f"{distinct} distinct integer values"
+    raise UserError(f"target {y.name!r} has type {y.dtype}, neither numbers nor text; convert it")
+
+
+def _label(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def encode_target(y: pd.Series, task: str, target: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """(labels: int64 class indices or float32 values, class names sorted as ImageFolder sorts them)."""
+    if task == "regression":
+        numbers = pd.to_numeric(y, errors="coerce")
+        if numbers.isna().any():
+            bad = y[numbers.isna()].iloc[0]
+            raise UserError(f"task regression needs a numeric target, but {target} holds {bad!r}; use task: multiclass")
+        return numbers.to_numpy(dtype=np.float32), None
+    values = np.array(sorted(y.unique(), key=lambda v: (str(type(v)), v)), dtype=object)
+    if task == "binary" and len(values) != 2:
+        raise UserError(f"task binary needs 2 target values, but {target} has {len(values)}; use task: multiclass")
+    labels = pd.Series(range(len(values)), index=pd.Index(values)).reindex(y.to_numpy()).to_numpy(np.int64)
+    return labels, tuple(_label(v) for v in values)
+
+
+# ---------------------------------------------------------------- split and encode (shared with the built-ins)
+
+
+def split_rows(y: np.ndarray, seed: int, subset, stratify: bool, *, has_test: bool = False):
+    """Row indices (train, val, test): seeded 70/15/15; `subset` thins training only.
+
+    The same split_off/take_subset calls the built-in loaders made on their arrays: the index
+    permutation depends only on the labels and the seed, so indices reproduce their splits.
+    With a held-out test file (`has_test`) the file's rows are split into train and validation.
+    """
+    rows = np.arange(len(y))
+    if has_test:
+        test = np.array([], dtype=np.int64)
+        rest, y_rest = rows, y
+    else:
+        rest, test, y_rest, _ = split_off(rows, y, HOLDOUT, seed, stratify=stratify)
+    train, val, y_train, _ = split_off(rest, y_rest, HOLDOUT / (1 - HOLDOUT), seed, stratify=stratify)
+    train, _ = take_subset(train, y_train, subset, seed, stratify=stratify)
+    return train, val, test
+
+
+def transformer(cols: Columns) -> ColumnTransformer:
+    """Imputation, scaling and one-hot encoding; unseen categories (a small subset) become zeros."""
+    parts = []
+    if cols.flag:
+        parts.append(("flag", SimpleImputer(strategy="most_frequent"), cols.flag))
+    if cols.numeric:
+        parts.append(("numeric", Pipeline([("impute", SimpleImputer(strategy="median")),
+                                           ("scale", StandardScaler())]), cols.numeric))
+    if cols.categorical:
+        parts.append(("categorical", Pipeline([
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]), cols.categorical))
+    if not parts:
+        raise UserError("the table has no feature columns left (all dropped); keep at least one column besides the target")
+    return ColumnTransformer(parts)
+
+
+def feature_names(fitted: ColumnTransformer, cols: Columns) -> tuple[str, ...]:
+    names = list(cols.flag) + list(cols.numeric)
+    if cols.categorical:
+        categories = fitted.named_transformers_["categorical"].named_steps["onehot"].categories_
+        names += [f"{c}={_label(v)}" for c, values in zip(cols.categorical, categories) for v in values]
+    return tuple(names)
+
+
+def encoded_splits(key: str, frame: pd.DataFrame, y: np.ndarray, cols: Columns, *, task: str, classes,
+                   seed: int, subset, fingerprint: str, test_frame: pd.DataFrame | None = None,
+                   y_test: np.ndarray | None = None) -> Splits:
+    """Split the rows, fit the transformer on the training rows only, and encode all three parts."""
+    stratify = task != "regression"
+    if stratify:
+        _check_stratifiable(y, classes, need=2 if test_frame is not None else 3)
+    try:
+        train, val, test = split_rows(y, seed, subset, stratify, has_test=test_frame is not None)
+    except ValueError as exc:  # scikit-learn's own refusal, for whatever the checks above missed
+        raise UserError(f"cannot split the rows ({' '.join(str(exc).split())}); add rows or use a held-out test file") from None
+    features = cols.features
+    fitted = transformer(cols).fit(frame.iloc[train][features])
+
+    def encode(part: pd.DataFrame) -> np.ndarray:
+        return fitted.transform(part[features]).astype(np.float32)
+
+    if test_frame is None:
+        x_test, y_test = encode(frame.iloc[test]), y[test]
+    else:
+        x_test = encode(test_frame)
+    return Splits(
+        key=key, task=task, kind="tabular",
+        x_train=encode(frame.iloc[train]), y_train=y[train],
+        x_val=encode(frame.iloc[val]), y_val=y[val],
+        x_test=x_test, y_test=y_test,
+        classes=tuple(classes) if classes else None, fingerprint=fingerprint, split_seed=seed,
+        feature_names=feature_names(fitted, cols),
+    )  # fmt: skip
+
+
+def _check_stratifiable(y: np.ndarray, classes, need: int) -> None:
+    counts = np.bincount(y, minlength=len(classes))
+    small = int(np.argmin(counts))
+    if counts[small] < need:
+        raise UserError(
+            f"class {classes[small]!r} has only {counts[small]} rows; a stratified train/validation/test "
+            f"split needs at least {need} per class: add rows, or merge or drop that class"
+        )
+
+
+# ---------------------------------------------------------------- a user's table
+
+
+@dataclass
+class _Prepared:
+    frame: pd.DataFrame
+    y: np.ndarray
+    cols: Columns
+    task: str
+    classes: tuple[str, ...] | None
+    notes: list[str]
+    missing: dict[str, int]
+    test_frame: pd.DataFrame | None
+    y_test: np.ndarray | None
+
+
+def _prepare(source: DataSource) -> _Prepared:
+    path = Path(source.path)
+    frame = read_frame(path)
+    target = source.target
+    if not target:
+        raise UserError(f"{path.name}: no target given; name the column to predict with target: (columns: {_list(frame)})")
+    if target not in frame.columns:
+        raise UserError(f"{path.name} has no column {target!r}; its columns are: {_list(frame)}")
+    for name in source.drop:
+        if name not in frame.columns:
+            raise UserError(f"dataset.drop names {name!r}, which {path.name} lacks; its columns are: {_list(frame)}")
+    notes: list[str] = []
+    missing_target = int(_blank_to_missing(frame[target]).isna().sum())
+    if missing_target:
+        frame = frame[_blank_to_missing(frame[target]).notna()].reset_index(drop=True)
+        notes.append(f"dropped {missing_target} rows with no {target} value")
+    y_raw = frame[target]
+    if y_raw.nunique() < 2:
+        raise UserError(f"target {target!r} has a single value ({_label(y_raw.iloc[0])!s}) in {path.name}; nothing to predict, choose another column")
+    if source.task == "auto":
+        task, why = infer_task(y_raw)
+        notes.insert(0, f"task inferred: {task} ({why}); set task: to override")
+    else:
+        task = source.task
+    y, classes = encode_target(y_raw, task, target)
+    features = [c for c in frame.columns if c != target and c not in source.drop]
+    missing = {c: int(n) for c, n in frame[features].apply(lambda s: _blank_to_missing(s).isna().sum()).items() if n}
+    frame, cols = column_roles(frame, features, notes)
+    cols.dropped = list(source.drop) + cols.dropped
+    test_frame = y_test = None
+    if source.test:
+        test_frame, y_test = _prepare_test(Path(source.test), frame, target, task, classes, cols)
+    return _Prepared(frame, y, cols, task, classes, notes, missing, test_frame, y_test)
+
+
+def _prepare_test(path: Path, frame: pd.DataFrame, target: str, task: str, classes, cols: Columns):
+    test = read_frame(path)
+    absent = [c for c in cols.features + [target] if c not in test.columns]
+    if absent:
+        raise UserError(f"held-out {path.name} lacks column {absent[0]!r} of the training table; give it the same columns")
+    test = test[_blank_to_missing(test[target]).notna()].reset_index(drop=True)
+    for name in cols.numeric + cols.flag:
+        test[name] = pd.to_numeric(_blank_to_missing(test[name]), errors="coerce")
+    for name in cols.categorical:
+        series = _blank_to_missing(test[name])
+        test[name] = series.astype(object).where(series.notna(), np.nan)
+    if task == "regression":
+        y_test, _ = encode_target(test[target], task, target)
+    else:
+        known = {label: i for i, label in enumerate(classes)}
+        labels = [_label(v) for v in test[target]]
+        unknown = sorted(set(labels) - set(known))
+        if unknown:
+            raise UserError(f"held-out {path.name} has {target} value {unknown[0]!r}, absent from the training table; "
+                            "every test class must appear in training")
+        y_test = np.array([known[v] for v in labels], dtype=np.int64)
+    return test, y_test
+
+
+def _list(frame: pd.DataFrame, limit: int = 30) -> str:
+    names = list(frame.columns)
+    return ", ".join(names[:limit]) + (f" ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def fingerprint(source: DataSource) -> str:
+    return fingerprint_files([Path(p) for p in (source.path, source.test) if p])
+
+
+def load(source: DataSource, *, seed: int = 0, subset=None, data_dir=None) -> Splits:
+    prepared = _prepare(source)
+    splits = encoded_splits(
+        source.key, prepared.frame, prepared.y, prepared.cols, task=prepared.task, classes=prepared.classes,
+        seed=seed, subset=subset, fingerprint=fingerprint(source), test_frame=prepared.test_frame,
+        y_test=prepared.y_test,
+    )
+    splits.source = source.to_dict()
+    splits.schema = _schema(source, prepared, splits).summary()
+    return splits
+
+
+def inspect(source: DataSource) -> Schema:
+    """The schema, from a seed-0 encoding of the table (cheap for anything that fits in memory)."""
+    prepared = _prepare(source)
+    splits = encoded_splits(
+        source.key, prepared.frame, prepared.y, prepared.cols, task=prepared.task, classes=prepared.classes,
+        seed=0, subset=None, fingerprint="", test_frame=prepared.test_frame, y_test=prepared.y_test,
+    )
+    return _schema(source, prepared, splits)
+
+
+def _schema(source: DataSource, prepared: _Prepared, splits: Splits) -> Schema:
+    counts = None
+    y_all = prepared.y if prepared.y_test is None else np.concatenate([prepared.y, prepared.y_test])
+    if prepared.classes:
+        tally = np.bincount(y_all, minlength=len(prepared.classes))
+        counts = {c: int(n) for c, n in zip(prepared.classes, tally)}
+    cols = prepared.cols
+    return Schema(
+        kind="tabular", task=prepared.task, input_shape=splits.input_shape, n_samples=len(y_all),
+        classes=prepared.classes, class_counts=counts, notes=list(prepared.notes),
+        columns={"numeric": cols.numeric, "flag": cols.flag, "categorical": cols.categorical, "dropped": cols.dropped},
+        missing=prepared.missing, target=source.target,
+        splits={"train": len(splits.y_train), "val": len(splits.y_val), "test": len(splits.y_test)},
+    )  # fmt: skip
+
