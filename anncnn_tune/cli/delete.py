@@ -24,8 +24,7 @@ def delete(name, storage, artifacts, yes):
     url = storage_mod.resolve_url(storage)
     plan = plan_delete(url, name, resolve_dir(artifacts, url))
     what = (f"study {name} ({plan.n_trials} trial(s)) from {storage_mod.mask(url)}, {len(plan.artifact_files)} "
-            f"artifact file(s)" + (f" and {plan.checkpoint_dir}" if plan.checkpoint_dir else "")
-            + f" under {plan.artifact_root}")
+            f"artifact file(s)" + (" and its checkpoints" if plan.checkpoint_dir else "") + f" under {plan.artifact_root}")
     if not yes and not click.confirm(f"delete {what}?", default=False):
         click.echo("nothing deleted", err=True)
         sys.exit(1)
