@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 TASKS = ("multiclass", "binary", "regression")
+HOLDOUT = 0.15  # a seeded split of one file or folder: validation and test each take 15%
 KINDS = ("image", "tabular")
 
 
@@ -136,3 +137,45 @@ def image_splits(key, x_train, y_train, x_test, y_test, classes, *, fingerprint,
     return Splits(key=key, task="multiclass", kind="image", x_train=x_tr, y_train=y_tr, x_val=x_val, y_val=y_val,
                   x_test=x_test, y_test=y_test, classes=tuple(classes), fingerprint=fingerprint, split_seed=seed,
                   mean=mean, std=std)
+
+
+def split_rows(y: np.ndarray, seed: int, subset, stratify: bool, *, has_test: bool = False):
+    """Row indices (train, val, test): seeded 70/15/15; `subset` thins training only.
+
+    The same split_off/take_subset calls the built-in table loaders made on their arrays: the
+    index permutation depends only on the labels and the seed, so indices reproduce their splits.
+    With a held-out test set elsewhere (`has_test`) the rows are split into train and validation.
+    """
+    rows = np.arange(len(y))
+    if has_test:
+        test = np.array([], dtype=np.int64)
+        rest, y_rest = rows, y
+    else:
+        rest, test, y_rest, _ = split_off(rows, y, HOLDOUT, seed, stratify=stratify)
+    train, val, y_train, _ = split_off(rest, y_rest, HOLDOUT / (1 - HOLDOUT), seed, stratify=stratify)
+    train, _ = take_subset(train, y_train, subset, seed, stratify=stratify)
+    return train, val, test
+
+
+PART_TRAIN, PART_VAL, PART_TEST = 0, 1, 2
+
+
+def split_parts(y: np.ndarray, parts: np.ndarray, seed: int, subset, *, val_fraction: float,
+                stratify: bool = True):
+    """Indices (train, val, test) of samples some of which arrive labelled val or test.
+
+    Whatever the data names as test or validation stays so; what is missing is split off the
+    training samples, seeded and stratified: test 15%, then validation `val_fraction` of the
+    rest when a test set was given (as the built-in image datasets), else 15% of the whole.
+    """
+    pool = np.flatnonzero(parts == PART_TRAIN)
+    test = np.flatnonzero(parts == PART_TEST)
+    val = np.flatnonzero(parts == PART_VAL)
+    fraction = val_fraction
+    if not len(test):
+        pool, test, _, _ = split_off(pool, y[pool], HOLDOUT, seed, stratify=stratify)
+        fraction = HOLDOUT / (1 - HOLDOUT)
+    if not len(val):
+        pool, val, _, _ = split_off(pool, y[pool], fraction, seed, stratify=stratify)
+    train, _ = take_subset(pool, y[pool], subset, seed, stratify=stratify)
+    return train, val, test

@@ -52,14 +52,14 @@ class Schema:
         if self.kind == "tabular":
             cols = self.columns or {}
             used = sum(len(cols.get(r, [])) for r in ("numeric", "flag", "categorical"))
-            out.append(f"table: {self.n_samples} rows, {used} feature columns -> {self.input_shape[0]} features after encoding")
+            columns = f", {used} feature columns" if cols else ""
+            out.append(f"table: {self.n_samples} rows{columns} -> {self.input_shape[0]} features after encoding")
             for role in ("numeric", "flag", "categorical", "dropped"):
                 if cols.get(role):
                     out.append(f"  {role} ({len(cols[role])}): {', '.join(cols[role])}")
-            if self.missing:
-                out.append("  missing values: " + ", ".join(f"{c} {n}" for c, n in self.missing.items()))
-            else:
-                out.append("  missing values: none")
+            if self.missing is not None:  # None: not counted (array files)
+                listed = ", ".join(f"{c} {n}" for c, n in self.missing.items())
+                out.append(f"  missing values: {listed or 'none'}")
             out.append(f"target: {self.target} ({self.task})")
         else:
             out.append(f"images: {self.n_samples}, input {'x'.join(str(d) for d in self.input_shape)} (C x H x W)")
@@ -69,9 +69,9 @@ class Schema:
                 out.append("  sizes (HxW): " + ", ".join(f"{s} {n}" for s, n in shown) + more)
             if self.modes:
                 out.append("  modes: " + ", ".join(f"{m} {n}" for m, n in sorted(self.modes.items())))
-            if self.splits:
-                out.append("  splits on disk: " + ", ".join(f"{k} {v}" for k, v in self.splits.items()))
             out.append(f"task: {self.task}")
+        if self.splits:
+            out.append("splits: " + ", ".join(f"{k} {v}" for k, v in self.splits.items()))
         if self.class_counts:
             counts = ", ".join(f"{c} {n}" for c, n in self.class_counts.items())
             out.append(f"classes ({len(self.class_counts)}): {counts}")

@@ -20,7 +20,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from anncnn_tune.data.base import Splits, fingerprint_files, split_off, take_subset
+from anncnn_tune.data.base import Splits, fingerprint_files, split_rows
 from anncnn_tune.data.memory import check_fits
 from anncnn_tune.data.schema import Schema
 from anncnn_tune.errors import UserError
@@ -28,7 +28,6 @@ from anncnn_tune.errors import UserError
 if TYPE_CHECKING:
     from anncnn_tune.data.source import DataSource
 
-HOLDOUT = 0.15  # validation and test each take 15% of the rows
 MULTICLASS_UPPER_LIMIT = 1000  # AutoGluon's: more distinct integer labels than this is regression
 ROLES = ("flag", "numeric", "categorical")
 
@@ -184,24 +183,6 @@ def encode_target(y: pd.Series, task: str, target: str) -> tuple[np.ndarray, tup
 
 
 # ---------------------------------------------------------------- split and encode (shared with the built-ins)
-
-
-def split_rows(y: np.ndarray, seed: int, subset, stratify: bool, *, has_test: bool = False):
-    """Row indices (train, val, test): seeded 70/15/15; `subset` thins training only.
-
-    The same split_off/take_subset calls the built-in loaders made on their arrays: the index
-    permutation depends only on the labels and the seed, so indices reproduce their splits.
-    With a held-out test file (`has_test`) the file's rows are split into train and validation.
-    """
-    rows = np.arange(len(y))
-    if has_test:
-        test = np.array([], dtype=np.int64)
-        rest, y_rest = rows, y
-    else:
-        rest, test, y_rest, _ = split_off(rows, y, HOLDOUT, seed, stratify=stratify)
-    train, val, y_train, _ = split_off(rest, y_rest, HOLDOUT / (1 - HOLDOUT), seed, stratify=stratify)
-    train, _ = take_subset(train, y_train, subset, seed, stratify=stratify)
-    return train, val, test
 
 
 def transformer(cols: Columns) -> ColumnTransformer:
