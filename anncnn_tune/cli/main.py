@@ -13,7 +13,7 @@ import click
 from anncnn_tune.cli.datasets import datasets
 from anncnn_tune.cli.delete import delete
 from anncnn_tune.cli.init import init_command
-from anncnn_tune.cli.options import storage_option
+from anncnn_tune.cli.options import DEVICES, SECONDS, SEED, SUBSET, storage_option
 from anncnn_tune.cli.results import compare, export, retrain
 from anncnn_tune.errors import UserError
 from anncnn_tune.service import storage as storage_mod
@@ -41,14 +41,14 @@ def cli():
 @storage_option
 @click.option("--n-trials", type=click.IntRange(min=1), default=30, show_default=True,
               help="The study's total number of finished (complete or pruned) trials, across runs and workers.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--timeout", type=SECONDS, default=None,
               help="Stop starting new trials after this many seconds.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the study's epoch budget.")
-@click.option("--seed", type=int, default=None, help="Override the study's seed (sampler, splits, model init).")
-@click.option("--subset", type=float, default=None, metavar="FRACTION|COUNT",
-              help="Train on a seeded part of the training split (a fraction in (0, 1] or a count), for quick "
-                   "looks on a CPU; validation and test splits stay whole.")
+@click.option("--seed", type=SEED, default=None, help="Override the study's seed (sampler, splits, model init).")
+@click.option("--subset", type=SUBSET, default=None, metavar="FRACTION|COUNT",
+              help="Train on a seeded part of the training split (a fraction in (0, 1] such as 0.2, or a whole "
+                   "count such as 500), for quick looks on a CPU; validation and test splits stay whole.")
 @click.option("--data-dir", default=None, metavar="DIR",
               help="Dataset cache directory (default: $ANNCNN_TUNE_DATA, else the per-user cache).")
 @click.option("--heartbeat-interval", type=click.IntRange(min=1), default=storage_mod.DEFAULT_HEARTBEAT,
@@ -61,7 +61,7 @@ def cli():
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes on this machine, each with max(1, cores // N) torch threads.")
-@click.option("--devices", default=None, metavar="LIST",
+@click.option("--devices", type=DEVICES, default=None, metavar="LIST",
               help="Comma-separated devices the workers take round-robin, e.g. cuda:0,cuda:1 (overrides --device).")
 @click.option("--artifacts", default=None, metavar="DIR",
               help="Checkpoints and per-trial files for the dashboard. Default: $ANNCNN_TUNE_ARTIFACTS, else "
@@ -77,12 +77,11 @@ def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed
     from anncnn_tune.search.optimize import OptimizeRequest
     from anncnn_tune.search.optimize import optimize as run
 
-    device_list = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else ()
     result = run(OptimizeRequest(study=study, storage_url=storage_mod.resolve_url(storage), n_trials=n_trials,
                                  timeout=timeout, device=device, epochs=epochs, seed=seed, subset=subset,
                                  data_dir=data_dir, compile=compile_, threads=threads,
                                  heartbeat_interval=heartbeat_interval, quiet=quiet, artifacts=artifacts,
-                                 workers=workers, devices=device_list, study_name=study_name))
+                                 workers=workers, devices=devices or (), study_name=study_name))
     states = ", ".join(f"{n} {s}" for s, n in result["states"].items())
     click.echo(f"study {result['study']}: {states}")
     if result["timed_out"]:
@@ -152,18 +151,23 @@ cli.add_command(init_command)
 cli.add_command(delete)
 
 
+def _one_line(text: str) -> str:
+    """A message stays one line even when it quotes user input with line breaks in it (a file name)."""
+    return " ".join(str(text).splitlines())
+
+
 def main(argv=None) -> None:
     try:
         cli.main(args=argv, prog_name="anncnn-tune", standalone_mode=False)
     except UserError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
-        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        click.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+
+from anncnn_tune.errors import UserError
 
 TASKS = ("multiclass", "binary", "regression")
 HOLDOUT = 0.15  # a seeded split of one file or folder: validation and test each take 15%
@@ -117,6 +120,17 @@ def take_subset(x: np.ndarray, y: np.ndarray, subset: float | None, seed: int, s
     count = round(subset * n) if isinstance(subset, float) and subset <= 1.0 else int(subset)
     if count >= n:
         return x, y
+    # Only here is the training-split size known: a subset too small to split is refused with the
+    # smallest one that works (stratified needs one sample per class, else one sample).
+    needed = len(np.unique(y)) if stratify else 1
+    if count < needed or (stratify and n - count < needed):
+        if count < needed:
+            smallest = math.ceil(needed / n * 10_000) / 10_000
+            raise UserError(f"subset {subset} keeps {count} of the {n} training samples; it needs at least "
+                            f"{needed}{' (one per class)' if stratify else ''}: use a count of {needed} or more, "
+                            f"or a fraction of at least {smallest:g}")
+        raise UserError(f"subset {subset} leaves fewer than {needed} of the {n} training samples out, too few for "
+                        f"a stratified split; use a count of at most {n - needed}, or 1.0 for the whole split")
     kept, _, y_kept, _ = train_test_split(
         x, y, train_size=count, random_state=seed, stratify=y if stratify else None
     )

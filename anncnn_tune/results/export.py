@@ -20,11 +20,10 @@ import yaml
 from optuna.trial import FixedTrial, TrialState
 
 from anncnn_tune.errors import UserError
-from anncnn_tune.search.spec import _number, spec_from_dict, suggest
+from anncnn_tune.search.spec import mapping, read_yaml, spec_from_dict, suggest, text
 from anncnn_tune.search.study import stored_spec
 from anncnn_tune.service.storage import mask, open_storage, sqlite_path
-from anncnn_tune.training import fit as train
-from anncnn_tune.training import models
+from anncnn_tune.training import params as P
 
 FORMAT = "anncnn-tune-run/1"
 TOP_KEYS = {"format", "dataset", "model", "metric", "epochs", "seed", "subset", "params", "data", "source",
@@ -177,57 +176,61 @@ def export_run(url: str, study_name: str, trial_number: int | None, out: str | N
 
 
 def validate_run(raw, *, source: str) -> Run:
-    """A Run from a run-file dict; UserError naming `source` and the key on the first problem."""
+    """A Run from a run-file dict; UserError naming `source` and the key on the first problem.
+
+    Shapes first (every mapping a mapping, every value a single value), then values; the study-file
+    validator checks dataset, family, metric against task, epochs and every parameter value.
+    """
     if not isinstance(raw, dict):
         raise UserError(f"{source}: a run file must be a YAML mapping (write one with `anncnn-tune export`)")
-    unknown = set(raw) - TOP_KEYS
+    mapping(raw, source)
+    unknown = sorted(set(raw) - TOP_KEYS)
     if unknown:
-        raise UserError(f"{source}: unknown key {min(unknown)!r}; allowed: {', '.join(sorted(TOP_KEYS))}")
+        raise UserError(f"{source}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(TOP_KEYS))}")
     for key in REQUIRED:
         if key not in raw:
             raise UserError(f"{source}: missing required key {key!r}")
     if raw.get("format", FORMAT) != FORMAT:
         raise UserError(f"{source}.format: {raw['format']!r} is not {FORMAT!r}; export the run file again")
-    if not isinstance(raw["params"], dict) or not raw["params"]:
+    params = mapping(raw["params"], f"{source}.params", "a mapping of parameter values")
+    if not params:
         raise UserError(f"{source}.params must be a non-empty mapping of parameter values")
-    nested = sorted(k for k, v in raw["params"].items() if isinstance(v, (dict, list)))
+    nested = sorted(k for k, v in params.items() if isinstance(v, (dict, list)))
     if nested:
         raise UserError(f"{source}.params.{nested[0]} must be a single value in a run file, not a search space")
-    data = raw["data"]
-    if not isinstance(data, dict) or set(data) - {"fingerprint", "split_seed"}:
-        raise UserError(f"{source}.data must be a mapping with fingerprint and split_seed")
+    data = mapping(raw["data"], f"{source}.data", "a mapping with fingerprint and split_seed")
+    extra = sorted(set(data) - {"fingerprint", "split_seed"})
+    if extra:
+        raise UserError(f"{source}.data: unknown key {extra[0]!r}; a run file's data has fingerprint and split_seed")
     fingerprint = data.get("fingerprint")
     if not isinstance(fingerprint, str) or not fingerprint:
         raise UserError(f"{source}.data.fingerprint must be the data fingerprint string the study recorded")
-    split_seed = _number(data.get("split_seed"), f"{source}.data.split_seed", integer=True)
-    seed = _number(raw["seed"], f"{source}.seed", integer=True)
-    if seed < 0:
-        raise UserError(f"{source}.seed must not be negative, got {seed}")
+    # Seeds are checked here, where they enter, before anything is loaded or written.
+    split_seed = P.check_seed(data.get("split_seed"), f"{source}.data.split_seed")
+    seed = P.check_seed(raw["seed"], f"{source}.seed")
     for key in ("source", "versions"):
-        if key in raw and not isinstance(raw[key], dict):
-            raise UserError(f"{source}.{key} must be a mapping")
-    # The study-file validator checks dataset, family, metric vs task, epochs and every parameter value.
+        if key in raw and raw[key] is not None:
+            mapping(raw[key], f"{source}.{key}")
+    origin = dict(raw.get("source") or {})
+    if origin.get("study") is not None:
+        text(origin["study"], f"{source}.source.study", "the study's name (text)")
+    if origin.get("trial") is not None:
+        trial = P.number(origin["trial"], f"{source}.source.trial", integer=True)
+        if trial < 0:
+            raise UserError(f"{source}.source.trial must be a trial number (0 or more), got {trial}")
     spec = spec_from_dict({"dataset": raw["dataset"], "model": raw["model"], "metric": raw["metric"],
-                           "epochs": raw["epochs"], "seed": split_seed, "params": raw["params"],
+                           "epochs": raw["epochs"], "seed": split_seed, "params": params,
                            **({"subset": raw["subset"]} if raw.get("subset") is not None else {})},
-                          source=source, name=Path(source).stem)
+                          source=source, name=Path(source).stem, base_dir=Path(source).parent)
     return Run(path=source, dataset=spec.dataset, model=spec.model, metric=spec.metric, epochs=spec.epochs,
-               seed=seed, params={**train.TRAIN_DEFAULTS, **models.PARAMS[spec.model], **spec.fixed},
+               seed=seed, params={**P.all_defaults(spec.model), **spec.fixed},
                fingerprint=fingerprint, split_seed=split_seed, subset=spec.subset,
-               source=dict(raw.get("source") or {}), versions=dict(raw.get("versions") or {}))
+               source=origin, versions=dict(raw.get("versions") or {}))
 
 
 def load_run(path: str) -> Run:
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise UserError(f"run file {path} does not exist; write one with `anncnn-tune export --study NAME -o FILE`")
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax "
-                        "or export the run file again") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read run file {path}: {exc}") from None
+    raw = read_yaml(file, what="run file", hint="fix the syntax or export the run file again")
     return validate_run(raw, source=str(path))

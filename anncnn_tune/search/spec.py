@@ -16,21 +16,20 @@ import yaml
 
 from anncnn_tune.data import DATASETS
 from anncnn_tune.errors import UserError
-from anncnn_tune.training import fit as train
+from anncnn_tune.search import samplers
 from anncnn_tune.training import metrics, models
+from anncnn_tune.training import params as P
 
 TOP_KEYS = {"dataset", "model", "metric", "epochs", "sampler", "pruner", "params", "baselines", "subset",
             "description", "seed"}
+REQUIRED = ("dataset", "model", "metric", "epochs", "params")
 PARAM_KEYS = {"type", "low", "high", "log", "step", "choices"}
-SAMPLERS = {"tpe": {"seed", "n_startup_trials", "multivariate", "group", "constant_liar"},
-            "random": {"seed"}, "cmaes": {"seed", "n_startup_trials"}, "gp": {"seed", "n_startup_trials"}}
-PRUNERS = {"hyperband": {"min_resource", "reduction_factor"},
-           "median": {"n_startup_trials", "n_warmup_steps"},
-           "successive_halving": {"min_resource", "reduction_factor"},
-           "none": set()}
-BOOL_PARAMS = {"batch_norm", "residual", "nesterov"}
-DEFAULT_SAMPLER = {"type": "tpe", "multivariate": True, "group": True, "seed": 0}
-DEFAULT_PRUNER = {"type": "hyperband", "min_resource": 1, "reduction_factor": 3}
+BASELINE_KEYS = {"name", "params", "epochs", "note"}
+SAMPLERS = {name: set(kind.options) for name, kind in samplers.SAMPLERS.items()}
+PRUNERS = {name: set(kind.options) for name, kind in samplers.PRUNERS.items()}
+DEFAULT_SAMPLER = samplers.DEFAULT_SAMPLER
+DEFAULT_PRUNER = samplers.DEFAULT_PRUNER
+_number = P.number  # the one number check (NaN, infinity, int64 overflow); also used by run files
 
 
 def builtin_dir() -> Path:
@@ -54,10 +53,12 @@ class ParamSpace:
 
     def contains(self, value) -> bool:
         if self.type == "categorical":
-            return value in self.choices
+            return any(P.same_value(value, c) for c in self.choices)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
-        return self.low <= value <= self.high and (self.type == "float" or float(value).is_integer())
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return self.low <= value <= self.high and (self.type == "float" or value == int(value))
 
     def as_dict(self) -> dict:
         d = {"type": self.type}
@@ -94,14 +95,14 @@ class Spec:
         return metrics.direction(self.metric)
 
     def with_overrides(self, *, epochs: int | None = None, seed: int | None = None, subset=None) -> Spec:
+        """The spec with command-line overrides, each checked by the same rule as in a study file."""
         changed = {}
         if subset is not None:
-            if subset <= 0 or (subset > 1 and not float(subset).is_integer()):
-                raise UserError(f"--subset must be a fraction in (0, 1] or a whole count, got {subset}")
-            changed["subset"] = int(subset) if subset > 1 else float(subset)
+            changed["subset"] = P.check_size(subset, "--subset")
         if epochs is not None:
-            changed["epochs"] = epochs
+            changed["epochs"] = _at_least_one(epochs, "--epochs")
         if seed is not None:
+            seed = P.check_seed(seed, "--seed")
             changed["seed"] = seed
             changed["sampler"] = {**self.sampler, "seed": seed}
         return replace(self, **changed)
@@ -129,8 +130,8 @@ class Spec:
 
 
 def suggest(spec: Spec, trial) -> dict:
-    """Full parameter dict for one trial: suggested values over fixed ones over defaults."""
-    params = {**train.TRAIN_DEFAULTS, **models.PARAMS[spec.model], **spec.fixed}
+    """Full parameter dict for one trial: suggested values over fixed ones over the table's defaults."""
+    params = {**P.all_defaults(spec.model), **spec.fixed}
     for name, s in spec.space.items():
         if s.type == "categorical":
             params[name] = trial.suggest_categorical(name, list(s.choices))
@@ -141,13 +142,74 @@ def suggest(spec: Spec, trial) -> dict:
     return params
 
 
+# -- reading YAML ----------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not 'the later wins'."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)  # merge keys (<<) first: an override of a merged key is fine
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # unhashable key: the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path, *, what: str, hint: str):
+    """The parsed YAML of a user's file, or one UserError: a directory, unreadable, not UTF-8, bad YAML.
+
+    what: 'study file' or 'run file'; hint: what to do about a syntax error.
+    """
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a directory; pass the YAML file inside it")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise UserError(f"{path}:{where} is not valid YAML ({problem}); {hint}") from None
+    except RecursionError:
+        raise UserError(f"{path}: the YAML is nested too deeply to be a {what}; {hint}") from None
+
+
 # -- loading and validation -------------------------------------------------------------------------
 
 
 def resolve_path(study: str) -> Path:
     """`--study` is a built-in study name or a path to a YAML file."""
-    if study.endswith((".yaml", ".yml")) or "/" in study or Path(study).is_file():
+    try:
+        return _resolve_path(study)
+    except OSError as exc:  # a name the file system refuses (too long, say)
+        raise UserError(f"cannot use --study {P._short(study)}: {exc.strerror or exc}; pass a built-in study "
+                        "name or a path to a YAML file") from None
+
+
+def _resolve_path(study: str) -> Path:
+    if "\x00" in study or len(study) > 4096:
+        raise UserError(f"--study {P._short(study)} is neither a built-in study name nor a usable path")
+    if study.endswith((".yaml", ".yml")) or "/" in study or Path(study).exists():
         path = Path(study)
+        if path.is_dir():
+            raise UserError(f"study file {study} is a directory; pass a YAML file (or a built-in study name)")
         if not path.is_file():
             raise UserError(f"study file {study} does not exist; pass a built-in study name "
                             f"({', '.join(builtin_names())}) or a path to a YAML file")
@@ -161,114 +223,93 @@ def resolve_path(study: str) -> Path:
 
 def load_spec(study: str) -> Spec:
     path = resolve_path(study)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
-    # A relative dataset path in the file is relative to the file's folder, wherever we run from.
-    return spec_from_dict(raw, source=str(path), name=path.stem, base_dir=path.resolve().parent)
+    raw = read_yaml(path, what="study file", hint="fix the syntax")
+    return spec_from_dict(raw, source=str(path), name=path.stem, base_dir=path.parent)
 
 
-def _number(value, where: str, *, integer: bool = False) -> float:
-    """A YAML number; strings such as '1e-4' (PyYAML's reading of 1e-4) are cast."""
-    if isinstance(value, bool):
-        raise UserError(f"{where} must be a number, got {value!r}")
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise UserError(f"{where} must be a number, got {value!r}") from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UserError(f"{where} must be a finite number, got {value!r}")
-    if integer:
-        if not float(value).is_integer():
-            raise UserError(f"{where} must be an integer, got {value!r}")
-        return int(value)
+# Shape checks: run before any value is looked at, so no structure reaches code that assumes another.
+
+
+def _kind(value) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "true/false", type(None): "empty"}.get(
+        type(value), type(value).__name__)
+
+
+def mapping(value, where: str, what: str = "a mapping") -> dict:
+    """A mapping whose keys are all text, or a UserError naming `where`."""
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be {what}, got {_kind(value)}")
+    odd = [k for k in value if not isinstance(k, str)]
+    if odd:
+        raise UserError(f"{where}: key {odd[0]!r} must be a name (text), got {_kind(odd[0])}")
     return value
 
 
-def _allowed_choices(name: str):
-    if name in BOOL_PARAMS:
-        return (True, False)
-    return train.CHOICES.get(name) or models.CHOICES.get(name)
-
-
-# Numeric ranges the builders and the training loop need; checked for fixed values and for both ends
-# of a searched range, so a bad value fails at load time rather than at trial 37.
-AT_LEAST_ONE = {"layers", "width", "blocks", "filters", "convs", "kernel", "head_width"}
-NON_NEGATIVE_INT = {"head_layers", "patience"}
-FRACTIONS = {"dropout", "head_dropout", "label_smoothing", "momentum"}  # in [0, 1)
-POSITIVE = {"lr", "shrink", "growth"}
-
-
-def _check_range(name: str, value, where: str):
-    if name in AT_LEAST_ONE or name in NON_NEGATIVE_INT:
-        value = _number(value, where, integer=True)
-        if value < (1 if name in AT_LEAST_ONE else 0):
-            raise UserError(f"{where} must be at least {1 if name in AT_LEAST_ONE else 0}, got {value!r}")
-        if name == "kernel" and value % 2 == 0:
-            raise UserError(f"{where} must be odd (same padding keeps the image size), got {value!r}")
-        return value
-    value = _number(value, where)
-    if name in FRACTIONS and not 0 <= value < 1:
-        raise UserError(f"{where} must be in [0, 1), got {value!r}")
-    if name in POSITIVE and value <= 0:
-        raise UserError(f"{where} must be positive, got {value!r}")
-    if value < 0:
-        raise UserError(f"{where} must not be negative, got {value!r}")
+def text(value, where: str, what: str = "text") -> str:
+    if not isinstance(value, str):
+        raise UserError(f"{where} must be {what}, got {_kind(value)} {P._short(value)}")
     return value
 
 
-def _fixed_value(name: str, value, where: str):
-    allowed = _allowed_choices(name)
-    if allowed is not None:
-        if value not in allowed:
-            raise UserError(f"{where} must be one of {list(allowed)}, got {value!r}")
-        return value
-    if name == "batch_size":
-        v = _number(value, where)
-        if isinstance(v, float) and not float(v).is_integer():
-            if not 0 < v <= 1:
-                raise UserError(f"{where}: a fractional batch size must be in (0, 1], got {value!r}")
-            return v
-        if v < 1:
-            raise UserError(f"{where} must be a positive count or a fraction in (0, 1], got {value!r}")
-        return int(v) if not isinstance(value, float) or v > 1 else v
-    return _check_range(name, value, where)
-
-
-def _param_space(name: str, raw: dict, where: str) -> ParamSpace:
-    unknown = set(raw) - PARAM_KEYS
+def _unknown(keys, allowed, where: str, noun: str = "key") -> None:
+    unknown = sorted(set(keys) - set(allowed))
     if unknown:
-        raise UserError(f"{where}: unknown key {min(unknown)!r}; allowed: {', '.join(sorted(PARAM_KEYS))}")
+        raise UserError(f"{where}: unknown {noun} {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _at_least_one(value, where: str) -> int:
+    n = P.number(value, where, integer=True)
+    if n < 1:
+        raise UserError(f"{where} must be at least 1, got {n}")
+    return n
+
+
+def _fixed_value(param: P.Param, value, where: str):
+    if isinstance(value, list):
+        raise UserError(f"{where} must be a single value, or a mapping {{type: ..., ...}} to search it; "
+                        f"got a list (a categorical search is {{type: categorical, choices: [...]}})")
+    return param.check(value, where)
+
+
+def _param_space(param: P.Param, raw: dict, where: str) -> ParamSpace:
+    name = param.name
+    _unknown(raw, PARAM_KEYS, where)
     kind = raw.get("type")
     if kind not in ("int", "float", "categorical"):
-        raise UserError(f"{where}.type must be int, float or categorical, got {kind!r}")
+        raise UserError(f"{where}.type must be int, float or categorical, got {P._short(kind)}")
     if kind == "categorical":
-        extra = set(raw) - {"type", "choices"}
+        extra = sorted(set(raw) - {"type", "choices"})
         if extra:
-            raise UserError(f"{where}: {min(extra)!r} does not apply to a categorical parameter")
+            raise UserError(f"{where}: {extra[0]!r} does not apply to a categorical parameter")
         choices = raw.get("choices")
         if not isinstance(choices, list) or not choices:
             raise UserError(f"{where}.choices must be a non-empty list")
-        choices = tuple(_fixed_value(name, c, f"{where}.choices") for c in choices)
-        return ParamSpace(name, "categorical", choices=choices)
+        checked = []
+        for i, c in enumerate(choices):
+            value = _fixed_value(param, c, f"{where}.choices[{i}]")
+            if any(P.same_value(value, seen) for seen in checked):
+                raise UserError(f"{where}.choices lists {value!r} twice; list each choice once")
+            checked.append(value)
+        return ParamSpace(name, "categorical", choices=tuple(checked))
     if "choices" in raw:
         raise UserError(f"{where}: 'choices' applies only to type categorical")
+    if param.options is not None:
+        raise UserError(f"{where}: {name} takes one of {P._listing(param.options)}; search it with "
+                        "type: categorical and choices: [...]")
+    if param.kind == "int" and kind == "float":
+        raise UserError(f"{where}: {name} takes integers; search it with type: int")
     for key in ("low", "high"):
         if key not in raw:
             raise UserError(f"{where}.{key} is required for type {kind}")
     integer = kind == "int"
-    low = _number(raw["low"], f"{where}.low", integer=integer)
-    high = _number(raw["high"], f"{where}.high", integer=integer)
+    low = P.number(raw["low"], f"{where}.low", integer=integer)
+    high = P.number(raw["high"], f"{where}.high", integer=integer)
     log = raw.get("log", False)
     if not isinstance(log, bool):
-        raise UserError(f"{where}.log must be true or false, got {log!r}")
+        raise UserError(f"{where}.log must be true or false, got {P._short(log)}")
     step = raw.get("step")
     if step is not None:
-        step = _number(step, f"{where}.step", integer=integer)
+        step = P.number(step, f"{where}.step", integer=integer)
         if step <= 0:
             raise UserError(f"{where}.step must be positive, got {step!r}")
         if log:
@@ -277,112 +318,109 @@ def _param_space(name: str, raw: dict, where: str) -> ParamSpace:
         raise UserError(f"{where}: low ({low}) is greater than high ({high})")
     if log and low <= 0:
         raise UserError(f"{where}: log scale needs low > 0, got {low}")
-    if name != "batch_size":
-        _check_range(name, low, f"{where}.low")
-        _check_range(name, high, f"{where}.high")
-    if low < 0:
-        raise UserError(f"{where}.low must not be negative, got {low}")
-    if name == "batch_size" and kind == "int" and low < 1:
-        raise UserError(f"{where}.low must be at least 1 for an int batch size")
-    return ParamSpace(name, kind, float(low) if kind == "float" else low, float(high) if kind == "float" else high,
-                      log, step)
+    if step is not None and not math.isfinite((high - low) / step):
+        raise UserError(f"{where}.step {step} is too small for the range {low}..{high}; use a larger step")
+    if step is not None and not _divides(step, low, high):
+        raise UserError(f"{where}: step {step} does not divide the range {low}..{high}; make high - low a "
+                        f"multiple of step (high: {_last_on_grid(low, high, step)}, say)")
+    # Both ends of the range must be valid fixed values; the batch size as a float range is a fraction.
+    _fixed_value(param, low, f"{where}.low")
+    _fixed_value(param, high, f"{where}.high")
+    if param.odd and low != high and (step is None or step % 2):
+        raise UserError(f"{where}: {name} takes odd values only; search it with step: 2 from an odd low "
+                        "(or with categorical choices)")
+    if kind == "float":
+        low, high = float(low), float(high)
+    return ParamSpace(name, kind, low, high, log, step)
 
 
-def _section(raw, key: str, defaults: dict, allowed: dict, where: str) -> dict:
-    value = raw.get(key, defaults)
-    if isinstance(value, str):
-        value = {"type": value}
-    if not isinstance(value, dict):
-        raise UserError(f"{where}.{key} must be a mapping with a 'type' key")
-    kind = value.get("type", defaults["type"])
-    if kind not in allowed:
-        raise UserError(f"{where}.{key}.type must be one of {', '.join(allowed)}, got {kind!r}")
-    options = {k: v for k, v in value.items() if k != "type"}
-    unknown = set(options) - allowed[kind]
-    if unknown:
-        raise UserError(f"{where}.{key}: unknown option {min(unknown)!r} for {kind}; "
-                        f"allowed: {', '.join(sorted(allowed[kind])) or 'none'}")
-    merged = {**({k: v for k, v in defaults.items() if k in allowed[kind]} if kind == defaults["type"] else {}),
-              **options, "type": kind}
-    for option, v in merged.items():
-        if option in ("multivariate", "group", "constant_liar"):
-            if not isinstance(v, bool):
-                raise UserError(f"{where}.{key}.{option} must be true or false, got {v!r}")
-        elif option != "type":
-            n = _number(v, f"{where}.{key}.{option}", integer=True)
-            if n < 0 or (option == "reduction_factor" and n < 2) or (option == "min_resource" and n < 1):
-                raise UserError(f"{where}.{key}.{option} is out of range: {v!r}")
-            merged[option] = n
-    return merged
+def _divides(step, low, high) -> bool:
+    if isinstance(step, int):
+        return (high - low) % step == 0
+    ratio = (high - low) / step
+    return math.isfinite(ratio) and abs(ratio - round(ratio)) <= 1e-9 * max(1.0, abs(ratio))
 
 
-def fits_data(spec: Spec, kind: str, task: str, where: str | None = None) -> None:
-    """The checks that need the data's kind (image | tabular) and task: run at load time where the
-    study file says them, and by optimize once a user dataset is loaded (an array file's kind and an
-    `auto` task are known only then)."""
-    where = where or spec.source
-    label = spec.dataset
-    if spec.model == "cnn" and kind != "image":
-        raise UserError(f"{where}.model: cnn needs an image dataset, {label!r} is {kind}; use model: ann")
-    if task not in metrics.METRICS[spec.metric][1]:
-        raise UserError(f"{where}.metric: {spec.metric} does not apply to {task} dataset {label!r}")
-    if ("augment" in spec.space or spec.fixed.get("augment", "none") != "none") and kind != "image":
-        raise UserError(f"{where}.params.augment applies only to image datasets, {label!r} is {kind}")
+def _last_on_grid(low, high, step):
+    last = low + math.floor((high - low) / step + 1e-9) * step
+    return last if isinstance(step, int) else float(f"{last:.12g}")
 
 
-def _dataset(raw, where: str, base_dir: Path | None):
-    """(key, kind or None, task or None, DataSource or None) of the study's `dataset:` value."""
-    dataset = raw["dataset"]
-    if isinstance(dataset, dict):
+def _dataset(value, where: str, base_dir: Path | None):
+    """(key, kind, task, DataSource or None) of the dataset entry: a built-in name, or a mapping
+    describing the user's own file. kind (image | tabular) and task are None where only loading
+    tells them (an array file's kind, an `auto` task): optimize checks those with fits_data."""
+    if isinstance(value, dict):
         from anncnn_tune.data.source import parse_source, source_from_dict  # only user datasets need these
 
         # A stored spec holds the resolved source (with its kind), whose files may have moved since:
         # compare and export read it as stored; a study file's mapping is checked against the disk.
-        if "kind" in dataset:
-            src = source_from_dict(dataset)
+        if "kind" in value:
+            src = source_from_dict(value)
         else:
-            src = parse_source(dataset, base_dir=base_dir or Path.cwd(), where=f"{where}.dataset")
-        kind = {"images": "image", "table": "tabular"}.get(src.kind)  # arrays: known once loaded
+            src = parse_source(value, base_dir=base_dir or Path.cwd(), where=f"{where}.dataset")
+        kind = {"images": "image", "table": "tabular"}.get(src.kind)
         return src.key, kind, None if src.task == "auto" else src.task, src
-    if not isinstance(dataset, str) or dataset not in DATASETS:
-        raise UserError(f"{where}.dataset: unknown dataset {dataset!r}; known: {', '.join(DATASETS)} "
-                        "(or a mapping with path: and, for tables, target:)")
-    info = DATASETS[dataset]
-    return dataset, info.kind, info.task, None
+    if not isinstance(value, str) or value not in DATASETS:
+        raise UserError(f"{where}.dataset: unknown dataset {P._short(value)}; known: {', '.join(DATASETS)}")
+    info = DATASETS[value]
+    return value, info.kind, info.task, None
+
+
+def fits_data(spec: Spec, kind: str, task: str) -> None:
+    """The checks that need the data's kind and task, for a user dataset once it is loaded."""
+    where, dataset = spec.source, spec.dataset
+    if spec.model == "cnn" and kind != "image":
+        raise UserError(f"{where}.model: cnn needs an image dataset, {dataset!r} is {kind}; use model: ann")
+    if task not in metrics.METRICS[spec.metric][1]:
+        usable = [m for m, (_, tasks) in metrics.METRICS.items() if task in tasks]
+        raise UserError(f"{where}.metric: {spec.metric} does not apply to {task} dataset {dataset!r}; "
+                        f"use one of {', '.join(usable)}")
+    for pname, param in P.for_model(spec.model).items():
+        if param.image_only and kind != "image" and (pname in spec.space
+                                                     or spec.fixed.get(pname, param.default) != param.default):
+            raise UserError(f"{where}.params.{pname} applies only to image datasets, {dataset!r} is {kind}")
 
 
 def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None) -> Spec:
+    """A validated Spec: shapes first (mappings, lists, text), then values; one UserError naming the key.
+
+    base_dir: the folder relative paths in the file are read from (the study file's folder).
+    """
     where = source
     if not isinstance(raw, dict):
         raise UserError(f"{where}: a study file must be a YAML mapping with dataset, model, metric, epochs, params")
-    unknown = set(raw) - TOP_KEYS
-    if unknown:
-        raise UserError(f"{where}: unknown key {min(unknown)!r}; allowed: {', '.join(sorted(TOP_KEYS))}")
-    for key in ("dataset", "model", "metric", "epochs", "params"):
+    mapping(raw, where)
+    _unknown(raw, TOP_KEYS, where)
+    for key in REQUIRED:
         if key not in raw:
             raise UserError(f"{where}: missing required key {key!r}")
-    dataset, kind, task, data_source = _dataset(raw, where, base_dir)
+    dataset, kind, task, data_source = _dataset(raw["dataset"], where, base_dir)
     family = raw["model"]
-    if family not in models.MODELS:
-        raise UserError(f"{where}.model: unknown model family {family!r}; use one of {', '.join(models.MODELS)}")
+    if not isinstance(family, str) or family not in models.MODELS:
+        raise UserError(f"{where}.model: unknown model family {P._short(family)}; "
+                        f"use one of {', '.join(models.MODELS)}")
     if family == "cnn" and kind not in (None, "image"):
         raise UserError(f"{where}.model: cnn needs an image dataset, {dataset!r} is {kind}; use model: ann")
     metric = raw["metric"]
-    if metric not in metrics.METRICS:
-        raise UserError(f"{where}.metric: unknown metric {metric!r}; use one of {', '.join(metrics.METRICS)}")
+    if not isinstance(metric, str) or metric not in metrics.METRICS:
+        raise UserError(f"{where}.metric: unknown metric {P._short(metric)}; "
+                        f"use one of {', '.join(metrics.METRICS)}")
     if task is not None and task not in metrics.METRICS[metric][1]:
-        raise UserError(f"{where}.metric: {metric} does not apply to {task} dataset {dataset!r}")
-    epochs = _number(raw["epochs"], f"{where}.epochs", integer=True)
-    if epochs < 1:
-        raise UserError(f"{where}.epochs must be at least 1, got {epochs}")
-    seed = _number(raw.get("seed", 0), f"{where}.seed", integer=True)
-    sampler = _section(raw, "sampler", {**DEFAULT_SAMPLER, "seed": seed}, SAMPLERS, where)
-    pruner = _section(raw, "pruner", DEFAULT_PRUNER, PRUNERS, where)
+        usable = [m for m, (_, tasks) in metrics.METRICS.items() if task in tasks]
+        raise UserError(f"{where}.metric: {metric} does not apply to {task} dataset {dataset!r}; "
+                        f"use one of {', '.join(usable)}")
+    epochs = _at_least_one(raw["epochs"], f"{where}.epochs")
+    seed = P.check_seed(raw.get("seed", 0), f"{where}.seed")
+    sampler = samplers.parse_section(raw.get("sampler"), "sampler", where,
+                                     defaults={**DEFAULT_SAMPLER, "seed": seed})
+    pruner = samplers.parse_section(raw.get("pruner"), "pruner", where)
 
     params_raw = raw["params"]
-    if not isinstance(params_raw, dict) or not params_raw:
+    mapping(params_raw, f"{where}.params", "a mapping of parameter names")
+    if not params_raw:
         raise UserError(f"{where}.params must be a non-empty mapping of parameter names")
-    known = {**train.TRAIN_DEFAULTS, **models.PARAMS[family]}
+    known = P.for_model(family)
     space: dict[str, ParamSpace] = {}
     fixed: dict = {}
     for pname, pvalue in params_raw.items():
@@ -390,45 +428,66 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
         if pname not in known:
             raise UserError(f"{pwhere}: unknown parameter for model {family}; known: {', '.join(sorted(known))}")
         if isinstance(pvalue, dict):
-            space[pname] = _param_space(pname, pvalue, pwhere)
+            space[pname] = _param_space(known[pname], mapping(pvalue, pwhere), pwhere)
         else:
-            fixed[pname] = _fixed_value(pname, pvalue, pwhere)
-    if ("augment" in space or fixed.get("augment", "none") != "none") and kind not in (None, "image"):
-        raise UserError(f"{where}.params.augment applies only to image datasets, {dataset!r} is {kind}")
+            fixed[pname] = _fixed_value(known[pname], pvalue, pwhere)
+    for pname, param in known.items():
+        default = param.default
+        if param.image_only and kind not in (None, "image") and (pname in space
+                                                                 or fixed.get(pname, default) != default):
+            raise UserError(f"{where}.params.{pname} applies only to image datasets, {dataset!r} is {kind}")
 
     subset = raw.get("subset")
     if subset is not None:
-        subset = _fixed_value("batch_size", subset, f"{where}.subset")
+        subset = P.check_size(subset, f"{where}.subset")
 
-    baselines = []
-    for i, base in enumerate(raw.get("baselines") or []):
-        bwhere = f"{where}.baselines[{i}]"
-        if not isinstance(base, dict) or set(base) - {"name", "params", "epochs", "note"} or "params" not in base:
-            raise UserError(f"{bwhere} must be a mapping with name, params (and optionally epochs, note)")
-        bname = str(base.get("name") or f"baseline-{i}")
-        bparams = base["params"] or {}
-        for pname, value in bparams.items():
-            if pname in fixed:
-                if value != fixed[pname]:
-                    raise UserError(f"{bwhere}.params.{pname}: {value!r} differs from the study's fixed value "
-                                    f"{fixed[pname]!r}; make it searchable or drop it from the baseline")
-            elif pname in space:
-                if not space[pname].contains(value):
-                    raise UserError(f"{bwhere}.params.{pname}: {value!r} is outside the search space "
-                                    f"{space[pname].as_dict()}; widen the space or change the baseline")
-            else:
-                raise UserError(f"{bwhere}.params.{pname} is not a parameter of this study")
-        missing = set(space) - set(bparams)
-        if missing:
-            raise UserError(f"{bwhere}.params is missing searchable parameter {min(missing)!r}; "
-                            "a baseline fixes every searchable parameter")
-        entry = {"name": bname, "params": dict(bparams)}
-        if base.get("note"):
-            entry["note"] = str(base["note"])
-        if "epochs" in base:
-            entry["epochs"] = _number(base["epochs"], f"{bwhere}.epochs", integer=True)
-        baselines.append(entry)
+    baselines_raw = raw.get("baselines")
+    if baselines_raw is None:
+        baselines_raw = []
+    if not isinstance(baselines_raw, list):
+        raise UserError(f"{where}.baselines must be a list of mappings (name, params), got {_kind(baselines_raw)}")
+    baselines = [_baseline(base, f"{where}.baselines[{i}]", i, known, space, fixed)
+                 for i, base in enumerate(baselines_raw)]
     description = raw.get("description", "")
+    if description is None:
+        description = ""
+    text(description, f"{where}.description")
     return Spec(name=name, source=source, dataset=dataset, model=family, metric=metric, epochs=epochs,
                 sampler=sampler, pruner=pruner, space=space, fixed=fixed, baselines=baselines, subset=subset,
-                seed=seed, description=str(description).strip(), data_source=data_source)
+                seed=seed, description=description.strip(), data_source=data_source)
+
+
+def _baseline(base, bwhere: str, i: int, known: dict, space: dict, fixed: dict) -> dict:
+    if not isinstance(base, dict) or "params" not in base:
+        raise UserError(f"{bwhere} must be a mapping with name, params (and optionally epochs, note)")
+    mapping(base, bwhere)
+    _unknown(base, BASELINE_KEYS, bwhere)
+    bname = base.get("name")
+    bname = f"baseline-{i}" if bname in (None, "") else text(bname, f"{bwhere}.name")
+    bparams = base["params"] if base["params"] is not None else {}
+    mapping(bparams, f"{bwhere}.params", "a mapping of parameter values")
+    checked = {}
+    for pname, value in bparams.items():
+        pwhere = f"{bwhere}.params.{pname}"
+        if pname not in fixed and pname not in space:
+            raise UserError(f"{pwhere} is not a parameter of this study")
+        value = _fixed_value(known[pname], value, pwhere)
+        if pname in fixed:
+            if not P.same_value(value, fixed[pname]):
+                raise UserError(f"{pwhere}: {value!r} differs from the study's fixed value "
+                                f"{fixed[pname]!r}; make it searchable or drop it from the baseline")
+        elif not space[pname].contains(value):
+            raise UserError(f"{pwhere}: {value!r} is outside the search space "
+                            f"{space[pname].as_dict()}; widen the space or change the baseline")
+        checked[pname] = value
+    missing = sorted(set(space) - set(bparams))
+    if missing:
+        raise UserError(f"{bwhere}.params is missing searchable parameter {missing[0]!r}; "
+                        "a baseline fixes every searchable parameter")
+    entry = {"name": bname, "params": checked}
+    note = base.get("note")
+    if note not in (None, ""):
+        entry["note"] = text(note, f"{bwhere}.note")
+    if "epochs" in base:
+        entry["epochs"] = _at_least_one(base["epochs"], f"{bwhere}.epochs")
+    return entry

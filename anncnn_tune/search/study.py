@@ -9,36 +9,11 @@ import optuna
 from optuna.trial import TrialState
 
 from anncnn_tune.errors import UserError
+from anncnn_tune.search.samplers import make_pruner, make_sampler
 from anncnn_tune.search.spec import Spec, spec_from_dict
 from anncnn_tune.service.budget_lock import StudyLock
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
-    options = {k: v for k, v in spec.sampler.items() if k != "type"}
-    kind = spec.sampler["type"]
-    if kind == "tpe":
-        return optuna.samplers.TPESampler(**options)
-    if kind == "random":
-        return optuna.samplers.RandomSampler(**options)
-    if kind == "cmaes":
-        return optuna.samplers.CmaEsSampler(**options)
-    if kind == "gp":
-        return optuna.samplers.GPSampler(**options)
-    raise ValueError(kind)
-
-
-def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
-    options = {k: v for k, v in spec.pruner.items() if k != "type"}
-    kind = spec.pruner["type"]
-    if kind == "hyperband":
-        return optuna.pruners.HyperbandPruner(max_resource=spec.epochs, **options)
-    if kind == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(**options)
-    if kind == "median":
-        return optuna.pruners.MedianPruner(**options)
-    return optuna.pruners.NopPruner()
 
 
 def stored_spec(study: optuna.Study) -> Spec:

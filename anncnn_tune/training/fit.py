@@ -32,27 +32,11 @@ from torch import nn
 
 from anncnn_tune.data.base import Splits
 from anncnn_tune.training import metrics as M
+from anncnn_tune.training import params as P
 
-TRAIN_DEFAULTS = {
-    "optimizer": "adam",
-    "lr": 1.0e-3,
-    "momentum": 0.9,  # sgd only
-    "nesterov": False,  # sgd only
-    "weight_decay": 0.0,
-    "label_smoothing": 0.0,  # multiclass only
-    "schedule": "none",
-    "batch_size": 128,  # an int is a count; a float in (0, 1] a fraction of the training split
-    "patience": 0,  # epochs without improvement before stopping; 0 turns early stopping off
-    "augment": "none",
-    "class_weight": "none",
-}
-
-CHOICES = {
-    "optimizer": ("sgd", "adam", "adamw"),
-    "schedule": ("none", "cosine", "onecycle"),
-    "augment": ("none", "flip", "translate", "crop_flip"),
-    "class_weight": ("none", "balanced"),
-}
+# Defaults and choices come from the parameter table (training/params.py), the one declaration of each.
+TRAIN_DEFAULTS = P.defaults("train")
+CHOICES = {name: p.choices for name, p in P.declared("train").items() if p.choices}
 
 
 class NonFiniteLoss(Exception):

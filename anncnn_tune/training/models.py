@@ -1,7 +1,7 @@
 """Model builders: pure functions of (params, input shape, output size) -> nn.Module.
 
-`PARAMS` lists, per family, the parameter names a builder reads and their defaults, so a
-study file may leave any of them out and the spec validator can reject unknown names.
+`PARAMS` lists, per family, the parameter names a builder reads and their defaults (both taken
+from the parameter table, training/params.py), so a study file may leave any of them out.
 """
 
 from __future__ import annotations
@@ -10,37 +10,14 @@ import math
 
 from torch import nn
 
+from anncnn_tune.training import params as P
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
-ANN_DEFAULTS = {
-    "layers": 2,
-    "width": 128,
-    "shrink": 0.5,  # width of hidden layer i = width * shrink**i
-    "activation": "relu",
-    "dropout": 0.0,
-    "batch_norm": False,
-}
-
-CNN_DEFAULTS = {
-    "blocks": 2,
-    "filters": 32,
-    "growth": 2.0,  # filters of block i = filters * growth**i
-    "convs": 1,  # convolutions per block
-    "kernel": 3,
-    "activation": "relu",
-    "batch_norm": False,
-    "dropout": 0.0,  # spatial dropout after each block
-    "pooling": "max",
-    "residual": False,
-    "head_layers": 1,
-    "head_width": 64,
-    "head_dropout": 0.0,
-}
-
-CHOICES = {
-    "activation": tuple(ACTIVATIONS),
-    "pooling": ("max", "avg"),
-}
+# Defaults and choices come from the parameter table (training/params.py), the one declaration of each.
+ANN_DEFAULTS = P.defaults("ann")
+CNN_DEFAULTS = P.defaults("cnn")
+CHOICES = {name: p.choices for f in P.FAMILIES for name, p in P.declared(f).items() if p.choices}
 
 
 def hidden_widths(width: int, shrink: float, layers: int) -> list[int]:

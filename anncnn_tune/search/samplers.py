@@ -1,0 +1,109 @@
+"""Samplers and pruners: one table from a study file's name to its options and its Optuna constructor.
+
+The study-file validator (spec.py) checks a `sampler:` or `pruner:` section against the same
+table that builds the object, so an option is either accepted and passed on, or refused at load
+time; there is no third place that knows what `hyperband` takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import optuna
+
+from anncnn_tune.errors import UserError
+from anncnn_tune.training.params import SEED_MAX, Param
+
+if TYPE_CHECKING:
+    from anncnn_tune.search.spec import Spec
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One sampler or pruner: its options (as parameter declarations) and how to build it."""
+
+    options: dict[str, Param]
+    build: Callable[[dict, int], object]  # (options, the study's epoch budget) -> sampler or pruner
+
+
+def _opts(*params: Param) -> dict[str, Param]:
+    return {p.name: p for p in params}
+
+
+SEED = Param("seed", "sampler", "int", 0, "sampler seed", low=0, high=SEED_MAX)
+N_STARTUP = Param("n_startup_trials", "sampler", "int", 10, "random trials before the model starts", low=0)
+
+
+def _flag(name: str, text: str) -> Param:
+    return Param(name, "sampler", "bool", False, text)
+
+
+SAMPLERS: dict[str, Kind] = {
+    "tpe": Kind(_opts(SEED, N_STARTUP, _flag("multivariate", "joint TPE"), _flag("group", "group conditional params"),
+                      _flag("constant_liar", "spread parallel workers")),
+                lambda o, _epochs: optuna.samplers.TPESampler(**o)),
+    "random": Kind(_opts(SEED), lambda o, _epochs: optuna.samplers.RandomSampler(**o)),
+    "cmaes": Kind(_opts(SEED, N_STARTUP), lambda o, _epochs: optuna.samplers.CmaEsSampler(**o)),
+    "gp": Kind(_opts(SEED, N_STARTUP), lambda o, _epochs: optuna.samplers.GPSampler(**o)),
+}
+
+MIN_RESOURCE = Param("min_resource", "pruner", "int", 1, "epochs before the first rung", low=1)
+REDUCTION = Param("reduction_factor", "pruner", "int", 3, "keep 1/reduction_factor per rung", low=2)
+
+PRUNERS: dict[str, Kind] = {
+    # Hyperband's largest bracket spans the whole epoch budget.
+    "hyperband": Kind(_opts(MIN_RESOURCE, REDUCTION),
+                      lambda o, epochs: optuna.pruners.HyperbandPruner(max_resource=epochs, **o)),
+    "median": Kind(_opts(Param("n_startup_trials", "pruner", "int", 5, "trials before pruning starts", low=0),
+                         Param("n_warmup_steps", "pruner", "int", 0, "epochs before a trial can be pruned", low=0)),
+                   lambda o, _epochs: optuna.pruners.MedianPruner(**o)),
+    "successive_halving": Kind(_opts(MIN_RESOURCE, REDUCTION),
+                               lambda o, _epochs: optuna.pruners.SuccessiveHalvingPruner(**o)),
+    "none": Kind({}, lambda o, _epochs: optuna.pruners.NopPruner()),
+}
+
+DEFAULT_SAMPLER = {"type": "tpe", "multivariate": True, "group": True, "seed": 0}
+DEFAULT_PRUNER = {"type": "hyperband", "min_resource": 1, "reduction_factor": 3}
+SECTIONS = {"sampler": (SAMPLERS, DEFAULT_SAMPLER), "pruner": (PRUNERS, DEFAULT_PRUNER)}
+
+
+def parse_section(value, key: str, where: str, *, defaults: dict | None = None) -> dict:
+    """A validated `sampler:` or `pruner:` section (a mapping with 'type', or just the type's name).
+
+    The default options fill in only when the type is the default type: `{type: random}` gets
+    none of TPE's. `defaults` overrides the table's (the study's seed goes into the sampler's).
+    """
+    table, table_defaults = SECTIONS[key]
+    defaults = defaults or table_defaults
+    if value is None:
+        value = dict(defaults)
+    if isinstance(value, str):
+        value = {"type": value}
+    if not isinstance(value, dict):
+        raise UserError(f"{where}.{key} must be a mapping with a 'type' key (or a type name), got "
+                        f"{type(value).__name__}")
+    kind = value.get("type", defaults["type"])
+    if not isinstance(kind, str) or kind not in table:
+        raise UserError(f"{where}.{key}.type must be one of {', '.join(table)}, got {kind!r}")
+    allowed = table[kind].options
+    options = {k: v for k, v in value.items() if k != "type"}
+    unknown = sorted(map(str, set(options) - set(allowed)))
+    if unknown:
+        raise UserError(f"{where}.{key}: unknown option {unknown[0]!r} for {kind}; "
+                        f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+    base = {k: v for k, v in defaults.items() if k in allowed} if kind == defaults["type"] else {}
+    merged = {**base, **options}
+    checked = {name: allowed[name].check(v, f"{where}.{key}.{name}") for name, v in merged.items()}
+    return {**checked, "type": kind}
+
+
+def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
+    options = {k: v for k, v in spec.sampler.items() if k != "type"}
+    return SAMPLERS[spec.sampler["type"]].build(options, spec.epochs)
+
+
+def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
+    options = {k: v for k, v in spec.pruner.items() if k != "type"}
+    return PRUNERS[spec.pruner["type"]].build(options, spec.epochs)
