@@ -205,3 +205,44 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, monkeypatch, cap
     assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
     assert listing(tmp_path) == before
     assert not list(tmp_path.rglob("*.yaml"))
+
+
+@pytest.mark.slow
+def test_init_optimize_compare_export_retrain_on_an_image_folder(tmp_path, monkeypatch, capsys):
+    """The whole path a user takes with their own folder of images, through the CLI, in this process."""
+    import json
+
+    from anncnn_tune.service.storage import close_all
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ANNCNN_TUNE_STORAGE", raising=False)
+    monkeypatch.delenv("ANNCNN_TUNE_ARTIFACTS", raising=False)
+    write_images(tmp_path / "data" / "shapes", per_class=16)
+    try:
+        code, out, err = run(capsys, "init", "data/shapes", "--name", "shapes")
+        assert code == 0, err
+        for family in ("ann", "cnn"):
+            code, out, err = run(capsys, "optimize", "--study", f"shapes-{family}.yaml", "--n-trials", "2",
+                                 "--epochs", "1", "--quiet", "--threads", "1", "--device", "cpu")
+            assert code == 0, err
+            assert f"study shapes-{family}: 2 complete" in out
+        code, out, err = run(capsys, "datasets")
+        assert code == 0, err
+        assert "shapes-ann" in out and "shapes-cnn" in out and str(tmp_path / "data" / "shapes") in out
+
+        code, out, err = run(capsys, "compare", "--format", "json")
+        assert code == 0, err
+        (entry,) = json.loads(out)["datasets"]
+        assert entry["dataset"] == "shapes" and entry["fair"], entry.get("differs")
+        assert entry["families"] == ["ann", "cnn"]
+
+        code, out, err = run(capsys, "export", "--study", "shapes-cnn", "-o", "best.yaml")
+        assert code == 0, err
+        run_file = yaml.safe_load((tmp_path / "best.yaml").read_text())
+        assert run_file["dataset"]["path"] == str((tmp_path / "data" / "shapes").resolve())
+
+        code, out, err = run(capsys, "retrain", "best.yaml", "--out", "final", "--device", "cpu")
+        assert code == 0, err
+        assert (tmp_path / "final").is_dir() and any((tmp_path / "final").iterdir())
+    finally:
+        close_all()

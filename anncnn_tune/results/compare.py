@@ -19,6 +19,7 @@ import json
 import optuna
 from optuna.trial import TrialState
 
+from anncnn_tune.data.source import source_from_dict
 from anncnn_tune.errors import UserError
 from anncnn_tune.service.storage import mask, open_storage
 
@@ -58,6 +59,11 @@ def _test_entry(study: optuna.Study, best_number: int | None) -> tuple[int | Non
     return None, None
 
 
+def _dataset_label(dataset) -> str:
+    """A registry key, or a user dataset's key (its file stem or folder name), to group studies by."""
+    return dataset if isinstance(dataset, str) else source_from_dict(dataset).key
+
+
 def study_row(study: optuna.Study) -> dict:
     """One leaderboard row: a study's best trial, its reference baseline, its budget and its test score."""
     spec, data = study.user_attrs["spec"], study.user_attrs.get("data") or {}
@@ -70,7 +76,7 @@ def study_row(study: optuna.Study) -> dict:
     test_trial, test = _test_entry(study, best.number if best else None)
     attrs = best.user_attrs if best else {}
     row = {
-        "dataset": spec["dataset"], "study": study.study_name, "model": spec["model"], "metric": spec["metric"],
+        "dataset": _dataset_label(spec["dataset"]), "study": study.study_name, "model": spec["model"], "metric": spec["metric"],
         "direction": "maximize" if maximize else "minimize", "winner": False,
         "best_value": best.value if best else None, "best_trial": best.number if best else None,
         "best_is_baseline": attrs.get("baseline"),
