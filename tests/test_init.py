@@ -152,7 +152,7 @@ def test_existing_files_need_force(tmp_path, monkeypatch, capsys):
     write_images(tmp_path / "p")
     (tmp_path / "p-cnn.yaml").write_text("# mine\n")
     before = listing(tmp_path)
-    code, out, err = run(capsys, "init", "p")
+    code, _, err = run(capsys, "init", "p")
     assert code == 2 and err.count("\n") == 1 and "p-cnn.yaml already exists" in err and "--force" in err
     assert listing(tmp_path) == before  # neither file written, not even p-ann.yaml
     code, _, err = run(capsys, "init", "p", "--force")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
+from anncnn_tune.cli.options import storage_option
 from anncnn_tune.data import DATASETS, get
 from anncnn_tune.data.fetch import REGISTRY, dataset_status, fetch
-from anncnn_tune.cli.options import storage_option
 from anncnn_tune.errors import UserError
 from anncnn_tune.service.storage import mask, resolve_url
 

@@ -54,11 +54,11 @@ class Plan:
 
 
 def _pow2_floor(n: float) -> int:
-    return 1 << max(0, int(math.floor(math.log2(max(n, 1)))))
+    return 1 << max(0, math.floor(math.log2(max(n, 1))))
 
 
 def _pow2_ceil(n: float) -> int:
-    return 1 << max(0, int(math.ceil(math.log2(max(n, 1)))))
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
 
 
 def _minority_share(counts: dict | None) -> float | None:
@@ -218,8 +218,8 @@ def cnn_space(schema, p: Plan) -> tuple[dict, list[dict], list[str]]:
     kernels = [3] if side <= 8 else [3, 5]  # a 5x5 kernel on an 8x8 image sees most of it
     convs = 3 if side >= 32 and p.n_train >= 10_000 else 2
     head = 512 if p.n_train >= 10_000 else 256
-    reasons = [f"{height}x{width} images, {channels} channel(s): 1..{blocks} conv blocks (each halves the "
-               f"image, none below {MIN_FEATURE_MAP}x{MIN_FEATURE_MAP}), 8..{filters} filters, kernels {kernels}"]
+    reasons = [(f"{height}x{width} images, {channels} channel(s): 1..{blocks} conv blocks (each halves the "
+                f"image, none below {MIN_FEATURE_MAP}x{MIN_FEATURE_MAP}), 8..{filters} filters, kernels {kernels}")]
     params = {
         "blocks": _int(1, blocks),
         "filters": _int(8, filters, log=True),
