@@ -33,9 +33,28 @@ if TYPE_CHECKING:
     from anncnn_tune.results.retrain import RetrainResult
     from anncnn_tune.search.launcher import OptimizeResult
 
-__all__ = ["ExportedRun", "compare", "export", "optimize", "retrain"]
+__all__ = ["ExportedRun", "compare", "export", "init", "optimize", "retrain"]
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
+
+
+def init(path, *, target: str | None = None, name: str | None = None, task: str = "auto",
+         drop: Sequence[str] = (), test=None, image_size: tuple[int, int] | None = None, out_dir=None,
+         force: bool = False):
+    """Inspect a user's table, array file or image folder and write its study files.
+
+    path: a .csv/.tsv/.parquet/.npz file or a folder of class folders. target: the column to
+    predict (tables). Writes NAME-ann.yaml, and NAME-cnn.yaml for images, into out_dir (default:
+    the current directory); an existing file is an error unless force. Returns an InitResult:
+    the study name, the inspected schema (`.schema.lines()` is the printed report) and the files.
+    """
+    from anncnn_tune.search.scaffold import InitRequest
+    from anncnn_tune.search.scaffold import init as scaffold
+
+    return scaffold(InitRequest(path=str(path), target=target, name=name, task=task, drop=tuple(drop),
+                                test=None if test is None else str(test),
+                                image_size=None if image_size is None else tuple(image_size),
+                                out_dir=None if out_dir is None else str(out_dir), force=force))
 
 
 def _storage_url(storage: str | None) -> str:
@@ -48,7 +67,8 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int = 30, time
              epochs: int | None = None, seed: int | None = None, subset: float | None = None,
              device: str = "auto", devices: str | Sequence[str] | None = None, workers: int = 1,
              threads: int | None = None, data_dir: str | None = None, artifacts: str | None = None,
-             compile: bool = False, heartbeat_interval: int | None = None, quiet: bool = False) -> OptimizeResult:
+             compile: bool = False, heartbeat_interval: int | None = None, quiet: bool = False,
+             study_name: str | None = None) -> OptimizeResult:
     """Run (or resume) a study until it holds `n_trials` finished (complete or pruned) trials.
 
     study: a built-in study name ("digits-cnn", see `anncnn-tune studies`) or a study file's path.
@@ -58,6 +78,7 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int = 30, time
     device: auto, cpu, cuda or cuda:N; devices: several, taken round-robin by `workers` spawned
     worker processes ("cuda:0,cuda:1" or a list). threads: torch CPU threads per worker (default
     cores // workers, or OMP_NUM_THREADS). timeout: stop starting new trials after this many seconds.
+    study_name: run the study file under this name, so variants of one file sit side by side.
 
     Returns an OptimizeResult: the trial counts by state, the best trial (value, number, params,
     baseline name) and `.study`, the stored optuna.Study (e.g. `.study.trials_dataframe()`).
@@ -76,7 +97,7 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int = 30, time
                               heartbeat_interval=DEFAULT_HEARTBEAT if heartbeat_interval is None
                               else heartbeat_interval, quiet=quiet,
                               artifacts=None if artifacts is None else str(artifacts), workers=workers,
-                              devices=tuple(devices or ()))
+                              devices=tuple(devices or ()), study_name=study_name)
     return launch(request)
 
 

@@ -11,6 +11,8 @@ import sys
 import click
 
 from anncnn_tune.cli.datasets import datasets
+from anncnn_tune.cli.delete import delete
+from anncnn_tune.cli.init import init_command
 from anncnn_tune.cli.options import DEVICES, SECONDS, SEED, SUBSET, storage_option
 from anncnn_tune.cli.results import compare, export, retrain
 from anncnn_tune.errors import UserError
@@ -34,6 +36,8 @@ def cli():
 
 @cli.command()
 @click.option("--study", required=True, help="Built-in study name (see `anncnn-tune studies`) or path to a YAML file.")
+@click.option("--study-name", default=None, metavar="NAME",
+              help="Store the study under NAME instead of the file's name (variants of one file side by side).")
 @storage_option
 @click.option("--n-trials", type=click.IntRange(min=1), default=30, show_default=True,
               help="The study's total number of finished (complete or pruned) trials, across runs and workers.")
@@ -62,7 +66,7 @@ def cli():
 @click.option("--artifacts", default=None, metavar="DIR",
               help="Checkpoints and per-trial files for the dashboard. Default: $ANNCNN_TUNE_ARTIFACTS, else "
                    "NAME-artifacts/ beside a SQLite file NAME.db, else ./anncnn-tune-artifacts.")
-def optimize(study, storage, n_trials, timeout, device, epochs, seed, subset, data_dir, heartbeat_interval,
+def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed, subset, data_dir, heartbeat_interval,
              compile_, threads, quiet, workers, devices, artifacts):
     """Run (or resume) a study until it holds --n-trials finished trials.
 
@@ -75,7 +79,7 @@ def optimize(study, storage, n_trials, timeout, device, epochs, seed, subset, da
     result = api.optimize(study, storage=storage, n_trials=n_trials, timeout=timeout, device=device, epochs=epochs,
                           seed=seed, subset=subset, data_dir=data_dir, compile=compile_, threads=threads,
                           heartbeat_interval=heartbeat_interval, quiet=quiet, artifacts=artifacts,
-                          workers=workers, devices=devices)
+                          workers=workers, devices=devices, study_name=study_name)
     states = ", ".join(f"{n} {s}" for s, n in result.states.items())
     click.echo(f"study {result.study_name}: {states}")
     if result.timed_out:
@@ -141,6 +145,8 @@ def studies(storage, as_json):
 
 for command in (datasets, compare, export, retrain):
     cli.add_command(command)
+cli.add_command(init_command)
+cli.add_command(delete)
 
 
 def _one_line(text: str) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from anncnn_tune.data.source import source_from_dict
 from anncnn_tune.errors import UserError
 from anncnn_tune.service.records import FAIR_KEYS, StudyRecord, TrialRecord, best_trial, is_maximize
 from anncnn_tune.service.storage import mask, open_storage
@@ -123,7 +124,7 @@ class Field:
 
 # The row, in CSV column order. A new column: a Field here (and a Column below for the table).
 FIELDS: tuple[Field, ...] = (
-    Field("dataset", lambda f: f.spec["dataset"]),
+    Field("dataset", lambda f: _dataset_label(f.spec["dataset"])),
     Field("study", lambda f: f.name),
     Field("model", lambda f: f.spec["model"]),
     Field("metric", lambda f: f.spec["metric"]),
@@ -160,6 +161,11 @@ FIELDS: tuple[Field, ...] = (
     Field("task", lambda f: f.record.data.get("task"), csv=None),
 )
 CSV_FIELDS = tuple(f.name for f in FIELDS if f.csv is not None)
+
+
+def _dataset_label(dataset) -> str:
+    """A registry key, or a user dataset's key (its file stem or folder name), to group studies by."""
+    return dataset if isinstance(dataset, str) else source_from_dict(dataset).key
 
 
 def study_row(study: optuna.Study) -> dict:

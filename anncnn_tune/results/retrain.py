@@ -94,7 +94,8 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     if request.cv == 1 or request.cv < 0:
         raise UserError(f"--cv needs at least 2 folds (or 0 for none), got {request.cv}")
     device = devices.resolve(request.device)
-    splits = load_dataset(run.dataset, data_dir=request.data_dir, seed=run.split_seed, subset=run.subset)
+    splits = load_dataset(run.data_source or run.dataset, data_dir=request.data_dir, seed=run.split_seed,
+                          subset=run.subset)
     if splits.fingerprint != run.fingerprint:
         raise UserError(f"{run.path}: the {run.dataset} files here (fingerprint {splits.fingerprint[:12]}) are not "
                         f"the ones the study used ({run.fingerprint[:12]}); use the original files (--data-dir)")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 import optuna
 
 from anncnn_tune.errors import UserError
+from anncnn_tune.search.names import check_study_name
 from anncnn_tune.search.spec import load_spec
 from anncnn_tune.search.study import WorkerResult, counts
 from anncnn_tune.search.worker import EXIT_INTERRUPTED, Assignment, Job, run_trials, spawned_main
@@ -59,6 +60,7 @@ class OptimizeRequest:
     artifacts: str | None = None  # None: $ANNCNN_TUNE_ARTIFACTS, else beside the storage (artifacts.resolve_dir)
     workers: int = 1
     devices: tuple[str, ...] = ()  # round-robin over the workers; empty: every worker uses `device`
+    study_name: str | None = None  # run the study file under this name (variants side by side in one storage)
 
 
 @dataclass
@@ -85,6 +87,8 @@ def optimize(request: OptimizeRequest) -> OptimizeResult:
     check_numbers(request)
     spec = load_spec(request.study).with_overrides(epochs=request.epochs, seed=request.seed,
                                                 subset=request.subset)
+    if request.study_name:
+        spec = replace(spec, name=check_study_name(request.study_name))
     # Every device must exist, the storage answer and the artifact directory be usable before any
     # data is loaded or worker started.
     flag = "--devices" if request.devices else "--device"

@@ -23,7 +23,7 @@ from anncnn_tune.data import load_dataset
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.objective import Objective
 from anncnn_tune.search.progress import Progress
-from anncnn_tune.search.spec import Spec
+from anncnn_tune.search.spec import Spec, fits_data
 from anncnn_tune.search.study import WorkerResult, counts, open_study, run_worker
 from anncnn_tune.service.artifacts import AtomicArtifactStore
 from anncnn_tune.service.budget_lock import StudyLock
@@ -105,7 +105,10 @@ def run_trials(job: Job, assignment: Assignment) -> tuple[optuna.Study, WorkerRe
     spec = job.spec
     device = torch.device(assignment.device)
     configure_threads(assignment.share, threads=job.threads)  # respects OMP_NUM_THREADS where it is set
-    splits = load_dataset(spec.dataset, data_dir=job.data_dir, seed=spec.seed, subset=spec.subset)
+    splits = load_dataset(spec.data_source or spec.dataset, data_dir=job.data_dir, seed=spec.seed,
+                          subset=spec.subset)
+    if spec.data_source is not None:  # an array file's kind and an `auto` task are known only now
+        fits_data(spec, splits.kind, splits.task)
     storage = open_storage(job.storage_url, heartbeat_interval=job.heartbeat_interval, retry_stale=True)
     store = AtomicArtifactStore(job.artifacts)  # the launcher created it (artifacts.open_store)
     _quiet_optuna()
