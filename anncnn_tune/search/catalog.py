@@ -51,10 +51,11 @@ def stored_sources(url: str) -> list[dict] | None:
     storage = open_storage(url, must_exist=True)
     rows = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        source = (summary.user_attrs.get("spec") or {}).get("dataset")
+        record = StudyRecord.read(summary)
+        source = (record.spec or {}).get("dataset")
         if not isinstance(source, dict):  # a registry key: listed with the built-in datasets
             continue
-        data = summary.user_attrs.get("data") or {}
+        data = record.data
         task = data.get("task") or source.get("task")
         rows.append({"study": summary.study_name, "path": source.get("path"), "kind": source.get("kind"),
                      "task": task, "fingerprint": data.get("fingerprint")})
