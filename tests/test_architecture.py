@@ -14,7 +14,7 @@ PACKAGE = REPO / "anncnn_tune"
 def test_the_import_contracts_hold():
     # pyproject.toml's [tool.importlinter]: cli -> results -> search -> service -> training -> data.
     lint = Path(sys.executable).with_name("lint-imports")
-    result = subprocess.run([str(lint)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([str(lint)], check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "broken" not in result.stdout.lower().replace("0 broken", "")
 
