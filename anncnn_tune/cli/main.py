@@ -155,7 +155,7 @@ def main(argv=None) -> None:
         cli.main(args=argv, prog_name="anncnn-tune", standalone_mode=False)
     except UserError as exc:
         click.echo(f"error: {_one_line(exc)}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))  # 1 for a run that failed (storage.StorageLost)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

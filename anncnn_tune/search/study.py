@@ -11,10 +11,11 @@ from optuna.trial import TrialState
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.samplers import make_pruner, make_sampler
 from anncnn_tune.search.spec import Spec, spec_from_dict
-from anncnn_tune.service import records
+from anncnn_tune.service import records, signals
 from anncnn_tune.service.budget_lock import StudyLock
 from anncnn_tune.service.optuna_private import heartbeat_enabled
 from anncnn_tune.service.records import StudyRecord
+from anncnn_tune.service.storage import check_storage_file
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -89,22 +90,46 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return result
 
 
+def requeue_interrupted(study: optuna.Study, number: int) -> None:
+    """Enqueue a retry of trial `number`, which a signal stopped (it is FAIL with its reason by now).
+
+    The retry is built the way Optuna's RetryHeartbeatStaleTrialCallback builds one for a dead
+    worker's trial: same params, its reported values, and `failed_trial` naming the chain's first
+    trial, so it resumes from that chain's checkpoint and a baseline stays a baseline. There is no
+    retry limit: a user's stop is no failure of the trial.
+    """
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    system_attrs = {"failed_trial": trial.number, "retry_history": [], **trial.system_attrs}
+    system_attrs["retry_history"] = [*system_attrs["retry_history"], trial.number]
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs=records.retry_user_attrs(trial.user_attrs), system_attrs=system_attrs,
+        intermediate_values=trial.intermediate_values))
+
+
 def run_worker(study: optuna.Study, objective, lock: StudyLock, *, n_trials: int, timeout: float | None = None,
                poll_seconds: float = 2.0, progress=None, catch=()) -> WorkerResult:
     """Run trials until the study holds n_trials finished (complete or pruned) trials in total.
 
     Finished trials of earlier runs and other workers count. Trials that other live workers are
     running count too, except when they stop beating and are failed (then they are retried).
-    SIGINT/SIGTERM (as KeyboardInterrupt) ends the loop wherever it lands: a running trial has been
-    marked failed with its reason by then (objective and study.optimize), and the lock is released.
+    SIGINT/SIGTERM (signals.request_stop) end the loop at the next safe point: between trials, while
+    waiting, or after the running trial's epoch and checkpoint, where that trial is failed with its
+    reason and re-queued (it resumes from its checkpoint on the next run). The lock is released.
+    The objective may offer `trial_stored(study, frozen_trial)`, called once a trial's final state
+    is committed (it removes the trial's checkpoint then, not before).
     """
     deadline = time.monotonic() + timeout if timeout else None
     objective.on_start = lock.release
     callbacks = [progress.trial_finished] if progress else []
+    if getattr(objective, "trial_stored", None) is not None:
+        callbacks.append(objective.trial_stored)
     ran = 0
     waited = False
     try:
         while True:
+            signals.check_stop()
+            check_storage_file(study)
             if deadline is not None and time.monotonic() >= deadline:
                 return WorkerResult(ran, False, True)
             lock.acquire()
@@ -122,12 +147,25 @@ def run_worker(study: optuna.Study, objective, lock: StudyLock, *, n_trials: int
                 if progress and not waited:
                     progress.message(f"waiting for {running} running trial(s) of other workers to finish")
                     waited = True
-                time.sleep(poll_seconds)
+                _sleep_unless_stopped(poll_seconds)
                 continue
             study.optimize(objective, n_trials=1, callbacks=callbacks, catch=catch)
             lock.release()  # if the trial never reached the objective
             ran += 1
-    except KeyboardInterrupt:
+    except signals.StopRequested as exc:
+        lock.release()
+        if exc.trial_number is not None:
+            requeue_interrupted(study, exc.trial_number)
+        signals.clear()
+        return WorkerResult(ran, True, False)
+    except KeyboardInterrupt:  # a second signal: the user insists, stop wherever this is
         return WorkerResult(ran, True, False)
     finally:
         lock.release()
+
+
+def _sleep_unless_stopped(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        signals.check_stop()
+        time.sleep(min(0.2, max(0.0, end - time.monotonic())))

@@ -26,16 +26,17 @@ from anncnn_tune.service.optuna_private import frozen_trial, study_id
 SUBDIR = "checkpoints"
 
 
-def original_trial_number(trial: optuna.Trial) -> int:
+def original_trial_number(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
     """The number of the first trial of this trial's retry chain (its own number if it is no retry)."""
-    failed = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen_trial(trial))
+    frozen = trial if isinstance(trial, optuna.trial.FrozenTrial) else frozen_trial(trial)
+    failed = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
     return int(failed) if failed is not None else trial.number
 
 
 class TrialCheckpoint:
     """What fit(checkpoint=...) needs: load() -> dict | None and save(dict)."""
 
-    def __init__(self, root: Path, study: optuna.Study, trial: optuna.Trial):
+    def __init__(self, root: Path, study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial):
         self.original = original_trial_number(trial)
         self.path = Path(root) / SUBDIR / f"{study.study_name}-{study_id(study)}" / f"trial-{self.original}.pt"
         self.resumed_epoch = 0

@@ -227,6 +227,31 @@ def _file_identity(url: str) -> tuple[int, int] | None:
         return None
 
 
+class StorageLost(UserError):
+    """The SQLite file a run writes to was deleted or replaced under it: nothing it writes now is kept.
+
+    A UserError (one line, no traceback) whose exit code is 1, not 2: the input was fine, the run failed.
+    """
+
+    exit_code = 1
+
+
+def check_storage_file(study: optuna.Study) -> None:
+    """Raise StorageLost if the SQLite file the study's storage opened is no longer at its path.
+
+    The pooled connections keep writing into the deleted file, so without this check a run reports
+    "40 complete" and exits 0 with every trial gone. Server databases: nothing to check.
+    """
+    from anncnn_tune.service.optuna_private import rdb_storage
+
+    storage = rdb_storage(study)
+    for (url, _hb, _retry), (opened, identity) in list(_OPEN.items()):
+        if opened is storage and identity is not None and _file_identity(url) != identity:
+            path = sqlite_path(url)
+            raise StorageLost(f"the study storage {path} was deleted or replaced during the run, so this run's "
+                              "trials are lost; restore the file from a backup, or rerun to start the study again")
+
+
 def close_all() -> None:
     """Dispose every engine this process opened (at exit, and in tests before dropping a database)."""
     atexit.unregister(close_all)
