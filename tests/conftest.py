@@ -55,7 +55,7 @@ def run_cli(*args, cwd=None, env=None, timeout=300, subprocess_=False):
                 main([str(a) for a in args])
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            except Exception:  # what the interpreter would print for an uncaught exception
+            except Exception:  # noqa: BLE001 - what the interpreter prints for an uncaught exception
                 traceback.print_exc()
                 code = 1
     finally:

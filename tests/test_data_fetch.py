@@ -254,7 +254,7 @@ def test_cli_lists_every_dataset_with_status_source_and_licence(tmp_path, toy):
     for key, info in DATASETS.items():
         licence = fetch.REGISTRY[key].license if key in fetch.REGISTRY else info.license
         assert key in result.output and licence in result.output
-    lines = {line.split()[0]: line for line in result.output.splitlines() if not line.startswith(" ")}
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line and not line.startswith(" ")}
     assert "cached" in lines["mnist"] and "bundled" in lines["digits"] and "missing" in lines["cifar10"]
     assert "a.bin" in result.output and "sha256 ok" in result.output
 

@@ -488,3 +488,12 @@ def test_parallel_decode_gives_the_sequential_arrays(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     parallel = load_source(source, data_dir=tmp_path / "b")
     assert np.array_equal(sequential.x_train, parallel.x_train) and np.array_equal(sequential.x_test, parallel.x_test)
+
+
+def test_a_source_mapping_with_keys_of_mixed_types_is_one_line(tmp_path):
+    # Found by tests/test_input_fuzz.py: sorting int and str keys raised TypeError.
+    from anncnn_tune.data.source import parse_source
+    from anncnn_tune.errors import UserError
+
+    with pytest.raises(UserError, match=r"^x\.'' is not a dataset option"):
+        parse_source({"": None, 0: None}, base_dir=tmp_path, where="x")

@@ -16,7 +16,7 @@ from test_compare import build_digits_demo, cli, url
 
 from anncnn_tune.data import load_dataset
 from anncnn_tune.results import export as export_mod
-from anncnn_tune.results.retrain import load_weights
+from anncnn_tune.results.weights import load_weights
 from anncnn_tune.search.spec import suggest
 from anncnn_tune.search.study import stored_spec
 
@@ -252,12 +252,12 @@ def test_full_digits_cnn_search_generalises_to_test(tmp_path):
 
 
 def test_a_long_retrain_prints_an_epoch_line_every_few_seconds(monkeypatch):
-    from anncnn_tune.results import retrain as retrain_mod
+    from anncnn_tune.results import refit
 
     clock = iter([0.0, 3.0, 11.0, 14.0, 25.0])  # the logger's start, then one reading per epoch
-    monkeypatch.setattr(retrain_mod.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(refit.time, "perf_counter", lambda: next(clock))
     lines = []
-    on_epoch = retrain_mod._epoch_logger(lines.append, "seed 0: ", 4)
+    on_epoch = refit.epoch_logger(lines.append, "seed 0: ", 4)
     for epoch in (1, 2, 3, 4):
         on_epoch({"epoch": epoch, "train_loss": 1.0 / epoch})
     # 3 s: too soon; 11 s: 10 s since the start; 14 s: 3 s since that line; 25 s: 14 s since it.

@@ -37,7 +37,7 @@ def test_write_readme_replaces_only_the_marked_part(tmp_path):
 
 def test_readme_lists_every_parameter_once_per_family():
     inside = README.read_text().split(P.README_BEGIN, 1)[1].split(P.README_END, 1)[0]
-    named = re.findall(r"^- `(\w+)`", inside, flags=re.M)
+    named = re.findall(r"^- `(\w+)`", inside, flags=re.MULTILINE)
     assert named == [p.name for f in ("ann", "cnn", "train") for p in P.TABLE if p.family == f]
 
 

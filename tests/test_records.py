@@ -132,3 +132,10 @@ def test_the_best_trial_is_the_best_value_and_ties_go_to_the_earlier_trial(direc
     assert records.study_best_trial(study).number == expected
     assert records.best_trial(study.trials, direction == "maximize").number == expected
     assert records.study_best_trial(optuna.create_study(direction=direction)) is None
+
+
+def test_a_trial_seed_stays_in_the_range_every_seed_is_checked_against():
+    from anncnn_tune.service.records import trial_seed
+
+    assert trial_seed(0, 7) == 7 and trial_seed(3, 2) == 3 * 100_003 + 2  # unchanged where it fitted
+    assert 0 <= trial_seed(2**32 - 1, 10**6) < 2**32

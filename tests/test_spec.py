@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+from contextlib import redirect_stderr, redirect_stdout
+
 import optuna
 import pytest
 import yaml
 
+from anncnn_tune.cli.main import main
 from anncnn_tune.errors import UserError
+from anncnn_tune.results import export as export_mod
 from anncnn_tune.search import spec as spec_mod
 
 GOOD = {
@@ -188,11 +193,6 @@ def test_tabular_studies_accept_augment_none_but_refuse_augmentation(tmp_path, m
 
 # -- issue 11: inputs the validator did not expect (each a one-line UserError naming the key) ------
 
-import io  # noqa: E402
-from contextlib import redirect_stderr, redirect_stdout  # noqa: E402
-
-from anncnn_tune.cli.main import main  # noqa: E402
-from anncnn_tune.results import export as export_mod  # noqa: E402
 
 
 def changed(path: str, value):
@@ -437,7 +437,7 @@ def test_a_subset_that_rounds_to_too_few_samples_names_the_smallest_fraction(tmp
 
 def test_a_run_file_with_a_huge_seed_is_refused_before_out_is_created(tmp_path):
     path = write_run(tmp_path, {**RUN, "seed": 10**30})
-    code, out, err = run_main(["retrain", path, "--out", tmp_path / "out", "--no-record"])
+    code, _out, err = run_main(["retrain", path, "--out", tmp_path / "out", "--no-record"])
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and ".seed is too large" in err
     assert not (tmp_path / "out").exists()
 

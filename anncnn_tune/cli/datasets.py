@@ -9,9 +9,11 @@ from pathlib import Path
 
 import click
 
+from anncnn_tune.cli.options import storage_option
 from anncnn_tune.data import DATASETS, get
 from anncnn_tune.data.fetch import REGISTRY, dataset_status, fetch
 from anncnn_tune.errors import UserError
+from anncnn_tune.service.storage import mask, resolve_url
 
 _DATA_DIR = click.option(
     "--data-dir",
@@ -44,12 +46,31 @@ def _print_status(status: dict) -> None:
 
 @click.group("datasets", invoke_without_command=True)
 @_DATA_DIR
+@storage_option
 @click.pass_context
-def datasets(ctx: click.Context, data_dir: Path | None) -> None:
-    """List every dataset: cached or not, files, sizes, checksum status, source and licence."""
+def datasets(ctx: click.Context, data_dir: Path | None, storage: str | None) -> None:
+    """List every dataset: cached or not, files, sizes, checksum status, source and licence; then the
+    user datasets (own files and folders) the storage's studies use, with their fingerprints."""
     if ctx.invoked_subcommand is None:
         for key in DATASETS:
             _print_status(dataset_status(key, data_dir))
+        _print_sources(resolve_url(storage))
+
+
+def _print_sources(url: str) -> None:
+    from anncnn_tune.search.catalog import stored_sources  # opens the storage: only when listing
+
+    rows = stored_sources(url)
+    click.echo(f"\nuser datasets of the studies in {mask(url)}:")
+    if rows is None:
+        click.echo("  (no studies yet: `anncnn-tune init PATH` writes study files for your own data)")
+        return
+    if not rows:
+        click.echo("  (none: no study there uses a file or folder of its own)")
+    for row in rows:
+        kind = f"{row['kind']}/{row['task']}"
+        fingerprint = (row["fingerprint"] or "-")[:12]
+        click.echo(f"  {row['study']:<26} {kind:<18} {fingerprint:<12}  {row['path']}")
 
 
 @datasets.command("fetch")

@@ -11,6 +11,8 @@ import sys
 import click
 
 from anncnn_tune.cli.datasets import datasets
+from anncnn_tune.cli.delete import delete
+from anncnn_tune.cli.init import init_command
 from anncnn_tune.cli.options import DEVICES, SECONDS, SEED, SUBSET, storage_option
 from anncnn_tune.cli.results import compare, export, retrain
 from anncnn_tune.errors import UserError
@@ -34,6 +36,8 @@ def cli():
 
 @cli.command()
 @click.option("--study", required=True, help="Built-in study name (see `anncnn-tune studies`) or path to a YAML file.")
+@click.option("--study-name", default=None, metavar="NAME",
+              help="Store the study under NAME instead of the file's name (variants of one file side by side).")
 @storage_option
 @click.option("--n-trials", type=click.IntRange(min=1), default=30, show_default=True,
               help="The study's total number of finished (complete or pruned) trials, across runs and workers.")
@@ -62,7 +66,7 @@ def cli():
 @click.option("--artifacts", default=None, metavar="DIR",
               help="Checkpoints and per-trial files for the dashboard. Default: $ANNCNN_TUNE_ARTIFACTS, else "
                    "NAME-artifacts/ beside a SQLite file NAME.db, else ./anncnn-tune-artifacts.")
-def optimize(study, storage, n_trials, timeout, device, epochs, seed, subset, data_dir, heartbeat_interval,
+def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed, subset, data_dir, heartbeat_interval,
              compile_, threads, quiet, workers, devices, artifacts):
     """Run (or resume) a study until it holds --n-trials finished trials.
 
@@ -70,27 +74,25 @@ def optimize(study, storage, n_trials, timeout, device, epochs, seed, subset, da
     130 stopped by SIGINT/SIGTERM (the running trials are marked failed with the reason), 1 a
     worker died (its trial is retried by the next run).
     """
-    from anncnn_tune.search.optimize import OptimizeRequest
-    from anncnn_tune.search.optimize import optimize as run
+    from anncnn_tune import api
 
-    result = run(OptimizeRequest(study=study, storage_url=storage_mod.resolve_url(storage), n_trials=n_trials,
-                                 timeout=timeout, device=device, epochs=epochs, seed=seed, subset=subset,
-                                 data_dir=data_dir, compile=compile_, threads=threads,
-                                 heartbeat_interval=heartbeat_interval, quiet=quiet, artifacts=artifacts,
-                                 workers=workers, devices=devices or ()))
-    states = ", ".join(f"{n} {s}" for s, n in result["states"].items())
-    click.echo(f"study {result['study']}: {states}")
-    if result["timed_out"]:
-        click.echo(f"--timeout reached after {result['ran_here']} trial(s) here; run the same command to go on")
-    if "best_value" in result:
-        tag = f" [{result['best_baseline']}]" if result.get("best_baseline") else ""
-        click.echo(f"best value {result['best_value']:.6g} (trial {result['best_trial']}{tag})")
-        click.echo("best params " + json.dumps(result["best_params"], sort_keys=True))
-    if result["interrupted"]:
+    result = api.optimize(study, storage=storage, n_trials=n_trials, timeout=timeout, device=device, epochs=epochs,
+                          seed=seed, subset=subset, data_dir=data_dir, compile=compile_, threads=threads,
+                          heartbeat_interval=heartbeat_interval, quiet=quiet, artifacts=artifacts,
+                          workers=workers, devices=devices, study_name=study_name)
+    states = ", ".join(f"{n} {s}" for s, n in result.states.items())
+    click.echo(f"study {result.study_name}: {states}")
+    if result.timed_out:
+        click.echo(f"--timeout reached after {result.ran_here} trial(s) here; run the same command to go on")
+    if result.best_trial is not None:
+        tag = f" [{result.best_baseline}]" if result.best_baseline else ""
+        click.echo(f"best value {result.best_value:.6g} (trial {result.best_trial}{tag})")
+        click.echo("best params " + json.dumps(result.best_params, sort_keys=True))
+    if result.interrupted:
         click.echo("interrupted: the running trial was marked failed; run the same command to resume", err=True)
         sys.exit(130)
-    if result.get("worker_failures"):
-        click.echo("error: " + "; ".join(result["worker_failures"]), err=True)
+    if result.worker_failures:
+        click.echo("error: " + "; ".join(result.worker_failures), err=True)
         sys.exit(1)
 
 
@@ -143,6 +145,8 @@ def studies(storage, as_json):
 
 for command in (datasets, compare, export, retrain):
     cli.add_command(command)
+cli.add_command(init_command)
+cli.add_command(delete)
 
 
 def _one_line(text: str) -> str:

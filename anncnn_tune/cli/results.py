@@ -1,6 +1,6 @@
-"""`anncnn-tune compare`, `export` and `retrain`: thin commands over compare.py, export.py, retrain.py.
+"""`anncnn-tune compare`, `export` and `retrain`: thin commands over the Python API (anncnn_tune.api).
 
-The libraries are imported inside each command so `--help` does not pay for torch or optuna.
+The API loads torch and optuna inside each function, so `--help` does not pay for them.
 UserError propagates: cli.main() turns it into one line on stderr and exit code 2.
 """
 
@@ -10,11 +10,10 @@ from pathlib import Path
 
 import click
 
+from anncnn_tune import api
+from anncnn_tune.api import FORMATS
 from anncnn_tune.cli.options import storage_option
 from anncnn_tune.errors import UserError
-from anncnn_tune.service.storage import resolve_url
-
-FORMATS = ("table", "markdown", "csv", "json", "html")
 
 
 def _write(path: str, text: str) -> None:
@@ -33,10 +32,7 @@ def _write(path: str, text: str) -> None:
 @click.option("-o", "--output", default=None, metavar="FILE", help="Write to FILE instead of standard output.")
 def compare(storage, datasets, fmt, output):
     """ANN vs CNN per dataset: best trials, reference baselines and test scores side by side."""
-    from anncnn_tune.results.compare import leaderboard, render
-
-    url = resolve_url(storage)
-    text = render(leaderboard(url, datasets), fmt, url)
+    text = api.compare(storage, datasets, format=fmt)
     if output is None:
         click.echo(text, nl=False)
         return
@@ -51,15 +47,13 @@ def compare(storage, datasets, fmt, output):
 @click.option("-o", "--output", default=None, metavar="FILE", help="Write the run file to FILE (default: print it).")
 def export(study, trial, storage, output):
     """Write a study's best (or chosen) trial as a run file for `anncnn-tune retrain`."""
-    from anncnn_tune.results.export import export_run
-
-    raw, text = export_run(resolve_url(storage), study, trial, output)
+    exported = api.export(study, trial=trial, storage=storage, output=output)
     if output is None:
-        click.echo(text, nl=False)
+        click.echo(exported.text, nl=False)
         return
-    source = raw["source"]
-    click.echo(f"wrote {output}: study {source['study']} trial {source['trial']} ({raw['metric']} "
-               f"{source['value']:.4f}), {raw['epochs']} epochs to retrain")
+    run, source = exported.run, exported.run["source"]
+    click.echo(f"wrote {output}: study {source['study']} trial {source['trial']} ({run['metric']} "
+               f"{source['value']:.4f}), {run['epochs']} epochs to retrain")
 
 
 @click.command()
@@ -77,25 +71,21 @@ def export(study, trial, storage, output):
 @click.option("--no-record", is_flag=True, help="Do not write the test metrics back to the study.")
 def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record):
     """Train RUN.yaml on train+validation, score the test split once, save weights, ONNX and a report."""
-    from anncnn_tune.results.retrain import RetrainRequest
-    from anncnn_tune.results.retrain import retrain as run
-
-    result = run(RetrainRequest(run_file=run_file, out=out, seeds=seeds, cv=cv, device=device, data_dir=data_dir,
-                                storage=storage, record=not no_record),
-                 log=lambda line: click.echo(line, err=True))
-    test, val = result["test"], result["validation"]
+    result = api.retrain(run_file, out=out, seeds=seeds, cv=cv, device=device, data_dir=data_dir, storage=storage,
+                         record=not no_record, log=lambda line: click.echo(line, err=True))
+    test, val = result.test, result.validation
     line = f"test {test['metric']} {test['mean']:.4f} ± {test['std']:.4f} over {test['seeds']} seed(s)"
     if val["value"] is not None:
         line += f"; best validation {val['metric']} in the search {val['value']:.4f}"
     click.echo(line)
-    if result["cv"]:
-        entry = result["cv"]["summary"][test["metric"]]
-        click.echo(f"{result['cv']['k']}-fold cv {test['metric']} {entry['mean']:.4f} ± {entry['std']:.4f} "
+    if result.cv:
+        entry = result.cv["summary"][test["metric"]]
+        click.echo(f"{result.cv['k']}-fold cv {test['metric']} {entry['mean']:.4f} ± {entry['std']:.4f} "
                    "(held-out folds of train+validation)")
-    click.echo(f"onnx max abs diff to pytorch {result['onnx']['max_abs_diff']:.2e} "
-               f"(tolerance {result['onnx']['tolerance']:.0e})")
-    folder = Path(result["files"]["metrics"]).parent
-    click.echo(f"wrote {folder}: " + " ".join(sorted(Path(p).name for p in result["files"].values())))
-    if result["recorded"]:
-        click.echo(f"recorded on study {result['run']['source']['study']} "
-                   f"(user attr test_metrics, trial {result['run']['source']['trial']}); see `anncnn-tune compare`")
+    click.echo(f"onnx max abs diff to pytorch {result.onnx['max_abs_diff']:.2e} "
+               f"(tolerance {result.onnx['tolerance']:.0e})")
+    folder = Path(result.files["metrics"]).parent
+    click.echo(f"wrote {folder}: " + " ".join(sorted(Path(p).name for p in result.files.values())))
+    if result.recorded:
+        click.echo(f"recorded on study {result.run['source']['study']} "
+                   f"(user attr test_metrics, trial {result.run['source']['trial']}); see `anncnn-tune compare`")

@@ -150,9 +150,10 @@ def parse_source(raw, *, base_dir: Path, where: str) -> DataSource:
         raw = {"path": raw}
     if not isinstance(raw, dict):
         raise UserError(f"{where} must be a dataset key or a mapping with a path, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(KEYS))
+    unknown = sorted(set(raw) - set(KEYS), key=str)  # YAML keys may be ints or None as well as text
     if unknown:
-        raise UserError(f"{where}.{unknown[0]} is not a dataset option; known options: {', '.join(KEYS)}")
+        name = unknown[0] if isinstance(unknown[0], str) and unknown[0] else repr(unknown[0])
+        raise UserError(f"{where}.{name} is not a dataset option; known options: {', '.join(KEYS)}")
     if "path" not in raw:
         raise UserError(f"{where}.path is missing: give the file or folder holding the data")
     path = _existing(_resolve(raw["path"], base_dir=base_dir, where=f"{where}.path"), f"{where}.path")

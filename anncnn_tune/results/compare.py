@@ -19,12 +19,13 @@ import datetime as dt
 import html
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from anncnn_tune.data.source import source_from_dict
 from anncnn_tune.errors import UserError
 from anncnn_tune.service.records import FAIR_KEYS, StudyRecord, TrialRecord, best_trial, is_maximize
 from anncnn_tune.service.storage import mask, open_storage
@@ -123,7 +124,7 @@ class Field:
 
 # The row, in CSV column order. A new column: a Field here (and a Column below for the table).
 FIELDS: tuple[Field, ...] = (
-    Field("dataset", lambda f: f.spec["dataset"]),
+    Field("dataset", lambda f: _dataset_label(f.spec["dataset"])),
     Field("study", lambda f: f.name),
     Field("model", lambda f: f.spec["model"]),
     Field("metric", lambda f: f.spec["metric"]),
@@ -160,6 +161,11 @@ FIELDS: tuple[Field, ...] = (
     Field("task", lambda f: f.record.data.get("task"), csv=None),
 )
 CSV_FIELDS = tuple(f.name for f in FIELDS if f.csv is not None)
+
+
+def _dataset_label(dataset) -> str:
+    """A registry key, or a user dataset's key (its file stem or folder name), to group studies by."""
+    return dataset if isinstance(dataset, str) else source_from_dict(dataset).key
 
 
 def study_row(study: optuna.Study) -> dict:
@@ -377,11 +383,19 @@ def render_json(board: dict) -> str:
     return json.dumps(board, indent=2) + "\n"
 
 
-def render_html(board: dict, url: str) -> str:
-    """A self-contained page: the tables plus every figure embedded as a base64 PNG."""
-    from anncnn_tune.results import plots
-
+def stored_studies(url: str, board: dict) -> dict[str, optuna.Study]:
+    """The leaderboard's studies, loaded once, for the figures of the HTML report (reads only)."""
     storage = open_storage(url, must_exist=True)
+    return {row["study"]: optuna.load_study(study_name=row["study"], storage=storage)
+            for entry in board["datasets"] for row in entry["studies"]}
+
+
+def render_html(board: dict, studies: Mapping[str, optuna.Study]) -> str:
+    """A self-contained page: the tables plus every figure embedded as a base64 PNG.
+
+    studies: the board's studies by name (stored_studies), whose trials the figures draw.
+    """
+    from anncnn_tune.results import plots
 
     def image(fig, alt: str) -> str:
         return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{plots.png_base64(fig)}">'
@@ -401,7 +415,7 @@ def render_html(board: dict, url: str) -> str:
                     + "".join(f"<li><code>{html.escape(line)}</code></li>" for line in _params_lines(entry))
                     + "</ul>")
         for row in entry["studies"]:
-            study = optuna.load_study(study_name=row["study"], storage=storage)
+            study = studies[row["study"]]
             body.append(f"<h3>{html.escape(row['study'])}</h3><div class='figs'>")
             body.append(image(plots.optimization_history(study), f"{row['study']} optimization history"))
             body.append(image(plots.param_importances(study), f"{row['study']} parameter importances"))
@@ -422,7 +436,8 @@ def render_html(board: dict, url: str) -> str:
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def render(board: dict, fmt: str, url: str) -> str:
+def render(board: dict, fmt: str, studies: Mapping[str, optuna.Study] | None = None) -> str:
+    """The board in one of FORMATS; html needs the board's studies (stored_studies) for its figures."""
     if fmt == "table":
         return render_table(board)
     if fmt == "markdown":
@@ -432,5 +447,7 @@ def render(board: dict, fmt: str, url: str) -> str:
     if fmt == "json":
         return render_json(board)
     if fmt == "html":
-        return render_html(board, url)
+        if studies is None:
+            raise ValueError("the html format draws the studies' figures: pass studies=stored_studies(url, board)")
+        return render_html(board, studies)
     raise ValueError(fmt)

@@ -50,6 +50,7 @@ class Run:
     subset: float | int | None = None
     source: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    data_source: object | None = None  # a user dataset's DataSource (`dataset` is then its key)
 
     @property
     def label(self) -> str:
@@ -59,7 +60,8 @@ class Run:
 
     def as_dict(self) -> dict:
         """The run file's content as plain types (also stored inside the weights file)."""
-        d = {"format": FORMAT, "dataset": self.dataset, "model": self.model, "metric": self.metric,
+        dataset = self.data_source.to_dict() if self.data_source is not None else self.dataset
+        d = {"format": FORMAT, "dataset": dataset, "model": self.model, "metric": self.metric,
              "epochs": self.epochs, "seed": self.seed, "params": dict(self.params),
              "data": {"fingerprint": self.fingerprint, "split_seed": self.split_seed}}
         if self.subset is not None:
@@ -127,7 +129,7 @@ def run_from_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, url: st
     record, study_record = TrialRecord.read(trial), StudyRecord.read(study)
     raw = {
         "format": FORMAT,
-        "dataset": spec.dataset,
+        "dataset": spec.to_dict()["dataset"],  # a user dataset's source mapping, or the registry key
         "model": spec.model,
         "metric": spec.metric,
         "epochs": record.epochs_to_retrain(spec.epochs),
@@ -225,7 +227,7 @@ def validate_run(raw, *, source: str) -> Run:
     return Run(path=source, dataset=spec.dataset, model=spec.model, metric=spec.metric, epochs=spec.epochs,
                seed=seed, params={**P.all_defaults(spec.model), **spec.fixed},
                fingerprint=fingerprint, split_seed=split_seed, subset=spec.subset,
-               source=origin, versions=dict(raw.get("versions") or {}))
+               source=origin, versions=dict(raw.get("versions") or {}), data_source=spec.data_source)
 
 
 def load_run(path: str) -> Run:

@@ -39,3 +39,23 @@ def stored_studies(url: str) -> list[dict] | None:
             "best_trial": best.number if best else None,
         })
     return rows
+
+
+def stored_sources(url: str) -> list[dict] | None:
+    """Per study on a user's own data: its source (path, kind), task and data fingerprint, from the
+    study's stored spec and data description. None when the default SQLite file does not exist yet
+    (nothing is created to find that out)."""
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        return None
+    storage = open_storage(url, must_exist=True)
+    rows = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        source = (summary.user_attrs.get("spec") or {}).get("dataset")
+        if not isinstance(source, dict):  # a registry key: listed with the built-in datasets
+            continue
+        data = summary.user_attrs.get("data") or {}
+        task = data.get("task") or source.get("task")
+        rows.append({"study": summary.study_name, "path": source.get("path"), "kind": source.get("kind"),
+                     "task": task, "fingerprint": data.get("fingerprint")})
+    return sorted(rows, key=lambda r: (str(r["path"]), r["study"]))

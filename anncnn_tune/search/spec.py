@@ -87,6 +87,8 @@ class Spec:
     subset: float | int | None = None
     seed: int = 0
     description: str = ""
+    # A user dataset (`dataset:` a mapping): the resolved DataSource; `dataset` is then its key.
+    data_source: object | None = None
 
     @property
     def direction(self) -> str:
@@ -110,7 +112,7 @@ class Spec:
         params = {name: s.as_dict() for name, s in self.space.items()}
         params.update(self.fixed)
         d = {
-            "dataset": self.dataset,
+            "dataset": self.data_source.to_dict() if self.data_source is not None else self.dataset,
             "model": self.model,
             "metric": self.metric,
             "epochs": self.epochs,
@@ -179,7 +181,7 @@ def read_yaml(path: Path, *, what: str, hint: str):
     except UnicodeDecodeError as exc:
         raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: plain data only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -345,18 +347,39 @@ def _last_on_grid(low, high, step):
 
 
 def _dataset(value, where: str, base_dir: Path | None):
-    """The dataset entry: a built-in name (a DatasetInfo), or a mapping describing the user's own file."""
+    """(key, kind, task, DataSource or None) of the dataset entry: a built-in name, or a mapping
+    describing the user's own file. kind (image | tabular) and task are None where only loading
+    tells them (an array file's kind, an `auto` task): optimize checks those with fits_data."""
     if isinstance(value, dict):
-        # A user's own file ({path, target, task, ...}) is described by data.source; wired by the own-data work.
-        try:
-            from anncnn_tune.data import source
-        except ImportError:
-            raise UserError(f"{where}.dataset as a mapping is not supported yet; name a built-in dataset "
-                            f"({', '.join(DATASETS)})") from None
-        return source.parse_source(value, base_dir=base_dir, where=f"{where}.dataset")
+        from anncnn_tune.data.source import parse_source, source_from_dict  # only user datasets need these
+
+        # A stored spec holds the resolved source (with its kind), whose files may have moved since:
+        # compare and export read it as stored; a study file's mapping is checked against the disk.
+        if "kind" in value:
+            src = source_from_dict(value)
+        else:
+            src = parse_source(value, base_dir=base_dir or Path.cwd(), where=f"{where}.dataset")
+        kind = {"images": "image", "table": "tabular"}.get(src.kind)
+        return src.key, kind, None if src.task == "auto" else src.task, src
     if not isinstance(value, str) or value not in DATASETS:
         raise UserError(f"{where}.dataset: unknown dataset {P._short(value)}; known: {', '.join(DATASETS)}")
-    return DATASETS[value]
+    info = DATASETS[value]
+    return value, info.kind, info.task, None
+
+
+def fits_data(spec: Spec, kind: str, task: str) -> None:
+    """The checks that need the data's kind and task, for a user dataset once it is loaded."""
+    where, dataset = spec.source, spec.dataset
+    if spec.model == "cnn" and kind != "image":
+        raise UserError(f"{where}.model: cnn needs an image dataset, {dataset!r} is {kind}; use model: ann")
+    if task not in metrics.METRICS[spec.metric][1]:
+        usable = [m for m, (_, tasks) in metrics.METRICS.items() if task in tasks]
+        raise UserError(f"{where}.metric: {spec.metric} does not apply to {task} dataset {dataset!r}; "
+                        f"use one of {', '.join(usable)}")
+    for pname, param in P.for_model(spec.model).items():
+        if param.image_only and kind != "image" and (pname in spec.space
+                                                     or spec.fixed.get(pname, param.default) != param.default):
+            raise UserError(f"{where}.params.{pname} applies only to image datasets, {dataset!r} is {kind}")
 
 
 def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None) -> Spec:
@@ -372,21 +395,20 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
     for key in REQUIRED:
         if key not in raw:
             raise UserError(f"{where}: missing required key {key!r}")
-    info = _dataset(raw["dataset"], where, base_dir)
-    dataset = raw["dataset"] if isinstance(raw["dataset"], str) else info.key
+    dataset, kind, task, data_source = _dataset(raw["dataset"], where, base_dir)
     family = raw["model"]
     if not isinstance(family, str) or family not in models.MODELS:
         raise UserError(f"{where}.model: unknown model family {P._short(family)}; "
                         f"use one of {', '.join(models.MODELS)}")
-    if family == "cnn" and info.kind != "image":
-        raise UserError(f"{where}.model: cnn needs an image dataset, {dataset!r} is {info.kind}; use model: ann")
+    if family == "cnn" and kind not in (None, "image"):
+        raise UserError(f"{where}.model: cnn needs an image dataset, {dataset!r} is {kind}; use model: ann")
     metric = raw["metric"]
     if not isinstance(metric, str) or metric not in metrics.METRICS:
         raise UserError(f"{where}.metric: unknown metric {P._short(metric)}; "
                         f"use one of {', '.join(metrics.METRICS)}")
-    if info.task not in metrics.METRICS[metric][1]:
-        usable = [m for m, (_, tasks) in metrics.METRICS.items() if info.task in tasks]
-        raise UserError(f"{where}.metric: {metric} does not apply to {info.task} dataset {dataset!r}; "
+    if task is not None and task not in metrics.METRICS[metric][1]:
+        usable = [m for m, (_, tasks) in metrics.METRICS.items() if task in tasks]
+        raise UserError(f"{where}.metric: {metric} does not apply to {task} dataset {dataset!r}; "
                         f"use one of {', '.join(usable)}")
     epochs = _at_least_one(raw["epochs"], f"{where}.epochs")
     seed = P.check_seed(raw.get("seed", 0), f"{where}.seed")
@@ -411,8 +433,9 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
             fixed[pname] = _fixed_value(known[pname], pvalue, pwhere)
     for pname, param in known.items():
         default = param.default
-        if param.image_only and info.kind != "image" and (pname in space or fixed.get(pname, default) != default):
-            raise UserError(f"{where}.params.{pname} applies only to image datasets, {dataset!r} is {info.kind}")
+        if param.image_only and kind not in (None, "image") and (pname in space
+                                                                 or fixed.get(pname, default) != default):
+            raise UserError(f"{where}.params.{pname} applies only to image datasets, {dataset!r} is {kind}")
 
     subset = raw.get("subset")
     if subset is not None:
@@ -431,7 +454,7 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
     text(description, f"{where}.description")
     return Spec(name=name, source=source, dataset=dataset, model=family, metric=metric, epochs=epochs,
                 sampler=sampler, pruner=pruner, space=space, fixed=fixed, baselines=baselines, subset=subset,
-                seed=seed, description=description.strip())
+                seed=seed, description=description.strip(), data_source=data_source)
 
 
 def _baseline(base, bwhere: str, i: int, known: dict, space: dict, fixed: dict) -> dict:

@@ -58,8 +58,11 @@ def open_study(spec: Spec, storage, data_description: dict, lock: StudyLock) -> 
         else:
             differs = _first_difference(record.spec, spec.to_dict())
             if differs:
-                raise UserError(f"study {spec.name!r} already exists in this storage with a different {differs}; "
-                                "use another --storage, or restore the study file / flags it was created with")
+                was, now = record.spec, spec.to_dict()
+                for key in differs.split("."):  # the dotted key's stored and new values, for the message
+                    was, now = (x.get(key) if isinstance(x, dict) else None for x in (was, now))
+                raise UserError(f"study {spec.name!r} already exists in this storage with a different {differs} (stored "
+                                f"{was!r}, now {now!r}); pass --study-name NAME to keep both side by side")
             if record.fingerprint != data_description.get("fingerprint"):
                 raise UserError(f"study {spec.name!r} was created on different data files (fingerprint mismatch); "
                                 "use another --storage or the original files")

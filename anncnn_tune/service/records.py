@@ -40,8 +40,10 @@ SEED_STRIDE = 100_003  # trial seeds of two studies with adjacent spec seeds do 
 
 def trial_seed(spec_seed: int, original_number: int) -> int:
     """The seed a trial trains with. A retry passes its chain's original trial number, so that it
-    repeats the original even without a checkpoint."""
-    return spec_seed * SEED_STRIDE + original_number
+    repeats the original even without a checkpoint. Reduced modulo 2**32, the range every seed is
+    checked against (numpy and scikit-learn refuse larger ones); below study seed 42,949 that
+    changes nothing, so stored seeds stay what they were."""
+    return (spec_seed * SEED_STRIDE + original_number) % 2**32
 
 
 def best_trial(trials: Iterable[FrozenTrial], maximize: bool) -> FrozenTrial | None:

@@ -1,0 +1,198 @@
+"""The Python API: what the `anncnn-tune` commands do, as functions that return data.
+
+For notebooks and scripts; the command line is a thin layer over these same functions, so a
+notebook and a terminal run the same code and write the same storage::
+
+    import anncnn_tune as at
+    result = at.optimize("digits-ann", n_trials=10, epochs=5)     # an OptimizeResult; .study is the Optuna study
+    at.optimize("digits-cnn", n_trials=10, epochs=5)
+    board = at.compare()                                          # the leaderboard as a pandas DataFrame
+    run = at.export("digits-cnn", output="best.yaml")             # an ExportedRun (the run file as a dict)
+    final = at.retrain("best.yaml", seeds=2)                      # a RetrainResult (test metrics, files)
+
+Storage: each function takes `storage` (an Optuna storage URL); None means $ANNCNN_TUNE_STORAGE,
+else the SQLite file anncnn-tune.db in the working directory, as on the command line.
+
+Mistakes in the input raise anncnn_tune.errors.UserError with a one-line message, before any
+work and with the storage and files left as they were.
+
+Importing this module is cheap: torch, Optuna and pandas load when a function first needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, overload
+
+from anncnn_tune.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas
+
+    from anncnn_tune.results.retrain import RetrainResult
+    from anncnn_tune.search.launcher import OptimizeResult
+
+__all__ = ["ExportedRun", "compare", "export", "init", "optimize", "retrain"]
+
+FORMATS = ("table", "markdown", "csv", "json", "html")
+
+
+def init(path, *, target: str | None = None, name: str | None = None, task: str = "auto",
+         drop: Sequence[str] = (), test=None, image_size: tuple[int, int] | None = None, out_dir=None,
+         force: bool = False):
+    """Inspect a user's table, array file or image folder and write its study files.
+
+    path: a .csv/.tsv/.parquet/.npz file or a folder of class folders. target: the column to
+    predict (tables). Writes NAME-ann.yaml, and NAME-cnn.yaml for images, into out_dir (default:
+    the current directory); an existing file is an error unless force. Returns an InitResult:
+    the study name, the inspected schema (`.schema.lines()` is the printed report) and the files.
+    """
+    from anncnn_tune.search.scaffold import InitRequest
+    from anncnn_tune.search.scaffold import init as scaffold
+
+    return scaffold(InitRequest(path=str(path), target=target, name=name, task=task, drop=tuple(drop),
+                                test=None if test is None else str(test),
+                                image_size=None if image_size is None else tuple(image_size),
+                                out_dir=None if out_dir is None else str(out_dir), force=force))
+
+
+def _storage_url(storage: str | None) -> str:
+    from anncnn_tune.service.storage import resolve_url
+
+    return resolve_url(storage)
+
+
+def optimize(study: str, *, storage: str | None = None, n_trials: int = 30, timeout: float | None = None,
+             epochs: int | None = None, seed: int | None = None, subset: float | None = None,
+             device: str = "auto", devices: str | Sequence[str] | None = None, workers: int = 1,
+             threads: int | None = None, data_dir: str | None = None, artifacts: str | None = None,
+             compile: bool = False, heartbeat_interval: int | None = None, quiet: bool = False,
+             study_name: str | None = None) -> OptimizeResult:
+    """Run (or resume) a study until it holds `n_trials` finished (complete or pruned) trials.
+
+    study: a built-in study name ("digits-cnn", see `anncnn-tune studies`) or a study file's path.
+    n_trials counts the study's trials across runs and workers, so calling again with the same
+    number resumes rather than repeats. epochs, seed and subset override the study file's (subset:
+    a fraction in (0, 1] or a count of the training split, for a quick look on a CPU).
+    device: auto, cpu, cuda or cuda:N; devices: several, taken round-robin by `workers` spawned
+    worker processes ("cuda:0,cuda:1" or a list). threads: torch CPU threads per worker (default
+    cores // workers, or OMP_NUM_THREADS). timeout: stop starting new trials after this many seconds.
+    study_name: run the study file under this name, so variants of one file sit side by side.
+
+    Returns an OptimizeResult: the trial counts by state, the best trial (value, number, params,
+    baseline name) and `.study`, the stored optuna.Study (e.g. `.study.trials_dataframe()`).
+    A SIGINT/SIGTERM ends the running trial as failed with its reason and returns with
+    `interrupted` set; the next call resumes.
+    """
+    from anncnn_tune.search.launcher import OptimizeRequest
+    from anncnn_tune.search.launcher import optimize as launch
+    from anncnn_tune.service.storage import DEFAULT_HEARTBEAT
+
+    if isinstance(devices, str):
+        devices = [d.strip() for d in devices.split(",") if d.strip()]
+    request = OptimizeRequest(study=str(study), storage_url=_storage_url(storage), n_trials=n_trials,
+                              timeout=timeout, device=device, epochs=epochs, seed=seed, subset=subset,
+                              compile=compile, threads=threads, data_dir=None if data_dir is None else str(data_dir),
+                              heartbeat_interval=DEFAULT_HEARTBEAT if heartbeat_interval is None
+                              else heartbeat_interval, quiet=quiet,
+                              artifacts=None if artifacts is None else str(artifacts), workers=workers,
+                              devices=tuple(devices or ()), study_name=study_name)
+    return launch(request)
+
+
+@overload
+def compare(storage: str | None = None, datasets: Sequence[str] | None = None, *,
+            format: None = None) -> pandas.DataFrame: ...
+@overload
+def compare(storage: str | None = None, datasets: Sequence[str] | None = None, *,
+            format: Literal["table", "markdown", "csv", "json", "html"]) -> str: ...
+
+
+def compare(storage=None, datasets=None, *, format=None):
+    """ANN vs CNN per dataset: every anncnn-tune study of the storage, best trials side by side.
+
+    datasets: only these (default: every dataset in the storage). Reads only.
+
+    Returns a pandas DataFrame with one row per study (dataset, study, model, metric, best_value,
+    best_trial, test_value of a retrained trial, baseline_value and vs_baseline for the study's
+    reference model, n_params, train_seconds, trial counts, `fair`: the dataset's studies share
+    data, splits and budget, `winner`...); nested settings (sampler, pruner, best_params) stay
+    dicts. `frame.attrs["leaderboard"]` holds the whole leaderboard as the JSON format has it
+    (fairness notes, shared and differing settings per dataset).
+
+    format: instead of the frame, the text `anncnn-tune compare --format` prints ("table",
+    "markdown", "csv", "json", or "html": a self-contained page with the figures embedded).
+    """
+    from anncnn_tune.results import compare as board_mod
+
+    if format is not None and format not in FORMATS:
+        raise UserError(f"unknown compare format {format!r}; use one of {', '.join(FORMATS)} (or None for a DataFrame)")
+    url = _storage_url(storage)
+    board = board_mod.leaderboard(url, tuple(datasets or ()))
+    if format == "html":
+        return board_mod.render(board, format, board_mod.stored_studies(url, board))
+    if format is not None:
+        return board_mod.render(board, format)
+    return _frame(board, board_mod.CSV_FIELDS)
+
+
+def _frame(board: dict, columns: Sequence[str]) -> pandas.DataFrame:
+    import pandas
+
+    rows = []
+    for entry in board["datasets"]:
+        for row in entry["studies"]:
+            rows.append({**{k: row.get(k) for k in columns}, "fair": entry["fair"], "differs": sorted(entry["differs"])})
+    frame = pandas.DataFrame(rows, columns=list(columns))
+    frame.attrs["leaderboard"] = board
+    return frame
+
+
+@dataclass(frozen=True)
+class ExportedRun:
+    """A trial written out as a run file: `run` its content, `text` the YAML, `path` where it went."""
+
+    run: dict
+    text: str
+    path: str | None  # None: not written (output was None)
+
+
+def export(study: str, *, trial: int | None = None, storage: str | None = None,
+           output: str | None = None) -> ExportedRun:
+    """A study's best (or chosen) complete trial as a run file for `retrain`.
+
+    The run file holds everything retrain needs without the study: dataset, family, the trial's
+    full parameters, the epochs to train, the seed, the data fingerprint and where it came from.
+    output: write it there (else only return it).
+    """
+    from anncnn_tune.results.export import export_run
+
+    if trial is not None and (isinstance(trial, bool) or not isinstance(trial, int) or trial < 0):
+        raise UserError(f"trial must be a trial number (0 or more), got {trial!r}")
+    run, text = export_run(_storage_url(storage), study, trial, None if output is None else str(output))
+    return ExportedRun(run=run, text=text, path=None if output is None else str(output))
+
+
+def retrain(run_file: str, *, out: str | None = None, seeds: int = 1, cv: int = 0, device: str = "auto",
+            data_dir: str | None = None, storage: str | None = None, record: bool = True,
+            log=print) -> RetrainResult:
+    """Train a run file on train+validation, score the test split once per seed, save the model.
+
+    out: the output folder (default runs/<study>-trial<N>): run.yaml, metrics.json, report.md,
+    model.pt, model.onnx (checked against PyTorch) and the figures. seeds: train this many seeds
+    from the run file's; cv: also K-fold cross-validate on train+validation (0: off).
+    record: write the test metrics back to the source study (storage: its URL, default
+    $ANNCNN_TUNE_STORAGE, else the run file's), where `compare` shows them. log: where progress
+    lines go (a callable taking one string; None for silence).
+
+    Returns a RetrainResult: the test metrics (mean ± std over seeds, per seed, per class, the
+    confusion matrix), the cross-validation summary, the ONNX check, the files written.
+    """
+    from anncnn_tune.results.retrain import RetrainRequest
+    from anncnn_tune.results.retrain import retrain as run
+
+    request = RetrainRequest(run_file=str(run_file), out=None if out is None else str(out), seeds=seeds, cv=cv,
+                             device=device, data_dir=None if data_dir is None else str(data_dir), storage=storage,
+                             record=record)
+    return run(request, log=log or (lambda line: None))

@@ -1,0 +1,81 @@
+"""A retrain's report: its figures (learning curves, confusion matrix) and its Markdown page.
+
+Everything here renders from data it is handed (histories, the metrics dict that metrics.json
+holds, the run); nothing opens a storage or trains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from anncnn_tune.results import plots
+from anncnn_tune.results.export import Run
+
+
+def learning_curves(run: Run, search_history: list[dict], seed_histories: list[list[dict]],
+                    cv_histories: list[list[dict]] = ()) -> list[dict]:
+    """The curves of the learning-curve figure: the search trial, every seed, every CV fold."""
+    curves = [{"label": f"search trial {run.source.get('trial')} (train / val)", "history": search_history,
+               "color": "C0"}]
+    # One legend entry per group (matplotlib skips labels starting with "_"), however many seeds or folds.
+    seeds_label = f"retrain, {len(seed_histories)} seed(s) (train+val)"
+    curves += [{"label": seeds_label if i == 0 else "_seed", "history": h, "color": "C1", "alpha": 0.8}
+               for i, h in enumerate(seed_histories)]
+    curves += [{"label": f"cv, {len(cv_histories)} folds (held-out fold)" if i == 0 else "_fold", "history": h,
+                "color": "C2", "linestyle": ":", "alpha": 0.7} for i, h in enumerate(cv_histories)]
+    return curves
+
+
+def write_figures(run: Run, curves: list[dict], test_value: float, confusion: dict | None, curves_path: Path,
+                  confusion_path: Path | None) -> None:
+    """The learning curves (with the test score as a line) and, for classifiers, the confusion matrix."""
+    plots.save_png(plots.learning_curves(curves, run.metric, title=f"{run.label}: learning curves",
+                                         test=test_value), curves_path)
+    if confusion is not None and confusion_path is not None:
+        plots.save_png(plots.confusion_matrix(confusion["matrix"], confusion["classes"],
+                                              title=f"{run.label}: confusion matrix (test, seed {run.seed})"),
+                       confusion_path)
+
+
+def _pm(entry: dict) -> str:
+    return f"{entry['mean']:.4f} ± {entry['std']:.4f}"
+
+
+def markdown_report(result: dict, run: Run) -> str:
+    """report.md: the metrics.json content (`result`) as a page, with the figures and files linked."""
+    test, source = result["test"], run.source
+    name = {key: Path(path).name for key, path in result["files"].items()}  # links relative to the report
+    lines = [f"# Retrain: {run.label}", ""]
+    lines += [f"- dataset **{run.dataset}**, family **{run.model}**, {result['n_params']:,} parameters",
+              (f"- source: study `{source.get('study')}` trial {source.get('trial')} "
+              f"({source.get('baseline') or 'tuned'}), storage `{source.get('storage')}`"),
+              (f"- trained {run.epochs} epochs on train+validation ({result['n_train']} samples) on {result['device']}, "
+              f"{test['seeds']} seed(s) from {run.seed}; test split ({result['n_test']} samples) scored once per seed"),
+              f"- data fingerprint `{run.fingerprint[:16]}…`, split seed {run.split_seed}", ""]
+    val = result["validation"]["value"]
+    lines += ["## Test metrics", "", "| metric | test (mean ± std) |", "|---|---|"]
+    lines += [f"| {metric} | {_pm(entry)} |" for metric, entry in test["summary"].items()]
+    if val is not None:
+        lines += ["", (f"Best validation {run.metric} during the search: **{val:.4f}**; test {test['metric']}: "
+                      f"**{_pm(test)}** (difference {test['mean'] - val:+.4f}).")]
+    if result["cv"]:
+        lines += ["", f"## {result['cv']['k']}-fold cross-validation on train+validation (held-out folds)", "",
+                  "| metric | mean ± std |", "|---|---|"]
+        lines += [f"| {metric} | {_pm(entry)} |" for metric, entry in result["cv"]["summary"].items()]
+    if "per_class" in test:
+        lines += ["", f"## Per class (test, seed {run.seed})", "", "| class | precision | recall | f1 | support |",
+                  "|---|---|---|---|---|"]
+        for label, row in test["per_class"].items():
+            if isinstance(row, dict):
+                lines.append(f"| {label} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1-score']:.4f} | "
+                             f"{int(row['support'])} |")
+        lines += ["", f"![confusion matrix]({name['confusion']})"]
+    lines += ["", "## Learning curves", "", f"![learning curves]({name['curves']})", "",
+              "## Files", "",
+              (f"- `{name['weights']}`: `torch.load(path, weights_only=True)` gives the state dict (`model`) and "
+              "the run config (`config`, `input_shape`, `out_dim`) that rebuild the model with `models.build`"),
+              (f"- `{name['onnx']}`: input raw stored values (pixels before normalisation; tabular features as the "
+              f"loader scales them), output logits; max abs difference to PyTorch "
+              f"{result['onnx']['max_abs_diff']:.2e} (tolerance {result['onnx']['tolerance']:.0e})"),
+              f"- `{name['metrics']}`, `{name['run']}`", ""]
+    return "\n".join(lines)

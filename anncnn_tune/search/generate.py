@@ -1,0 +1,364 @@
+"""Search spaces generated to fit a dataset: from an inspected Schema to an ANN (and a CNN) study.
+
+`init` calls `generate` with what `data.source.inspect` found and writes the result with `to_yaml`.
+Every number below is a rule of thumb stated where it is applied; each rule that fired is also
+returned as a sentence (`Plan.reasons`), so the study file's header says why its space looks so.
+
+The two files of a pair share everything compare checks for fairness (data, seed and hence
+splits, epoch budget, sampler, pruner, metric), and the searchable training parameters, so the
+only difference between them is the model family.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass, field
+
+import yaml
+
+# A binary target whose minority class is under this share of the rows is "imbalanced": accuracy
+# would reward predicting the majority (Telco churn, 26.5% positive, is scored by ROC AUC).
+IMBALANCED_BINARY = 0.35
+# A multiclass target whose smallest class has under this fraction of the largest's rows gets the
+# balanced class-weight choice.
+IMBALANCED_MULTICLASS = 0.5
+# CNN blocks halve the image; a block is offered only while the map it leaves is at least this wide.
+MIN_FEATURE_MAP = 4
+MAX_BLOCKS = 5
+# Augmentation is offered only to images at least this wide and sets at least this large: on 8x8
+# images a 2-pixel translation is a quarter of the picture, and a few hundred images are too few
+# for the search to tell an augmentation's effect from noise within the budget.
+MIN_AUGMENT_SIDE = 16
+MIN_AUGMENT_SAMPLES = 500
+TRAIN_FRACTION = 0.7  # the seeded 70/15/15 split the data layer makes when no test set is given
+
+
+@dataclass
+class Plan:
+    """The choices both studies of a pair share, and why they were made."""
+
+    task: str
+    metric: str
+    epochs: int
+    n_train: int
+    batch_sizes: list[int]
+    augment: list[str]
+    class_weight: bool
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def baseline_batch(self) -> int:
+        """The choice nearest to 64 (the references' usual batch), so a baseline always fits the space."""
+        return min(self.batch_sizes, key=lambda b: (abs(math.log2(b) - 6), b))
+
+
+def _pow2_floor(n: float) -> int:
+    return 1 << max(0, math.floor(math.log2(max(n, 1))))
+
+
+def _pow2_ceil(n: float) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+def _minority_share(counts: dict | None) -> float | None:
+    if not counts:
+        return None
+    values = [int(v) for v in counts.values()]
+    return min(values) / sum(values) if sum(values) else None
+
+
+def plan(schema) -> Plan:
+    """Metric, epochs, batch sizes, augmentation and class weights for the schema's data."""
+    reasons: list[str] = []
+    task = schema.task
+    n = int(schema.n_samples)
+    n_train = max(1, round(n * TRAIN_FRACTION))
+    counts = dict(schema.class_counts or {})
+
+    class_weight = False
+    if task == "regression":
+        metric = "val_mse"
+        reasons.append("regression target: the objective is validation MSE")
+    elif task == "binary":
+        share = _minority_share(counts)
+        if share is not None and share < IMBALANCED_BINARY:
+            metric, class_weight = "val_roc_auc", True
+            reasons.append(f"binary target with a minority class of {share:.1%} (< {IMBALANCED_BINARY:.0%}): "
+                           "the objective is validation ROC AUC, class weights are searchable")
+        else:
+            metric = "val_accuracy"
+            reasons.append("balanced binary target: the objective is validation accuracy")
+    else:
+        metric = "val_accuracy"
+        values = [int(v) for v in counts.values()]
+        if values and min(values) < IMBALANCED_MULTICLASS * max(values):
+            class_weight = True
+            reasons.append(f"{len(values)} classes, the smallest with {min(values)} rows against {max(values)}: "
+                           "validation accuracy, class weights are searchable")
+        else:
+            reasons.append(f"{len(values) or 'several'} classes: the objective is validation accuracy")
+
+    # Small sets take few steps per epoch, so they get more epochs; large ones fewer (CPU budget).
+    epochs = 40 if n_train < 1_000 else 30 if n_train < 10_000 else 20 if n_train < 100_000 else 15
+    reasons.append(f"about {n_train} training rows: {epochs} epochs")
+
+    # Batches of at most an eighth of the training split (so an epoch has at least eight steps),
+    # at most 512, from an eighth of that upwards: four powers of two at most.
+    high = max(8, min(512, _pow2_floor(n_train / 8)))
+    batch_sizes = [b for b in (high >> 3, high >> 2, high >> 1, high) if b >= 8]
+    reasons.append(f"batch sizes {batch_sizes} (at most 1/8 of the training rows, at most 512)")
+
+    augment = ["none"]
+    if schema.kind == "image":
+        channels, height, width = schema.input_shape
+        side = min(height, width)
+        if side < MIN_AUGMENT_SIDE or n < MIN_AUGMENT_SAMPLES:
+            reasons.append(f"no augmentation: images under {MIN_AUGMENT_SIDE} px or fewer than "
+                           f"{MIN_AUGMENT_SAMPLES} of them")
+        elif channels >= 3:
+            augment = ["none", "flip", "crop_flip"]
+            reasons.append("colour images: augmentation none | flip | crop_flip (natural photos)")
+        else:
+            augment = ["none", "translate"]
+            reasons.append("grey images: augmentation none | translate (a mirrored glyph is another glyph)")
+    return Plan(task=task, metric=metric, epochs=epochs, n_train=n_train, batch_sizes=batch_sizes,
+                augment=augment, class_weight=class_weight, reasons=reasons)
+
+
+def _int(low: int, high: int, log: bool = False) -> dict:
+    d = {"type": "int", "low": int(low), "high": int(high)}
+    if log:
+        d["log"] = True
+    return d
+
+
+def _float(low: float, high: float, log: bool = False) -> dict:
+    d = {"type": "float", "low": float(low), "high": float(high)}
+    if log:
+        d["log"] = True
+    return d
+
+
+def _choice(values: list):
+    """A categorical parameter; a single choice is written as a fixed value instead."""
+    return values[0] if len(values) == 1 else {"type": "categorical", "choices": list(values)}
+
+
+def _training_params(p: Plan) -> tuple[dict, dict]:
+    """The training part of the space (shared by both families) and its baseline values."""
+    params = {
+        "optimizer": _choice(["adam", "adamw", "sgd"]),
+        "lr": _float(1.0e-4, 3.0e-2, log=True),
+        "weight_decay": _float(1.0e-6, 1.0e-2, log=True),
+        "schedule": _choice(["none", "cosine", "onecycle"]),
+        "batch_size": _choice(p.batch_sizes),
+    }
+    base = {"optimizer": "adam", "lr": 1.0e-3, "weight_decay": 1.0e-6, "schedule": "none",
+            "batch_size": p.baseline_batch}
+    if p.task == "multiclass":
+        params["label_smoothing"] = _float(0.0, 0.2)
+        base["label_smoothing"] = 0.0
+    if len(p.augment) > 1:
+        params["augment"] = _choice(p.augment)
+        base["augment"] = "none"
+    elif p.augment != ["none"]:
+        params["augment"] = p.augment[0]
+    if p.class_weight:
+        params["class_weight"] = _choice(["none", "balanced"])
+        base["class_weight"] = "none"
+    params["patience"] = max(3, p.epochs // 5)
+    # Fixed values go into the baseline too only where searchable; drop them from `base` otherwise.
+    base = {k: v for k, v in base.items() if isinstance(params.get(k), dict)}
+    return params, base
+
+
+def ann_space(schema, p: Plan) -> tuple[dict, list[dict], list[str]]:
+    features = math.prod(schema.input_shape)
+    reasons = []
+    if schema.kind == "image":
+        # Pixels are many and redundant: the first layer need not be wider than the input.
+        high = min(2048, max(256, _pow2_ceil(features)))
+    else:
+        # Few columns: hidden layers wider than the input help; a few thousand rows do not need 1024.
+        high = min(1024, max(256, 4 * _pow2_ceil(features)))
+    low = max(16, high // 32)
+    layers = 4 if p.n_train >= 10_000 else 3
+    reasons.append(f"{features} input features: MLP width {low}..{high}, 1..{layers} layers")
+    params = {
+        "layers": _int(1, layers),
+        "width": _int(low, high, log=True),
+        "shrink": _float(0.25, 1.0),
+        "activation": _choice(["relu", "gelu", "silu", "tanh"]),
+        "dropout": _float(0.0, 0.5),
+        "batch_norm": _choice([False, True]),
+    }
+    train, base_train = _training_params(p)
+    params.update(train)
+    baseline = {"name": "mlp-128-64", "note": "the Keras-tutorial MLP: 128-64 ReLU, Adam lr 0.001",
+                "params": {"layers": 2, "width": 128, "shrink": 0.5, "activation": "relu", "dropout": 0.0,
+                           "batch_norm": False, **base_train}}
+    return params, [baseline], reasons
+
+
+def max_blocks(height: int, width: int) -> int:
+    """Blocks whose pooling leaves a map of at least MIN_FEATURE_MAP pixels (the builder floors, as here)."""
+    side, blocks = min(height, width), 0
+    while side // 2 >= MIN_FEATURE_MAP and blocks < MAX_BLOCKS:
+        side //= 2
+        blocks += 1
+    return max(1, blocks)
+
+
+def cnn_space(schema, p: Plan) -> tuple[dict, list[dict], list[str]]:
+    channels, height, width = schema.input_shape
+    side = min(height, width)
+    blocks = max_blocks(height, width)
+    filters = 48 if side <= 16 else 64 if channels == 1 and side <= 32 else 96
+    kernels = [3] if side <= 8 else [3, 5]  # a 5x5 kernel on an 8x8 image sees most of it
+    convs = 3 if side >= 32 and p.n_train >= 10_000 else 2
+    head = 512 if p.n_train >= 10_000 else 256
+    reasons = [(f"{height}x{width} images, {channels} channel(s): 1..{blocks} conv blocks (each halves the "
+                f"image, none below {MIN_FEATURE_MAP}x{MIN_FEATURE_MAP}), 8..{filters} filters, kernels {kernels}")]
+    params = {
+        "blocks": _int(1, blocks),
+        "filters": _int(8, filters, log=True),
+        "growth": _float(1.0, 2.0),
+        "convs": _int(1, convs),
+        "kernel": _choice(kernels),
+        "activation": _choice(["relu", "gelu", "silu"]),
+        "batch_norm": _choice([False, True]),
+        "dropout": _float(0.0, 0.4),
+        "pooling": _choice(["max", "avg"]),
+        "residual": _choice([False, True]),
+        "head_layers": _int(0, 2),
+        "head_width": _int(32, head, log=True),
+        "head_dropout": _float(0.0, 0.5),
+    }
+    train, base_train = _training_params(p)
+    params.update(train)
+    base_blocks = min(2, blocks)
+    name = "conv32-conv64-dense128" if base_blocks == 2 else "conv32-dense128"
+    base = {"blocks": base_blocks, "filters": 32, "growth": 2.0, "convs": 1, "kernel": 3, "activation": "relu",
+            "batch_norm": False, "dropout": 0.0, "pooling": "max", "residual": False, "head_layers": 1,
+            "head_width": 128, "head_dropout": 0.0, **base_train}
+    base = {k: v for k, v in base.items() if isinstance(params.get(k), dict)}
+    note = ("Conv32-Conv64 (3x3, max pooling) + Dense128, Adam lr 0.001" if base_blocks == 2
+            else "Conv32 (3x3, max pooling) + Dense128, Adam lr 0.001 (the image allows one block)")
+    return params, [{"name": name, "note": note, "params": base}], reasons
+
+
+def generate(schema, dataset, *, name: str) -> dict[str, tuple[dict, list[str]]]:
+    """{"ann": (study dict, header lines)} and, for images, "cnn" too.
+
+    `dataset` is what goes under `dataset:` (the source mapping, or a registry key); `name` labels
+    the description. The header lines say what was inferred and which rules shaped the space.
+    """
+    p = plan(schema)
+    shared = {"dataset": dataset, "metric": p.metric, "epochs": p.epochs, "seed": 0,
+              "sampler": {"type": "tpe", "multivariate": True, "group": True, "n_startup_trials": 10},
+              "pruner": {"type": "hyperband", "min_resource": max(1, p.epochs // 10), "reduction_factor": 3}}
+    what = f"{schema.task} {schema.kind} data {name!r}"
+    families = {"ann": ("MLP", ann_space)}
+    if schema.kind == "image":
+        families["cnn"] = ("CNN", cnn_space)
+    out = {}
+    for family, (label, build) in families.items():
+        params, baselines, reasons = build(schema, p)
+        study = {"description": f"{label} on {what} (generated by anncnn-tune init).", **shared,
+                 "model": family, "params": params, "baselines": baselines}
+        other = {"ann": "CNN", "cnn": "MLP"}[family]
+        pair = f" (the {other} study of the pair shares data, splits, budget, sampler and pruner)" \
+            if len(families) > 1 else ""
+        header = [f"Generated by `anncnn-tune init` for {name}: {label} study{pair}."]
+        header += [f"inspected: {line.strip()}" for line in schema.lines() if line.strip()]
+        header += [f"rule: {r}" for r in (*p.reasons, *reasons)]
+        out[family] = (study, header)
+    return out
+
+
+# -- writing ----------------------------------------------------------------------------------------
+
+TOP_ORDER = ("description", "dataset", "model", "metric", "epochs", "seed", "subset", "sampler", "pruner")
+
+
+def scalar(value) -> str:
+    """One YAML scalar that PyYAML reads back as the same value (1.0e-4, not 1e-4, which is a string)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {value!r}")
+        if value != 0 and abs(value) < 1.0e-2:
+            mantissa, exponent = f"{value:e}".split("e")
+            mantissa = mantissa.rstrip("0")
+            mantissa += "0" if mantissa.endswith(".") else ""
+            return f"{mantissa}e{int(exponent):+d}"  # PyYAML needs the dot and the sign
+        text = repr(value)
+        return text if "." in text or "e" in text else text + ".0"
+    text = str(value)
+    dumped = yaml.safe_dump(text, default_flow_style=True, width=10_000).strip()
+    return dumped.removesuffix("\n...").removesuffix(" ...").strip()
+
+
+def flow(value) -> str:
+    """A mapping or list on one line, in YAML flow style, with scalar() numbers."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{scalar(k)}: {flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(flow(v) for v in value) + "]"
+    return scalar(value)
+
+
+WIDTH = 108
+
+
+def _comment(lines: list[str]) -> list[str]:
+    return [f"# {part}".rstrip() for text in lines for line in text.splitlines()
+            for part in textwrap.wrap(line, WIDTH - 2, subsequent_indent="    ") or [""]]
+
+
+def _wrapped_flow(prefix: str, value: dict) -> list[str]:
+    """`prefix{a: 1, b: 2, ...}` over as many lines as WIDTH needs, continuation lines under the brace."""
+    items = [f"{scalar(k)}: {flow(v)}" for k, v in value.items()]
+    indent = " " * (len(prefix) + 1)
+    lines, line = [], prefix + "{"
+    for i, item in enumerate(items):
+        piece = item + ("," if i < len(items) - 1 else "}")
+        if len(line) + len(piece) + 1 > WIDTH and not line.endswith("{"):
+            lines.append(line.rstrip())
+            line = indent
+        line += piece if line.endswith(("{", " ")) else " " + piece
+    lines.append(line)
+    return lines
+
+
+def to_yaml(study: dict, header: list[str]) -> str:
+    """The study file: header comment, then the keys in the built-in files' order, one parameter a line."""
+    out = _comment(header)
+    for key in TOP_ORDER:
+        if key not in study:
+            continue
+        value = study[key]
+        if key == "dataset" and isinstance(value, dict):
+            out.append("dataset:")
+            out += [f"  {k}: {flow(v)}" for k, v in value.items()]
+        else:
+            out.append(f"{key}: {flow(value)}")
+    out.append("params:")
+    width = max(len(k) for k in study["params"]) + 2
+    out += [f"  {(k + ':').ljust(width)} {flow(v)}" for k, v in study["params"].items()]
+    if study.get("baselines"):
+        out.append("baselines:")
+        for base in study["baselines"]:
+            out.append(f"  - name: {scalar(base['name'])}")
+            if base.get("note"):
+                out.append(f"    note: {scalar(base['note'])}")
+            if "epochs" in base:
+                out.append(f"    epochs: {scalar(base['epochs'])}")
+            out += _wrapped_flow("    params: ", base["params"])
+    return "\n".join(out) + "\n"

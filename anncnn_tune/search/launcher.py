@@ -1,0 +1,198 @@
+"""`optimize`: check a request once, then run its trials here or in N spawned worker processes.
+
+Everything that can be checked before any work is checked here, once, in the launching process:
+the study file (with --epochs/--seed/--subset applied), every --devices entry, that the storage
+answers, that the artifact directory can be created. Seconds, not minutes, to a one-line error,
+and N workers do not print the same error N times. The workers (worker.py) get the result of
+those checks, a `worker.Job`, plus an `Assignment` of their own (device, share of the cores,
+label); the user's request never reaches them.
+
+Several workers are processes, not threads: each has its own interpreter, torch thread pool,
+storage engine and copy of the data (loaded once per process, then on its device). They are
+spawned, not forked, so no engine, CUDA context or OpenMP pool is inherited half-initialised.
+Each gets max(1, cores // N) torch threads (N workers x all cores each would thrash), and with
+--devices the devices go round-robin (cuda:0,cuda:1 with 4 workers: 0, 1, 0, 1; several per GPU
+are fine).
+
+Signals: workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process group) and stop on
+SIGTERM, which the launcher sends them on its first SIGINT or SIGTERM: each ends its running trial
+as failed with the reason, and exits. A second signal to the launcher kills the workers outright
+(their trials then go stale and are retried by the next run).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from dataclasses import dataclass, field, replace
+
+import optuna
+
+from anncnn_tune.errors import UserError
+from anncnn_tune.search.names import check_study_name
+from anncnn_tune.search.spec import load_spec
+from anncnn_tune.search.study import WorkerResult, counts
+from anncnn_tune.search.worker import EXIT_INTERRUPTED, Assignment, Job, run_trials, spawned_main
+from anncnn_tune.service.artifacts import open_store, resolve_dir
+from anncnn_tune.service.records import TrialRecord, study_best_trial
+from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, check_reachable, open_storage
+from anncnn_tune.training import devices
+
+
+@dataclass
+class OptimizeRequest:
+    """What the user asks for (the `optimize` command's options)."""
+
+    study: str  # a built-in study name or a path to a study file
+    storage_url: str
+    n_trials: int
+    timeout: float | None = None
+    device: str = "auto"
+    epochs: int | None = None
+    seed: int | None = None
+    subset: float | None = None
+    compile: bool = False
+    threads: int | None = None  # torch CPU threads per worker; None: cores // workers (or OMP_NUM_THREADS)
+    data_dir: str | None = None
+    heartbeat_interval: int = DEFAULT_HEARTBEAT
+    quiet: bool = False
+    artifacts: str | None = None  # None: $ANNCNN_TUNE_ARTIFACTS, else beside the storage (artifacts.resolve_dir)
+    workers: int = 1
+    devices: tuple[str, ...] = ()  # round-robin over the workers; empty: every worker uses `device`
+    study_name: str | None = None  # run the study file under this name (variants side by side in one storage)
+
+
+@dataclass
+class OptimizeResult:
+    """How a launch ended and what the study holds now (all its trials, not only this launch's)."""
+
+    study_name: str
+    states: dict[str, int]  # trial state -> count, states with no trial left out
+    ran_here: int = 0  # trials this process ran (0 with several workers: they ran them)
+    interrupted: bool = False
+    timed_out: bool = False
+    best_value: float | None = None
+    best_trial: int | None = None
+    best_params: dict | None = None
+    best_baseline: str | None = None  # the baseline's name where the best trial is one
+    workers: int = 1
+    worker_exit_codes: list[int | None] = field(default_factory=list)
+    worker_failures: list[str] = field(default_factory=list)  # "worker 2 exited with code 1"
+    study: optuna.Study | None = field(default=None, repr=False, compare=False)  # the stored study, to explore
+
+
+def optimize(request: OptimizeRequest) -> OptimizeResult:
+    """Check everything that can be checked before touching the storage, then run the worker(s)."""
+    check_numbers(request)
+    spec = load_spec(request.study).with_overrides(epochs=request.epochs, seed=request.seed,
+                                                subset=request.subset)
+    if request.study_name:
+        spec = replace(spec, name=check_study_name(request.study_name))
+    # Every device must exist, the storage answer and the artifact directory be usable before any
+    # data is loaded or worker started.
+    flag = "--devices" if request.devices else "--device"
+    resolved = tuple(str(devices.resolve(name, flag)) for name in request.devices or (request.device,))
+    check_reachable(request.storage_url)
+    store = open_store(resolve_dir(request.artifacts, request.storage_url))
+    job = Job(spec=spec, storage_url=request.storage_url, artifacts=store.root, n_trials=request.n_trials,
+              timeout=request.timeout, compile=request.compile, threads=request.threads, data_dir=request.data_dir,
+              heartbeat_interval=request.heartbeat_interval, quiet=request.quiet)
+    # From here on the workers see checked device names ("auto" has become "cpu" or "cuda").
+    checked = replace(request, device=resolved[0], devices=resolved if request.devices else ())
+    if request.workers > 1:
+        return _run_workers(checked, job)
+    study, result = run_trials(job, Assignment(device=resolved[0]))  # only the first device is used
+    return summarize(study, result)
+
+
+def check_numbers(request: OptimizeRequest) -> None:
+    """The request's counts and limits: the CLI's option types check them too, the Python API only here."""
+    def whole(name: str, minimum: int) -> None:
+        value = getattr(request, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise UserError(f"{name} (--{name.replace('_', '-')}) must be a whole number of at least {minimum}, "
+                            f"got {value!r}")
+
+    for name in ("n_trials", "workers", "heartbeat_interval"):
+        whole(name, 1)
+    for name in ("epochs", "threads"):
+        if getattr(request, name) is not None:
+            whole(name, 1)
+    if request.seed is not None and (isinstance(request.seed, bool) or not isinstance(request.seed, int)):
+        raise UserError(f"seed (--seed) must be an integer, got {request.seed!r}")
+    for name in ("timeout", "subset"):
+        value = getattr(request, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+            raise UserError(f"{name} (--{name}) must be a positive number, got {value!r}")
+
+
+def for_worker(request: OptimizeRequest, index: int) -> Assignment:
+    """Worker `index`'s share of `request.workers`: its device (round-robin over --devices), its
+    share of the cores, and the label of its progress lines."""
+    device = request.devices[index % len(request.devices)] if request.devices else request.device
+    return Assignment(device=device, share=request.workers, label=f"[worker {index + 1}] ")
+
+
+def summarize(study: optuna.Study, result: WorkerResult | None = None) -> OptimizeResult:
+    out = OptimizeResult(study_name=study.study_name, states={k: v for k, v in counts(study).items() if v},
+                         ran_here=result.ran if result else 0, interrupted=bool(result and result.interrupted),
+                         timed_out=bool(result and result.timed_out), study=study)
+    best = study_best_trial(study)
+    if best is None:
+        return out
+    return replace(out, best_value=best.value, best_trial=best.number, best_params=best.params,
+                   best_baseline=TrialRecord.read(best).baseline)
+
+
+def _run_workers(request: OptimizeRequest, job: Job) -> OptimizeResult:
+    # Create the schema once, here, rather than racing N workers at it (open_storage also locks).
+    open_storage(request.storage_url)
+    context = multiprocessing.get_context("spawn")
+    processes = []
+    stop = {"signals": 0}
+
+    def on_signal(signum, frame):
+        stop["signals"] += 1
+        for process in processes:
+            if process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM if stop["signals"] == 1 else signal.SIGKILL)
+
+    # Children inherit "ignore SIGINT" through exec, so no Ctrl-C can hit one half-started.
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_term = signal.getsignal(signal.SIGTERM)
+    try:
+        for index in range(request.workers):
+            process = context.Process(target=spawned_main, args=(job, for_worker(request, index)),
+                                      name=f"anncnn-tune-worker-{index + 1}")
+            process.start()
+            processes.append(process)
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        while any(p.exitcode is None for p in processes):
+            for process in processes:
+                process.join(timeout=0.5)
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+        for process in processes:  # only reached with live workers when the launcher itself fails
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+    codes = [p.exitcode for p in processes]
+    failed = [f"worker {i + 1} exited with {_describe(code)}" for i, code in enumerate(codes)
+              if code not in (0, EXIT_INTERRUPTED)]
+    if not stop["signals"] and 2 in codes:
+        raise UserError("; ".join(failed) + " (the reason is printed above)")
+    try:
+        study = optuna.load_study(study_name=job.spec.name, storage=open_storage(request.storage_url))
+    except KeyError:
+        raise UserError(f"no worker got as far as creating study {job.spec.name!r}: " + "; ".join(failed)) from None
+    return replace(summarize(study), workers=request.workers, worker_exit_codes=codes, worker_failures=failed,
+                   interrupted=bool(stop["signals"]) or EXIT_INTERRUPTED in codes)
+
+
+def _describe(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"code {code}"

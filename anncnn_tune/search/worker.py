@@ -1,0 +1,147 @@
+"""One worker: trials of one study until the study's budget is spent, in this process.
+
+The launcher (launcher.py) has checked everything that can be checked before any work (the study
+file, every device, the storage, the artifact directory) and hands each worker a `Job` (the same
+for all workers of one launch) and an `Assignment` (this worker's alone). A worker checks nothing
+again: it loads the data once, puts it on its device, opens the study and runs trials.
+
+This module imports nothing from the launcher, so a spawned worker imports only what it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import torch
+
+from anncnn_tune.data import load_dataset
+from anncnn_tune.errors import UserError
+from anncnn_tune.search.objective import Objective
+from anncnn_tune.search.progress import Progress
+from anncnn_tune.search.spec import Spec, fits_data
+from anncnn_tune.search.study import WorkerResult, counts, open_study, run_worker
+from anncnn_tune.service.artifacts import AtomicArtifactStore
+from anncnn_tune.service.budget_lock import StudyLock
+from anncnn_tune.service.optuna_private import failed_trial_logger
+from anncnn_tune.service.signals import raise_keyboard_interrupt
+from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, mask, open_storage
+from anncnn_tune.training.fit import DeviceData, RunOptions
+from anncnn_tune.training.threads import configure_threads
+
+EXIT_INTERRUPTED = 130  # a spawned worker's exit code after SIGTERM (the shell's code for a signal)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every worker of one launch runs: the checked study spec (overrides applied) and settings."""
+
+    spec: Spec
+    storage_url: str
+    artifacts: Path  # the resolved artifact directory, already created by the launcher
+    n_trials: int
+    timeout: float | None = None
+    compile: bool = False
+    threads: int | None = None  # torch CPU threads; None: cores // share (or OMP_NUM_THREADS)
+    data_dir: str | None = None
+    heartbeat_interval: int = DEFAULT_HEARTBEAT
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What only one worker needs: its device, how many workers share the cores, its line label."""
+
+    device: str  # a device name the launcher has resolved and checked ("cpu", "cuda:1")
+    share: int = 1  # workers on this machine; each gets max(1, cores // share) torch threads
+    label: str = ""  # prefix of this worker's progress lines ("[worker 2] ") when several run
+
+
+class _Prefixed:
+    """A text stream that starts every line with a label, so N workers' lines can be told apart."""
+
+    def __init__(self, stream, label: str):
+        self._stream, self._label = stream, label
+
+    def write(self, text: str) -> None:
+        self._stream.write("".join(self._label + line for line in text.splitlines(keepends=True)))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False  # several workers' live lines would overwrite each other
+
+
+class _QuietFailures(logging.Filter):
+    """Optuna logs a failed trial with its traceback, then once more with its value (None).
+    An interrupted trial is the user's intent, not a bug: its reason is in the trial's fail_reason
+    and the CLI prints one line, so its traceback goes. Other failures keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            return False
+        return not record.getMessage().endswith("failed with value None.")
+
+
+def _quiet_optuna() -> None:
+    optuna.logging.set_verbosity(logging.WARNING)
+    logger = failed_trial_logger()
+    if not any(isinstance(f, _QuietFailures) for f in logger.filters):
+        logger.addFilter(_QuietFailures())
+
+
+def run_trials(job: Job, assignment: Assignment) -> tuple[optuna.Study, WorkerResult]:
+    """Run trials in this process until the study holds job.n_trials finished trials (all workers').
+
+    SIGTERM (and SIGINT, unless this process ignores it, as spawned workers do) ends the running
+    trial as failed with the reason; the handlers in place before are restored on return, so a
+    notebook or another caller gets its own back.
+    """
+    spec = job.spec
+    device = torch.device(assignment.device)
+    configure_threads(assignment.share, threads=job.threads)  # respects OMP_NUM_THREADS where it is set
+    splits = load_dataset(spec.data_source or spec.dataset, data_dir=job.data_dir, seed=spec.seed,
+                          subset=spec.subset)
+    if spec.data_source is not None:  # an array file's kind and an `auto` task are known only now
+        fits_data(spec, splits.kind, splits.task)
+    storage = open_storage(job.storage_url, heartbeat_interval=job.heartbeat_interval, retry_stale=True)
+    store = AtomicArtifactStore(job.artifacts)  # the launcher created it (artifacts.open_store)
+    _quiet_optuna()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    if previous[signal.SIGINT] is not signal.SIG_IGN:  # spawned workers leave SIGINT to their parent
+        signal.signal(signal.SIGINT, raise_keyboard_interrupt)
+    try:
+        lock = StudyLock(storage, job.storage_url, spec.name)
+        study = open_study(spec, storage, splits.describe(), lock)
+        stream = _Prefixed(sys.stderr, assignment.label) if assignment.label else None
+        progress = Progress(spec.name, spec.metric, spec.epochs, stream=stream, quiet=job.quiet)
+        before = counts(study)
+        progress.message(f"study {spec.name} on {mask(job.storage_url)}: {before['complete'] + before['pruned']} "
+                         f"of {job.n_trials} trials finished; training on {device}; artifacts in {store.root}")
+        data = DeviceData.from_splits(splits, device)
+        options = RunOptions(device=device, compile=job.compile)
+        objective = Objective(spec, data, splits.input_shape, splits.out_dim, options, progress, store=store)
+        result = run_worker(study, objective, lock, n_trials=job.n_trials, timeout=job.timeout,
+                            progress=progress, catch=(torch.OutOfMemoryError,))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return study, result
+
+
+def spawned_main(job: Job, assignment: Assignment) -> None:
+    """Entry point of one spawned worker: its exit code tells the launcher how it ended."""
+    try:
+        _, result = run_trials(job, assignment)
+    except UserError as exc:
+        print(f"{assignment.label}error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except KeyboardInterrupt:  # a SIGTERM before the trial loop was entered
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_INTERRUPTED if result.interrupted else 0)
