@@ -119,7 +119,7 @@ class Objective:
         n_train = len(self.data.y_train)
         records.write_setup(trial, n_params=models.count_params(model), device=str(self.options.device), seed=seed,
                             worker=self.worker)
-        observer = TrialObserver(trial, epochs, self.progress, checkpoint, self._resume(trial, checkpoint))
+        observer = TrialObserver(trial, epochs, self.progress, checkpoint, self._resume(trial, checkpoint, model))
         if self.progress:
             self.progress.trial_started(trial.number, f"[{record.baseline}] " if record.baseline else "")
             if observer.rows:
@@ -165,11 +165,11 @@ class Objective:
         self._finish(trial, checkpoint, model, result.history)
         return result.best_value
 
-    def _resume(self, trial: optuna.Trial, checkpoint: TrialCheckpoint | None) -> list[dict]:
+    def _resume(self, trial: optuna.Trial, checkpoint: TrialCheckpoint | None, model) -> list[dict]:
         """Record whether this trial continues a predecessor's checkpoint; the rows trained so far."""
         if checkpoint is None:
             return []
-        state = checkpoint.peek()
+        state = checkpoint.peek(model)
         if checkpoint.original != trial.number:
             records.write_resumed(trial, from_trial=checkpoint.original, from_epoch=checkpoint.resumed_epoch)
         return [dict(row) for row in state["history"]] if state else []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import sqlite3
 import warnings
 from pathlib import Path
 
@@ -165,6 +166,31 @@ def _check_sqlite(url: str, must_exist: bool) -> None:
         raise UserError(f"storage directory {path.parent} does not exist; create it or choose another --storage")
 
 
+def check_sqlite_intact(url: str) -> None:
+    """A one-line UserError naming the file and the way out where a SQLite storage is damaged.
+
+    A damaged header fails at once, but damage in the middle surfaced only at some later query, as
+    three tracebacks from `studies`, `compare`, `export` and `optimize`. PRAGMA quick_check reads
+    every page once (about a second per 100 MB; docs/service.md), read-only, and once per process.
+    """
+    path = sqlite_path(url)
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT)
+        try:
+            problem = con.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+        problem = str(exc)
+    if problem != "ok":
+        problem = " ".join(str(problem).split())[:120]
+        raise UserError(f"the study storage {path} is damaged ({problem}); save what it still holds with "
+                        f"`sqlite3 {path} .recover | sqlite3 {path.with_name(path.stem + '-recovered.db')}` "
+                        "and pass --storage sqlite:///" + str(path.with_name(path.stem + "-recovered.db")))
+
+
 def check_reachable(url: str) -> None:
     """Fail fast, with a one-line UserError, before a command spends minutes loading data.
 
@@ -197,6 +223,7 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_interval: int 
         # The SQLite file was deleted or replaced since: the pooled connections point at the old one.
         del _OPEN[key]
         storage.engine.dispose()
+    check_sqlite_intact(url)
     kwargs = {}
     if heartbeat_interval:
         kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": 2 * heartbeat_interval}
