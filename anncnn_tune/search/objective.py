@@ -100,8 +100,10 @@ class Objective:
         self.on_start = on_start  # called once the trial is RUNNING in the storage (releases the claim lock)
         self.store = store
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.current_trial: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.current_trial = trial.number  # run_worker settles it should the storage fail under it
         if self.on_start is not None:
             self.on_start()
         if signals.stop_requested():  # stopped between the claim and here: nothing trained yet

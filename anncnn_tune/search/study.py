@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -11,11 +12,11 @@ from optuna.trial import TrialState
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.samplers import make_pruner, make_sampler
 from anncnn_tune.search.spec import Spec, spec_from_dict
-from anncnn_tune.service import records, signals
+from anncnn_tune.service import outage, records, signals
 from anncnn_tune.service.budget_lock import StudyLock
-from anncnn_tune.service.optuna_private import heartbeat_enabled
+from anncnn_tune.service.optuna_private import heartbeat_enabled, mark_failed
 from anncnn_tune.service.records import StudyRecord
-from anncnn_tune.service.storage import check_storage_file
+from anncnn_tune.service.storage import MAX_RETRY, check_storage_file
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -127,44 +128,90 @@ def run_worker(study: optuna.Study, objective, lock: StudyLock, *, n_trials: int
     callbacks = [progress.trial_finished] if progress else []
     if getattr(objective, "trial_stored", None) is not None:
         callbacks.append(objective.trial_stored)
-    ran = 0
-    waited = False
+    state = {"ran": 0, "waited": False, "outages": 0}
+    say = progress.message if progress else None
     try:
-        while True:
-            signals.check_stop()
-            check_storage_file(study)
-            if deadline is not None and time.monotonic() >= deadline:
-                return WorkerResult(ran, False, True)
-            lock.acquire()
-            if heartbeat_enabled(study):
-                # Fails the trials of dead workers; the storage's retry callback enqueues them again.
-                optuna.storages.fail_stale_trials(study)
-            trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-            finished = sum(t.state in FINISHED for t in trials)
-            running = len(trials) - finished
-            if finished >= n_trials:
-                return WorkerResult(ran, False, False)
-            if finished + running >= n_trials:
-                # The budget is spoken for by running trials; wait in case their worker dies.
-                lock.release()
-                if progress and not waited:
-                    progress.message(f"waiting for {running} running trial(s) of other workers to finish")
-                    waited = True
-                _sleep_unless_stopped(poll_seconds)
-                continue
-            study.optimize(objective, n_trials=1, callbacks=callbacks, catch=catch)
-            lock.release()  # if the trial never reached the objective
-            ran += 1
+        with outage.quiet_heartbeat_threads(say):
+            while True:
+                try:
+                    ended = _step(study, objective, lock, n_trials, deadline, poll_seconds, progress, callbacks,
+                                  catch, state)
+                except Exception as exc:
+                    error = outage.storage_error(exc)
+                    state["outages"] += 1
+                    # An error that comes back every time the storage answers is no outage: a bug.
+                    if error is None or state["outages"] > MAX_RETRY:
+                        raise
+                    _ride_out_outage(study, objective, lock, error, say)
+                    continue
+                if ended is not None:
+                    return WorkerResult(state["ran"], False, ended == "timed_out")
     except signals.StopRequested as exc:
         lock.release()
         if exc.trial_number is not None:
             requeue_interrupted(study, exc.trial_number)
         signals.clear()
-        return WorkerResult(ran, True, False)
+        return WorkerResult(state["ran"], True, False)
     except KeyboardInterrupt:  # a second signal: the user insists, stop wherever this is
-        return WorkerResult(ran, True, False)
+        return WorkerResult(state["ran"], True, False)
     finally:
+        with contextlib.suppress(Exception):  # the storage may be gone: its session ends with the process
+            lock.release()
+
+
+def _step(study, objective, lock, n_trials, deadline, poll_seconds, progress, callbacks, catch, state) -> str | None:
+    """One turn of the worker loop: None to go on, "done" or "timed_out" to return."""
+    signals.check_stop()
+    check_storage_file(study)
+    if deadline is not None and time.monotonic() >= deadline:
+        return "timed_out"
+    lock.acquire()
+    if heartbeat_enabled(study):
+        # Fails the trials of dead workers; the storage's retry callback enqueues them again.
+        optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    finished = sum(t.state in FINISHED for t in trials)
+    running = len(trials) - finished
+    if finished >= n_trials:
+        return "done"
+    if finished + running >= n_trials:
+        # The budget is spoken for by running trials; wait in case their worker dies.
         lock.release()
+        if progress and not state["waited"]:
+            progress.message(f"waiting for {running} running trial(s) of other workers to finish")
+            state["waited"] = True
+        _sleep_unless_stopped(poll_seconds)
+        return None
+    objective.current_trial = None  # the objective sets it: the trial an outage may leave behind
+    study.optimize(objective, n_trials=1, callbacks=callbacks, catch=catch)
+    lock.release()  # if the trial never reached the objective
+    state["ran"] += 1
+    state["outages"] = 0
+    return None
+
+
+def _ride_out_outage(study, objective, lock, error, say) -> None:
+    """Wait for the storage (or stop with StorageUnreachable), then make this worker's interrupted
+    trial resumable: failed with the reason and re-queued, so its checkpoint is picked up again."""
+    with contextlib.suppress(Exception):
+        lock.release()
+    outage.wait_for_storage(lambda: study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)), error,
+                            where=study.study_name, message=say, check_stop=signals.check_stop)
+    check_storage_file(study)
+    number = getattr(objective, "current_trial", None)
+    if number is None:
+        return
+    objective.current_trial = None
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is None or trial.state in FINISHED or trial.state == TrialState.WAITING:
+        return
+    if len(trial.system_attrs.get("retry_history", [])) >= MAX_RETRY:
+        return  # an error that outlives every retry is no outage: the trial stays failed
+    if trial.state == TrialState.RUNNING:  # the worker that ran it is this one, and it no longer does
+        mark_failed(study, trial, "storage unreachable during the trial")
+    elif any(number in t.system_attrs.get("retry_history", []) for t in study.get_trials(deepcopy=False)):
+        return  # already retried (by the stale-trial check of a worker)
+    requeue_interrupted(study, number)
 
 
 def _sleep_unless_stopped(seconds: float) -> None:
