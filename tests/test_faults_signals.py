@@ -89,7 +89,7 @@ def test_sigterm_and_sigint_at_random_moments_exit_130_and_leave_a_resumable_stu
         log = tmp_path / f"run-{index}.log"
         process = start_cli(*command, "--n-trials", 200, cwd=tmp_path, log=log)  # never done before the signal
         try:
-            wait_for(lambda: "trials finished; training on" in log.read_text(), 90, "the worker's first line")
+            wait_for(lambda log=log: "trials finished; training on" in log.read_text(), 90, "the worker's first line")
             time.sleep(rng.uniform(0.0, 1.5))
             process.send_signal(signum)
             code = process.wait(timeout=60)

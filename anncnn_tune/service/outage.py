@@ -68,7 +68,7 @@ def wait_for_storage(probe, first_error: BaseException, *, where: str, message=N
             time.sleep(min(0.2, max(0.0, end - time.monotonic())))
         try:
             probe()
-        except Exception as exc:  # noqa: BLE001 - only storage errors are waited for
+        except Exception as exc:
             if storage_error(exc) is None:
                 raise
             continue
