@@ -10,6 +10,7 @@ running stay resumable, their checkpoints kept.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ import optuna
 import sqlalchemy.exc
 
 from anncnn_tune.errors import UserError
+from anncnn_tune.service.optuna_private import failed_trial_logger
 
 OUTAGE_SECONDS = 120  # how long a worker waits for its storage before giving up (exit 2)
 _BACKOFF = (0.5, 1, 2, 4, 8)  # seconds between tries; the last repeats
@@ -81,7 +83,8 @@ def wait_for_storage(probe, first_error: BaseException, *, where: str, message=N
 @contextlib.contextmanager
 def quiet_heartbeat_threads(message=None):
     """While a worker runs, a storage error in Optuna's heartbeat thread is one line, not a traceback
-    (the worker loop notices the outage itself; a missed beat only delays the stale check)."""
+    (the worker loop notices the outage itself; a missed beat only delays the stale check), and
+    Optuna's log of a trial failed by a storage error drops its traceback."""
     previous = threading.excepthook
     said = []
 
@@ -95,7 +98,19 @@ def quiet_heartbeat_threads(message=None):
         previous(args)
 
     threading.excepthook = hook
+    logger = failed_trial_logger()
+    quiet = _QuietStorageFailures()
+    logger.addFilter(quiet)
     try:
         yield
     finally:
         threading.excepthook = previous
+        logger.removeFilter(quiet)
+
+
+class _QuietStorageFailures(logging.Filter):
+    """Optuna logs a trial that failed on a storage error with its traceback; the worker says
+    "storage unreachable ..." in one line instead and re-queues the trial."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and storage_error(record.exc_info[1]) is not None)
