@@ -56,3 +56,11 @@ def artifact_path(store: FileSystemArtifactStore, artifact_id: str) -> Path:
 
 def failed_trial_logger() -> logging.Logger:
     return logging.getLogger(FAILED_TRIAL_LOGGER)
+
+
+def mark_failed(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
+    """Fail a RUNNING trial that its own worker no longer runs (after a storage outage), with the
+    reason in its user attributes: a FrozenTrial's storage id is private, and study.tell alone
+    cannot set an attribute."""
+    study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
