@@ -14,7 +14,7 @@ from anncnn_tune.search.samplers import make_pruner, make_sampler
 from anncnn_tune.search.spec import Spec, spec_from_dict
 from anncnn_tune.service import outage, records, signals
 from anncnn_tune.service.budget_lock import StudyLock
-from anncnn_tune.service.optuna_private import heartbeat_enabled, mark_failed
+from anncnn_tune.service.optuna_private import heartbeat_enabled, mark_failed, retry_history, retry_system_attrs
 from anncnn_tune.service.records import StudyRecord
 from anncnn_tune.service.storage import MAX_RETRY, check_storage_file
 
@@ -103,11 +103,9 @@ def requeue_interrupted(study: optuna.Study, number: int) -> None:
     retry limit: a user's stop is no failure of the trial.
     """
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
-    system_attrs = {"failed_trial": trial.number, "retry_history": [], **trial.system_attrs}
-    system_attrs["retry_history"] = [*system_attrs["retry_history"], trial.number]
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs=records.retry_user_attrs(trial.user_attrs), system_attrs=system_attrs,
+        user_attrs=records.retry_user_attrs(trial.user_attrs), system_attrs=retry_system_attrs(trial),
         intermediate_values=trial.intermediate_values))
 
 
@@ -205,11 +203,11 @@ def _ride_out_outage(study, objective, lock, error, say) -> None:
     trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
     if trial is None or trial.state in FINISHED or trial.state == TrialState.WAITING:
         return
-    if len(trial.system_attrs.get("retry_history", [])) >= MAX_RETRY:
+    if len(retry_history(trial)) >= MAX_RETRY:
         return  # an error that outlives every retry is no outage: the trial stays failed
     if trial.state == TrialState.RUNNING:  # the worker that ran it is this one, and it no longer does
         mark_failed(study, trial, "storage unreachable during the trial")
-    elif any(number in t.system_attrs.get("retry_history", []) for t in study.get_trials(deepcopy=False)):
+    elif any(number in retry_history(t) for t in study.get_trials(deepcopy=False)):
         return  # already retried (by the stale-trial check of a worker)
     requeue_interrupted(study, number)
 
