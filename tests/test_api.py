@@ -10,7 +10,7 @@ import sys
 
 import optuna
 import pytest
-from conftest import sqlite_snapshot
+from helpers import sqlite_snapshot
 
 import anncnn_tune as at
 from anncnn_tune import api

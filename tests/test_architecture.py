@@ -1,3 +1,4 @@
+
 """The architecture as checked rules: the import layers (import-linter) and one home for stored attributes."""
 
 from __future__ import annotations
@@ -7,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 PACKAGE = REPO / "anncnn_tune"
 
 

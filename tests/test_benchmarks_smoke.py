@@ -1,3 +1,4 @@
+
 """The benchmarks run end to end in --quick mode and produce well-formed output (never timing checks)."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
 def run(script: str, *args, tmp_path: Path, threads: bool = True) -> tuple[str, dict]:

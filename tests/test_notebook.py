@@ -1,14 +1,14 @@
+
 """docs/tour.ipynb runs top to bottom in a real kernel (nbclient): any cell that raises fails the test."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "tour.ipynb"
-REPO = NOTEBOOK.parents[1]
+NOTEBOOK = REPO / "docs" / "tour.ipynb"
 
 
 def test_the_notebook_is_committed_without_outputs():

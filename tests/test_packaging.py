@@ -1,3 +1,4 @@
+
 """The package as pip installs it: every subpackage and the built-in study files are in the wheel."""
 
 from __future__ import annotations
@@ -7,11 +8,9 @@ import subprocess
 import sys
 import tomllib
 import zipfile
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
 def test_every_subpackage_is_listed_in_pyproject():

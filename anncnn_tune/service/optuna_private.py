@@ -1,6 +1,6 @@
 """Every use of Optuna's private API, in one place, each with the reason the public API is not enough.
 
-Optuna may rename any of these in a minor release; tests/test_optuna_private.py checks each one
+Optuna may rename any of these in a minor release; tests/service/test_optuna_private.py checks each one
 on a real study, so an upgrade that breaks one fails there, by name, instead of somewhere deep in
 a worker.
 """

@@ -12,8 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from test_service_postgres import start_cli, stop_all, wait_for
+from helpers import run_cli, start_cli, stop_all, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 N_TRIALS = 3

@@ -7,7 +7,7 @@ from __future__ import annotations
 import optuna
 import pytest
 import torch
-from conftest import run_cli
+from helpers import run_cli
 
 from anncnn_tune.search.objective import TrialObserver  # noqa: F401 - the objective's module imports cleanly
 from anncnn_tune.service.checkpoints import TrialCheckpoint

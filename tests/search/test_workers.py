@@ -10,8 +10,7 @@ import sqlite3
 
 import optuna
 import pytest
-from conftest import run_cli
-from test_service_postgres import finished, start_cli, stop_all, study_file, wait_for
+from helpers import finished, run_cli, start_cli, stop_all, study_file, wait_for
 
 from anncnn_tune.search.launcher import OptimizeRequest, for_worker
 

@@ -491,7 +491,7 @@ def test_parallel_decode_gives_the_sequential_arrays(tmp_path, monkeypatch):
 
 
 def test_a_source_mapping_with_keys_of_mixed_types_is_one_line(tmp_path):
-    # Found by tests/test_input_fuzz.py: sorting int and str keys raised TypeError.
+    # Found by tests/cli/test_input_fuzz.py: sorting int and str keys raised TypeError.
     from anncnn_tune.data.source import parse_source
     from anncnn_tune.errors import UserError
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import click
 import pytest
 import yaml
-from conftest import REPO, run_cli
-from test_service_postgres import pg_url, start_cli, stop_all, study_file, wait_for  # noqa: F401 - pg_url
+from helpers import REPO, run_cli, start_cli, stop_all, study_file, wait_for
 
 from anncnn_tune.cli.main import cli
 from anncnn_tune.search.spec import load_spec
@@ -108,7 +107,7 @@ def test_credentials_come_from_the_env_file_and_none_is_committed():
 
 @pytest.mark.postgres
 @pytest.mark.timeout(200)
-def test_the_compose_topology_runs_natively(pg_url, tmp_path):  # noqa: F811 - the fixture
+def test_the_compose_topology_runs_natively(pg_url, tmp_path):
     """PostgreSQL, two workers and the dashboard, each running its service's command and environment."""
     env = {**env_example(), "STUDY": str(study_file(tmp_path, epochs=2)), "N_TRIALS": "4",
            "HEARTBEAT_INTERVAL": "5"}

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
+
+from helpers import REPO
 
 from anncnn_tune import atomic
-
-REPO = Path(__file__).resolve().parents[1]
 
 # Third-party imports add filters of their own (scipy, torch); ours must add none, above all not
 # the one that hides Optuna's ExperimentalWarning (storage.quiet_experimental_warnings applies it).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from test_service_postgres import finished, start_cli, stop_all, study_file, wait_for
+from helpers import finished, start_cli, stop_all, study_file, wait_for
 
 pytestmark = [pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"), pytest.mark.postgres]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 from anncnn_tune.search.objective import TrialObserver
 

@@ -8,8 +8,7 @@ import time
 
 import optuna
 import pytest
-from conftest import run_cli
-from test_service_postgres import pg_url  # noqa: F401 - the fixture
+from helpers import run_cli
 
 from anncnn_tune.service import storage as storage_mod
 
@@ -69,7 +68,7 @@ def test_an_unreachable_server_is_one_line_and_exit_2_within_seconds(tmp_path, c
 
 @pytest.mark.postgres
 @pytest.mark.timeout(120)
-def test_a_password_in_the_url_is_never_printed(pg_url, tmp_path):  # noqa: F811 - the fixture
+def test_a_password_in_the_url_is_never_printed(pg_url, tmp_path):
     # The local server trusts its users, so any password works, and every output must hide it.
     url = pg_url.replace("postgres@", f"postgres:{SECRET}@")
     ran = run_cli("optimize", "--study", "digits-ann", "--n-trials", "1", "--epochs", "1", "--storage", url,

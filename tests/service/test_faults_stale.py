@@ -9,7 +9,7 @@ import sqlite3
 
 import optuna
 import pytest
-from test_service_postgres import finished, start_cli, stop_all, study_file, wait_for
+from helpers import finished, start_cli, stop_all, study_file, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 

@@ -5,20 +5,17 @@ Each test skips, with the reason, where its files are absent ($ANNCNN_TUNE_SHARE
 
 from __future__ import annotations
 
-import os
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SHARED_DATASETS
 
 from anncnn_tune.data import fetch, load_dataset
 from anncnn_tune.data.source import inspect, load_source, parse_source
 
-SHARED = Path(
-    os.environ.get("ANNCNN_TUNE_SHARED_DATASETS")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-)
+SHARED = SHARED_DATASETS
 HOUSING = SHARED / "california-housing" / "housing.csv"
 TELCO = SHARED / "telco-churn" / "WA_Fn-UseC_-Telco-Customer-Churn.csv"
 CIFAR_JPEG = SHARED / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"

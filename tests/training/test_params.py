@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import optuna
 import pytest
+from helpers import REPO
 
 from anncnn_tune.errors import UserError
 from anncnn_tune.search import samplers
@@ -14,7 +14,7 @@ from anncnn_tune.search import spec as spec_mod
 from anncnn_tune.training import fit, models
 from anncnn_tune.training import params as P
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 
 def test_readme_parameter_list_is_the_generated_one():

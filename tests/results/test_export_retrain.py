@@ -11,8 +11,8 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import run_cli, sqlite_snapshot
-from test_compare import build_digits_demo, cli, url
+from helpers import build_digits_demo, run_cli, sqlite_snapshot, url
+from helpers import main_in_process as cli
 
 from anncnn_tune.data import load_dataset
 from anncnn_tune.results import export as export_mod

@@ -8,21 +8,18 @@ Telco CSV. Each dataset skips, with the reason, where its files are absent.
 from __future__ import annotations
 
 import gzip
-import os
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SHARED_DATASETS
 
 from anncnn_tune.data import fetch, load_dataset, tabular
 from anncnn_tune.data.base import fingerprint_files
 
-SHARED = Path(
-    os.environ.get("ANNCNN_TUNE_SHARED_DATASETS")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-)
+SHARED = SHARED_DATASETS
 
 # Published per-class counts of the official training sets
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

@@ -6,15 +6,11 @@ the whole path works on real data and learns something, not the final quality.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import optuna
 import pytest
-from conftest import run_cli
+from helpers import SHARED_DATASETS, run_cli
 
-SHARED = Path(os.environ.get("ANNCNN_TUNE_SHARED_DATASETS")
-              or Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
+SHARED = SHARED_DATASETS
 FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "california-housing": "california-housing",
            "churn": "telco-churn"}
 

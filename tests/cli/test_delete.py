@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from conftest import sqlite_snapshot
-from test_init import run
+from helpers import main_in_process as run
+from helpers import sqlite_snapshot
 
 from anncnn_tune.service.storage import close_all
 

@@ -12,31 +12,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import run_cli, sqlite_snapshot
+from helpers import build_digits_demo, sqlite_snapshot, url
+from helpers import main_in_process as cli
 
-from anncnn_tune.cli.main import main
 from anncnn_tune.results import plots
 from anncnn_tune.results.compare import COLUMNS
-
-QUICK = ("--n-trials", "6", "--epochs", "4", "--quiet")
-
-
-def build_digits_demo(tmp_path_factory) -> Path:
-    """digits-cnn and digits-ann (6 trials of 4 epochs) via the real `anncnn-tune optimize`.
-
-    Built once per pytest session and shared with test_export_retrain.py (which copies it before
-    writing to it): the two real searches are most of the test time on two cores.
-    """
-    root = tmp_path_factory.getbasetemp() / "digits-demo"
-    root.mkdir(exist_ok=True)
-    if not (root / "done").exists():
-        for study in ("digits-cnn", "digits-ann"):
-            # A real process: its exit closes the SQLite connections, so the WAL is folded into the
-            # .db file that tests copy with shutil.
-            result = run_cli("optimize", "--study", study, *QUICK, cwd=root, timeout=900, subprocess_=True)
-            assert result.returncode == 0, result.stderr
-        (root / "done").write_text("")
-    return root / "anncnn-tune.db"
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +27,6 @@ def db(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _no_env_storage(monkeypatch):
     monkeypatch.delenv("ANNCNN_TUNE_STORAGE", raising=False)
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    """The real CLI entry point in-process (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def url(path: Path) -> str:
-    return f"sqlite:///{path}"
 
 
 def parse_table(text: str) -> dict[str, dict]:

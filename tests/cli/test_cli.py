@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli, sqlite_snapshot
+from helpers import run_cli, sqlite_snapshot
 
 from anncnn_tune.search.spec import builtin_dir
 

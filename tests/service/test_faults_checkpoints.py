@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 import sqlalchemy.exc
-from conftest import run_cli
+from helpers import run_cli
 
 from anncnn_tune.search import objective as objective_module
 from anncnn_tune.service.checkpoints import TrialCheckpoint

@@ -7,7 +7,7 @@ import os
 
 import optuna
 import pytest
-from test_service_postgres import start_cli, stop_all, wait_for
+from helpers import start_cli, stop_all, wait_for
 
 from anncnn_tune.search.study import run_worker
 from anncnn_tune.service.budget_lock import StudyLock

@@ -7,21 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import sqlite_snapshot
+from helpers import main_in_process as run
+from helpers import sqlite_snapshot
 
-from anncnn_tune.cli.main import main
 from anncnn_tune.search.spec import load_spec
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    """The CLI in this process (main() exits only on errors); (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def listing(folder) -> dict:
