@@ -176,7 +176,7 @@ def export(study: str, *, trial: int | None = None, storage: str | None = None,
 
 def retrain(run_file: str, *, out: str | None = None, seeds: int = 1, cv: int = 0, device: str = "auto",
             data_dir: str | None = None, storage: str | None = None, record: bool = True,
-            log=print) -> RetrainResult:
+            force: bool = False, log=print) -> RetrainResult:
     """Train a run file on train+validation, score the test split once per seed, save the model.
 
     out: the output folder (default runs/<study>-trial<N>): run.yaml, metrics.json, report.md,
@@ -184,7 +184,8 @@ def retrain(run_file: str, *, out: str | None = None, seeds: int = 1, cv: int = 
     from the run file's; cv: also K-fold cross-validate on train+validation (0: off).
     record: write the test metrics back to the source study (storage: its URL, default
     $ANNCNN_TUNE_STORAGE, else the run file's), where `compare` shows them. log: where progress
-    lines go (a callable taking one string; None for silence).
+    lines go (a callable taking one string; None for silence). force: overwrite a non-empty
+    `out` (refused otherwise: the test split is scored once; a second scoring is warned about).
 
     Returns a RetrainResult: the test metrics (mean ± std over seeds, per seed, per class, the
     confusion matrix), the cross-validation summary, the ONNX check, the files written.
@@ -194,5 +195,5 @@ def retrain(run_file: str, *, out: str | None = None, seeds: int = 1, cv: int = 
 
     request = RetrainRequest(run_file=str(run_file), out=None if out is None else str(out), seeds=seeds, cv=cv,
                              device=device, data_dir=None if data_dir is None else str(data_dir), storage=storage,
-                             record=record)
+                             record=record, force=force)
     return run(request, log=log or (lambda line: None))

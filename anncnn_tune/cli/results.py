@@ -69,10 +69,12 @@ def export(study, trial, storage, output):
 @click.option("--storage", default=None, metavar="URL",
               help="Where to record the test metrics (default: $ANNCNN_TUNE_STORAGE, else the run file's source).")
 @click.option("--no-record", is_flag=True, help="Do not write the test metrics back to the study.")
-def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record):
+@click.option("--force", is_flag=True,
+              help="Overwrite a non-empty --out (scoring the test split again: no longer a clean held-out estimate).")
+def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record, force):
     """Train RUN.yaml on train+validation, score the test split once, save weights, ONNX and a report."""
     result = api.retrain(run_file, out=out, seeds=seeds, cv=cv, device=device, data_dir=data_dir, storage=storage,
-                         record=not no_record, log=lambda line: click.echo(line, err=True))
+                         record=not no_record, force=force, log=lambda line: click.echo(line, err=True))
     test, val = result.test, result.validation
     line = f"test {test['metric']} {test['mean']:.4f} ± {test['std']:.4f} over {test['seeds']} seed(s)"
     if val["value"] is not None:

@@ -27,11 +27,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from anncnn_tune.data.source import source_from_dict
 from anncnn_tune.errors import UserError
-from anncnn_tune.service.records import FAIR_KEYS, StudyRecord, TrialRecord, best_trial, is_maximize
+from anncnn_tune.results import verdict as V
+from anncnn_tune.service.records import FAIR_KEYS, StudyRecord, TrialRecord, best_trial, decode_correct, is_maximize
 from anncnn_tune.service.storage import mask, open_storage
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 FAMILY_ORDER = {"ann": 0, "cnn": 1}
+# Search budgets are comparable when the larger is at most this many times the smaller, both in
+# finished trials (complete + pruned) and in epochs trained over all trials (the compute spent,
+# in the unit the two families share; seconds would charge the CNN for being slower per epoch).
+BUDGET_TOLERANCE = 1.5
+BUDGET_KEYS = ("finished_trials", "epochs_spent")
 
 
 # -- the data --------------------------------------------------------------------------------------
@@ -153,8 +159,14 @@ FIELDS: tuple[Field, ...] = (
     Field("running", lambda f: f.states[TrialState.RUNNING] + f.states[TrialState.WAITING]),
     # Summed trial durations: the compute spent, independent of idle gaps between resumed runs.
     Field("search_seconds", lambda f: round(sum(_duration(t) for t in f.trials), 3)),
+    Field("finished_trials", lambda f: f.states[TrialState.COMPLETE] + f.states[TrialState.PRUNED]),
+    Field("epochs_spent", lambda f: sum(int(TrialRecord.read(t).epochs_run or 0) for t in f.trials)),
+    Field("test_scorings", lambda f: f.record.test_scorings),
+    Field("test_per_seed", lambda f: f.test_field("per_seed_values"), csv=None),
+    Field("test_correct", lambda f: f.test_field("correct"), csv=None),  # dropped once the verdict is drawn
     Field("fair", entry=lambda e: e["fair"]),
     Field("differs", entry=lambda e: ",".join(e["differs"])),
+    Field("verdict", entry=lambda e: e["verdict"]["line"]),
     *(Field(key, lambda f, key=key: f.record.fairness()[key], csv=_json_or_empty if key in ("sampler", "pruner")
             else _plain) for key in FAIR_KEYS if key != "metric"),
     Field("best_params", lambda f: dict(f.best.params) if f.best else None, csv=_json_or_empty),
@@ -184,6 +196,12 @@ def dataset_entry(dataset: str, rows: list[dict]) -> dict:
             shared[key] = rows[0][key]
         else:
             differs[key] = values
+    if len(rows) >= 2:
+        for key in BUDGET_KEYS:
+            values = {r["study"]: r[key] for r in rows}
+            low, high = min(values.values()), max(values.values())
+            if high > BUDGET_TOLERANCE * max(low, 1):
+                differs[key] = values
     scored = [r for r in rows if r["best_value"] is not None]
     winner = []
     if len(scored) >= 2 and "metric" not in differs:
@@ -194,7 +212,42 @@ def dataset_entry(dataset: str, rows: list[dict]) -> dict:
             r["winner"] = r["study"] in winner
     families = sorted({r["model"] for r in rows})
     return {"dataset": dataset, "families": families, "fair": not differs, "shared": shared, "differs": differs,
-            "winner": winner, "studies": rows}
+            "winner": winner, "verdict": _verdict(rows, not differs), "studies": rows}
+
+
+def _verdict(rows: list[dict], fair: bool) -> dict:
+    """What the test split says about the first two studies (ANN, then CNN): verdict.verdict's dict.
+
+    The per-example correctness is used here and dropped from the rows (it is large, and the JSON
+    keeps the verdict's numbers instead)."""
+    for r in rows:
+        r["test_correct"] = decode_correct(r.pop("test_correct", None))
+    if len(rows) < 2:
+        out = {"status": "single", "line": "no verdict: only one study so far"}
+    elif rows[0]["metric"] != rows[1]["metric"]:
+        out = {"status": "unfair", "line": "no verdict: the studies optimise different metrics"}
+    else:
+        a, b = ({"name": r["study"], "per_seed": r["test_per_seed"], "correct": r["test_correct"]} for r in rows[:2])
+        for side, r in ((a, rows[0]), (b, rows[1])):
+            if r["test_value"] is not None and not side["per_seed"] and r["test_seeds"] == 1:
+                side["per_seed"] = [r["test_value"]]  # a record older than per_seed_values: one seed is one value
+        older = [r["study"] for r in rows[:2] if r["test_value"] is not None and not r["test_per_seed"]
+                 and r["test_seeds"] != 1]
+        if older:
+            return _drop_correct(rows, {"status": "no_test", "line": f"no verdict: {older[0]} was retrained before "
+                                        "per-seed test scores were recorded; retrain it with --force"})
+        metric = rows[0]["test_metric"] or rows[0]["metric"].removeprefix("val_")
+        out = V.verdict(a, b, maximize=rows[0]["direction"] == "maximize", fair=fair,
+                        points=metric in ("accuracy", "balanced_accuracy", "macro_f1"))
+        if len(rows) > 2:
+            out["line"] += f" (first two of {len(rows)} studies)"
+    return _drop_correct(rows, out)
+
+
+def _drop_correct(rows: list[dict], out: dict) -> dict:
+    for r in rows:
+        r.pop("test_correct", None)
+    return out
 
 
 def leaderboard(url: str, datasets: tuple[str, ...] | list[str] | None = None) -> dict:
@@ -285,6 +338,8 @@ TABLE: tuple[Column, ...] = (
     Column("epochs", lambda r: "—" if r["epochs_run"] is None else f"{r['best_epoch']}/{r['epochs_run']}"),
     Column("trials c/p/f", lambda r: f"{r['complete']}/{r['pruned']}/{r['failed']}"),
     Column("search s", lambda r: f"{r['search_seconds']:.1f}"),
+    Column("epochs spent", lambda r: str(r["epochs_spent"])),
+    Column("test scored", lambda r: f"{r['test_scorings']}x"),
 )
 COLUMNS = tuple(c.header for c in TABLE)
 
@@ -322,9 +377,10 @@ def fairness_note(entry: dict) -> str:
 
 
 def _winner_line(entry: dict) -> str:
-    if not entry["winner"]:
-        return "winner: none (needs two studies with complete trials and the same metric)"
-    return "winner: " + ", ".join(entry["winner"]) + " (best validation score; * in the table)"
+    """The verdict (from the test split only) and, apart from it, who leads on validation."""
+    lead = ("best validation: none yet" if not entry["winner"] else
+            "best validation: " + ", ".join(entry["winner"]) + " (* in the table; not a verdict)")
+    return f"verdict: {entry['verdict']['line']}; {lead}"
 
 
 def _params_lines(entry: dict) -> list[str]:

@@ -14,7 +14,8 @@ import optuna
 
 from anncnn_tune.errors import UserError
 from anncnn_tune.results.export import Run, load_stored_study
-from anncnn_tune.service.records import StudyRecord, TrialRecord, write_test_metrics
+from anncnn_tune.service.records import (StudyRecord, TrialRecord, encode_correct, write_test_metrics,
+                                         write_test_scored)
 from anncnn_tune.service.storage import ENV_VAR, mask
 
 
@@ -54,8 +55,24 @@ def trial_history(target: RecordTarget | None) -> list[dict]:
     return TrialRecord.read(trial).history or []
 
 
-def record(target: RecordTarget, metrics: dict, out: Path) -> None:
-    """The test metrics on the study (keyed by trial number), where compare finds them."""
+def check_clean_test(out: Path, force: bool, target: RecordTarget | None, log) -> None:
+    """Refuse to overwrite a retrain's folder without --force; warn when the test split was scored before.
+
+    The test split is an unbiased estimate only the first time it is looked at: every further
+    scoring after which anything is chosen or changed leaks the test set into the decisions."""
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(f"--out {out} already holds files (an earlier retrain?); pass --force to overwrite it, "
+                        "or choose another --out")
+    scored = StudyRecord.read(target.study).test_scorings if target is not None else 0
+    if scored or (force and out.is_dir() and any(out.iterdir())):
+        times = f"{scored} time(s) before" if scored else "before (the --out folder holds a retrain)"
+        log(f"warning: this test split was scored {times}; a second test scoring is no longer a clean held-out "
+            "estimate")
+
+
+def record(target: RecordTarget, metrics: dict, out: Path, correct=None) -> None:
+    """The test metrics on the study (keyed by trial number), where compare finds them, and one more
+    test scoring counted. correct: (seeds, n_test) 0/1 per test example, for the paired tests."""
     test = metrics["test"]
     write_test_metrics(target.study, target.trial, {
         "metric": test["metric"], "mean": test["mean"], "std": test["std"], "seeds": test["seeds"],
@@ -63,4 +80,7 @@ def record(target: RecordTarget, metrics: dict, out: Path) -> None:
         "cv": metrics["cv"]["summary"] if metrics["cv"] else None,
         "onnx_max_abs_diff": metrics["onnx"]["max_abs_diff"], "out": str(out.resolve()),
         "retrained_at": metrics["retrained_at"],
+        "per_seed_values": [row[test["metric"]] for row in test["per_seed"]],
+        "correct": encode_correct(correct) if correct is not None else None,
     })
+    write_test_scored(target.study)

@@ -30,15 +30,16 @@ from anncnn_tune.errors import UserError
 from anncnn_tune.results import report
 from anncnn_tune.results.crossval import cross_validate
 from anncnn_tune.results.export import load_run, to_yaml
-from anncnn_tune.results.recording import record, record_target, trial_history
+from anncnn_tune.results.recording import check_clean_test, record, record_target, trial_history
 from anncnn_tune.results.refit import train_once
-from anncnn_tune.results.scoring import score, summarize
+from anncnn_tune.results.scoring import correctness, predicted, score, summarize
 from anncnn_tune.results.weights import ONNX_TOLERANCE, export_onnx, save_weights
 from anncnn_tune.training import devices, models
 from anncnn_tune.training.fit import DeviceData, RunOptions, predict
 
 FILES = {"run": "run.yaml", "metrics": "metrics.json", "report": "report.md", "weights": "model.pt",
-         "onnx": "model.onnx", "curves": "learning_curves.png", "confusion": "confusion_matrix.png"}
+         "onnx": "model.onnx", "curves": "learning_curves.png", "confusion": "confusion_matrix.png",
+         "predictions": "test_predictions.npy"}
 
 
 @dataclass
@@ -51,6 +52,7 @@ class RetrainRequest:
     data_dir: str | None = None
     storage: str | None = None  # where to record the test metrics; None: $ANNCNN_TUNE_STORAGE, else the source's
     record: bool = True
+    force: bool = False  # overwrite a non-empty --out (a second test scoring: warned about)
 
 
 @dataclass
@@ -101,6 +103,7 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
                         f"the ones the study used ({run.fingerprint[:12]}); use the original files (--data-dir)")
     target = record_target(run, request.storage, request.record)
     out = Path(request.out or Path("runs") / run.label)
+    check_clean_test(out, request.force, target, log)
     _prepare_out(out)
     options = RunOptions(device=device)
 
@@ -108,11 +111,14 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     x_test = torch.from_numpy(np.ascontiguousarray(splits.x_test)).to(device)
     y_test = torch.from_numpy(np.ascontiguousarray(splits.y_test)).to(device)
     key = run.metric.removeprefix("val_")
-    per_seed, seed_histories, kept = [], [], None
+    per_seed, seed_histories, kept, predictions, correct = [], [], None, [], []
     for k in range(request.seeds):
         seed = run.seed + k
         model, result = train_once(run, splits, data, seed, options, log, f"seed {seed}: ")
-        scalars, details = score(splits.task, predict(model, data, x_test, options), y_test, splits.classes)
+        outputs = predict(model, data, x_test, options)
+        scalars, details = score(splits.task, outputs, y_test, splits.classes)
+        predictions.append(predicted(splits.task, outputs))
+        correct.append(correctness(splits.task, predictions[-1], splits.y_test))
         per_seed.append({"seed": seed, "train_seconds": round(result.train_seconds, 3), **scalars})
         seed_histories.append(result.history)
         log(f"seed {seed}: test {key} {scalars[key]:.4f} "
@@ -122,10 +128,13 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     model, details = kept
     cv = cross_validate(run, splits, request.cv, device, options, log) if request.cv else None
 
-    files = {name: out / FILES[name] for name in ("run", "metrics", "report", "weights", "onnx", "curves")}
+    files = {name: out / FILES[name] for name in ("run", "metrics", "report", "weights", "onnx", "curves",
+                                                  "predictions")}
     if "confusion_matrix" in details:
         files["confusion"] = out / FILES["confusion"]
     files["run"].write_text(to_yaml(run.as_dict()))
+    # Every seed's test predictions, by test index (the split is fixed): what verdict.py pairs.
+    np.save(files["predictions"], np.stack(predictions))
     save_weights(model, run, splits, files["weights"])
     onnx_diff = export_onnx(model.cpu().eval(), splits, files["onnx"])
 
@@ -157,7 +166,7 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
         raise UserError(f"the ONNX export differs from PyTorch by {onnx_diff:.3g} (> {ONNX_TOLERANCE}); the PyTorch "
                         f"weights in {out} are fine, but do not deploy {files['onnx']}")
     if target is not None:
-        record(target, metrics, out)
+        record(target, metrics, out, None if correct[0] is None else np.stack(correct))
     result.recorded = target is not None
     return result
 
