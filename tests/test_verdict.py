@@ -40,6 +40,7 @@ def test_welch_interval_matches_the_formula():
     assert got.estimate == pytest.approx(diff)
     assert (got.low, got.high) == (pytest.approx(diff - half), pytest.approx(diff + half))
     assert got.excludes_zero
+    assert V.welch_p_value(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
     with pytest.raises(ValueError):
         V.welch_interval([0.9], [0.8, 0.7])
 

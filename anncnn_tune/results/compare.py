@@ -370,10 +370,18 @@ def fairness_note(entry: dict) -> str:
     elif entry["fair"]:
         note = f"{families} share the same data, splits and budget"
     else:
-        diffs = "; ".join(f"{k}: " + ", ".join(f"{s}={json.dumps(v)}" for s, v in values.items())
+        diffs = "; ".join(f"{k}: " + ", ".join(f"{s}={json.dumps(v)}" for s, v in values.items()) + _ratio(k, values)
                           for k, values in entry["differs"].items())
         note = f"NOT COMPARABLE: {families} studies differ in {diffs}"
     return f"{note} — " + ", ".join(parts) if parts else note
+
+
+def _ratio(key: str, values: dict) -> str:
+    """For a search budget, by how much it differs (the fairness rule's tolerance beside it)."""
+    if key not in BUDGET_KEYS:
+        return ""
+    low, high = min(values.values()), max(values.values())
+    return f" ({high / max(low, 1):.1f}x, more than the {BUDGET_TOLERANCE}x allowed)"
 
 
 def _winner_line(entry: dict) -> str:

@@ -45,33 +45,39 @@ class Interval:
         return {"estimate": self.estimate, "low": self.low, "high": self.high}
 
 
+def _welch(a, b) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), its standard error, Welch-Satterthwaite degrees of freedom)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("the interval over seeds needs at least 2 seeds on each side")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else math.inf
+    return float(a.mean() - b.mean()), se, df
+
+
 def welch_interval(a, b, level: float = LEVEL) -> Interval:
     """CI of mean(a) - mean(b) for independent samples with unequal variances (Welch).
 
     With both sample variances zero the interval is the point (nothing varies across seeds)."""
     from scipy import stats
 
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("the interval over seeds needs at least 2 seeds on each side")
-    diff = float(a.mean() - b.mean())
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
+    diff, se, df = _welch(a, b)
     if se == 0:
         return Interval(diff, diff, diff)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     half = float(stats.t.ppf(1 - (1 - level) / 2, df)) * se
     return Interval(diff, diff - half, diff + half)
 
 
 def welch_p_value(a, b) -> float:
-    """Two-sided p-value of Welch's t-test (1.0 when nothing varies and the means agree)."""
+    """Two-sided p-value of Welch's t-test, from the same statistic as the interval (with nothing
+    varying across seeds: 1.0 when the means agree, else 0.0)."""
     from scipy import stats
 
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.var(ddof=1) == 0 and b.var(ddof=1) == 0:
-        return 1.0 if a.mean() == b.mean() else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    diff, se, df = _welch(a, b)
+    if se == 0:
+        return 1.0 if diff == 0 else 0.0
+    return float(2 * stats.t.sf(abs(diff) / se, df))
 
 
 def paired_bootstrap(correct_a, correct_b, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
