@@ -4,8 +4,8 @@ test-scoring count, --force, and a pair whose search budgets differ."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np

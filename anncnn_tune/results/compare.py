@@ -28,7 +28,14 @@ from optuna.trial import FrozenTrial, TrialState
 from anncnn_tune.data.source import source_from_dict
 from anncnn_tune.errors import UserError
 from anncnn_tune.results import verdict as V
-from anncnn_tune.service.records import FAIR_KEYS, StudyRecord, TrialRecord, best_trial, decode_correct, is_maximize
+from anncnn_tune.service.records import (
+    FAIR_KEYS,
+    StudyRecord,
+    TrialRecord,
+    best_trial,
+    decode_correct,
+    is_maximize,
+)
 from anncnn_tune.service.storage import mask, open_storage
 
 FORMATS = ("table", "markdown", "csv", "json", "html")

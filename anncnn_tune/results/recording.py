@@ -14,8 +14,13 @@ import optuna
 
 from anncnn_tune.errors import UserError
 from anncnn_tune.results.export import Run, load_stored_study
-from anncnn_tune.service.records import (StudyRecord, TrialRecord, encode_correct, write_test_metrics,
-                                         write_test_scored)
+from anncnn_tune.service.records import (
+    StudyRecord,
+    TrialRecord,
+    encode_correct,
+    write_test_metrics,
+    write_test_scored,
+)
 from anncnn_tune.service.storage import ENV_VAR, mask
 
 
