@@ -54,7 +54,16 @@ def test_retrain_stores_each_seeds_test_predictions_and_compare_draws_a_verdict(
     assert "(2 seeds each)" in verdict["line"]
     assert all(r["test_scorings"] == 1 for r in entry["studies"])
     assert all(len(r["test_per_seed"]) == 2 for r in entry["studies"])
+    cost = json.loads((pair / "digits-cnn" / "metrics.json").read_text())["cost"]
+    assert cost["n_params"] > 0 and cost["flops_per_sample"] > cost["n_params"]  # a conv reuses its weights
+    assert 0 < cost["latency_s"]["batch_256"] < cost["latency_s"]["batch_1"] < 1  # batching pays
+    assert cost["latency_s"]["batch_1_repeats"] >= 3 and cost["train_seconds"] > 0
+    cnn = next(r for r in entry["studies"] if r["model"] == "cnn")
+    assert cnn["flops_per_sample"] == cost["flops_per_sample"] and cnn["latency_ms_b1"] > 0
+    front = entry["frontier"]
+    assert front["front"] and front["cheapest"] and len(front["points"]) >= len(front["front"])
     table = run_cli("compare", cwd=pair).stdout
+    assert "cost frontier (" in table
     assert "verdict: " + verdict["line"] in table and "not a verdict" in table
 
 

@@ -86,6 +86,11 @@ def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record, forc
                    "(held-out folds of train+validation)")
     click.echo(f"onnx max abs diff to pytorch {result.onnx['max_abs_diff']:.2e} "
                f"(tolerance {result.onnx['tolerance']:.0e})")
+    if result.cost:
+        cost, latency = result.cost, result.cost["latency_s"]
+        click.echo(f"cost: {cost['n_params']:,} parameters, {cost['flops_per_sample']:,} FLOPs per sample, "
+                   f"{cost['train_seconds']:.1f}s to train; onnxruntime latency per sample {latency['batch_1'] * 1e3:.3f} ms "
+                   f"(batch 1), {latency['batch_256'] * 1e3:.4f} ms (batch 256), median, 1 thread")
     folder = Path(result.files["metrics"]).parent
     click.echo(f"wrote {folder}: " + " ".join(sorted(Path(p).name for p in result.files.values())))
     if result.recorded:

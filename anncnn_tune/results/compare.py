@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from anncnn_tune.data.source import source_from_dict
 from anncnn_tune.errors import UserError
+from anncnn_tune.results import cost as C
 from anncnn_tune.results import verdict as V
 from anncnn_tune.service.records import (
     FAIR_KEYS,
@@ -45,6 +46,7 @@ FAMILY_ORDER = {"ann": 0, "cnn": 1}
 # in the unit the two families share; seconds would charge the CNN for being slower per epoch).
 BUDGET_TOLERANCE = 1.5
 BUDGET_KEYS = ("finished_trials", "epochs_spent")
+FRACTION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")  # shown in points (×100)
 
 
 # -- the data --------------------------------------------------------------------------------------
@@ -113,6 +115,18 @@ def _vs_reference(f: StudyFacts) -> float | None:
     return f.best.value - ref if ref is not None and f.best is not None else None
 
 
+def _latency_ms(f: StudyFacts, key: str) -> float | None:
+    latency = (f.test_field("cost") or {}).get("latency_s") or {}
+    return round(latency[key] * 1e3, 5) if key in latency else None
+
+
+def _trial_points(f: StudyFacts) -> list[dict]:
+    """Every complete trial as a point of the accuracy-versus-cost plane (cost: parameters)."""
+    return [{"study": f.name, "model": f.spec["model"], "trial": t.number, "value": t.value,
+             "cost": TrialRecord.read(t).n_params} for t in f.trials
+            if t.state == TrialState.COMPLETE and t.value is not None and TrialRecord.read(t).n_params]
+
+
 def _json_or_empty(value) -> str:
     return json.dumps(value, sort_keys=True) if value is not None else ""
 
@@ -170,7 +184,11 @@ FIELDS: tuple[Field, ...] = (
     Field("epochs_spent", lambda f: sum(int(TrialRecord.read(t).epochs_run or 0) for t in f.trials)),
     Field("test_scorings", lambda f: f.record.test_scorings),
     Field("test_per_seed", lambda f: f.test_field("per_seed_values"), csv=None),
-    Field("test_correct", lambda f: f.test_field("correct"), csv=None),  # dropped once the verdict is drawn
+    Field("test_correct", lambda f: f.test_field("correct"), csv=None),
+    Field("flops_per_sample", lambda f: (f.test_field("cost") or {}).get("flops_per_sample")),
+    Field("latency_ms_b1", lambda f: _latency_ms(f, "batch_1")),
+    Field("latency_ms_b256", lambda f: _latency_ms(f, "batch_256")),
+    Field("trial_points", lambda f: _trial_points(f), csv=None),  # moved to the dataset's frontier  # dropped once the verdict is drawn
     Field("fair", entry=lambda e: e["fair"]),
     Field("differs", entry=lambda e: ",".join(e["differs"])),
     Field("verdict", entry=lambda e: e["verdict"]["line"]),
@@ -219,7 +237,37 @@ def dataset_entry(dataset: str, rows: list[dict]) -> dict:
             r["winner"] = r["study"] in winner
     families = sorted({r["model"] for r in rows})
     return {"dataset": dataset, "families": families, "fair": not differs, "shared": shared, "differs": differs,
-            "winner": winner, "verdict": _verdict(rows, not differs), "studies": rows}
+            "winner": winner, "verdict": _verdict(rows, not differs), "frontier": _frontier(rows), "studies": rows}
+
+
+def _frontier(rows: list[dict]) -> dict:
+    """The accuracy-versus-parameters Pareto front over every complete trial of the dataset's studies,
+    and the cheapest trial within cost.NEAR_BEST_POINTS of the best (validation values)."""
+    points = [p for r in rows for p in r.pop("trial_points", None) or []]
+    if not points or len({r["metric"] for r in rows}) != 1:
+        return {"points": points, "front": [], "cheapest": None}
+    maximize = rows[0]["direction"] == "maximize"
+    fraction = rows[0]["metric"].removeprefix("val_") in FRACTION_METRICS
+    return {"points": points, "front": C.pareto_front(points, maximize),
+            "cheapest": C.cheapest_near_best(points, maximize, fraction), "cost": "parameters",
+            "tolerance": f"{C.NEAR_BEST_POINTS} {'points' if fraction else '%'}"}
+
+
+def frontier_line(entry: dict) -> str:
+    """"a 38k-parameter CNN within 0.3 points of the best at 1/40 the parameters" (validation values)."""
+    cheap = entry["frontier"].get("cheapest")
+    if not cheap:
+        return "cost frontier: no complete trials with a parameter count yet"
+    best = cheap["best"]
+    unit = " points" if entry["frontier"]["tolerance"].endswith("points") else "%"
+    if cheap["trial"] == best["trial"] and cheap["study"] == best["study"]:
+        return (f"cost frontier ({len(entry['frontier']['front'])} trials on it): the best trial is also the "
+                f"cheapest within {entry['frontier']['tolerance']}: {cheap['study']} trial {cheap['trial']}, "
+                f"{cheap['cost']:,} parameters")
+    return (f"cost frontier ({len(entry['frontier']['front'])} trials on it): a {cheap['cost']:,}-parameter "
+            f"{cheap['model'].upper()} ({cheap['study']} trial {cheap['trial']}) within {cheap['gap']:.2f}{unit} of "
+            f"the best ({best['study']} trial {best['trial']}, validation) at 1/{cheap['cost_ratio']:.1f} the "
+            "parameters")
 
 
 def _verdict(rows: list[dict], fair: bool) -> dict:
@@ -245,7 +293,7 @@ def _verdict(rows: list[dict], fair: bool) -> dict:
                                         "per-seed test scores were recorded; retrain it with --force"})
         metric = rows[0]["test_metric"] or rows[0]["metric"].removeprefix("val_")
         out = V.verdict(a, b, maximize=rows[0]["direction"] == "maximize", fair=fair,
-                        points=metric in ("accuracy", "balanced_accuracy", "macro_f1"))
+                        points=metric in FRACTION_METRICS)
         if len(rows) > 2:
             out["line"] += f" (first two of {len(rows)} studies)"
     return _drop_correct(rows, out)
@@ -346,6 +394,9 @@ TABLE: tuple[Column, ...] = (
     Column("trials c/p/f", lambda r: f"{r['complete']}/{r['pruned']}/{r['failed']}"),
     Column("search s", lambda r: f"{r['search_seconds']:.1f}"),
     Column("epochs spent", lambda r: str(r["epochs_spent"])),
+    Column("FLOPs/sample", _or_dash("flops_per_sample", ",")),
+    Column("ms/sample b1|b256", lambda r: "—" if r["latency_ms_b1"] is None
+           else f"{r['latency_ms_b1']:.3f}|{r['latency_ms_b256']:.4f}"),
     Column("test scored", lambda r: f"{r['test_scorings']}x"),
 )
 COLUMNS = tuple(c.header for c in TABLE)
@@ -416,7 +467,7 @@ def render_table(board: dict) -> str:
     for entry in board["datasets"]:
         lines += ["", f"{entry['dataset']}: {fairness_note(entry)}"]
         lines += ["  " + line for line in _aligned(COLUMNS, [cells(r) for r in entry["studies"]])]
-        lines += ["  " + _winner_line(entry), "  best params:"]
+        lines += ["  " + _winner_line(entry), "  " + frontier_line(entry), "  best params:"]
         lines += ["    " + line for line in _params_lines(entry)]
     return "\n".join(lines) + "\n"
 
@@ -432,7 +483,7 @@ def render_markdown(board: dict) -> str:
         header = ["winner" if c == "" else c for c in COLUMNS]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(_md_escape(c) for c in cells(r)) + " |" for r in entry["studies"]]
-        lines += ["", _winner_line(entry), "", "Best params:", ""]
+        lines += ["", _winner_line(entry), "", frontier_line(entry), "", "Best params:", ""]
         lines += [f"- `{line}`" for line in _params_lines(entry)]
         lines.append("")
     return "\n".join(lines)
@@ -482,7 +533,7 @@ def render_html(board: dict, studies: Mapping[str, optuna.Study]) -> str:
         rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(r)) + "</tr>"
                        for r in entry["studies"])
         body.append(f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>")
-        body.append(f"<p>{html.escape(_winner_line(entry))}</p><ul>"
+        body.append(f"<p><b>{html.escape(_winner_line(entry))}</b></p><p>{html.escape(frontier_line(entry))}</p><ul>"
                     + "".join(f"<li><code>{html.escape(line)}</code></li>" for line in _params_lines(entry))
                     + "</ul>")
         for row in entry["studies"]:

@@ -87,5 +87,6 @@ def record(target: RecordTarget, metrics: dict, out: Path, correct=None) -> None
         "retrained_at": metrics["retrained_at"],
         "per_seed_values": [row[test["metric"]] for row in test["per_seed"]],
         "correct": encode_correct(correct) if correct is not None else None,
+        "cost": metrics.get("cost"),
     })
     write_test_scored(target.study)

@@ -28,6 +28,7 @@ import torch
 from anncnn_tune.data import load_dataset
 from anncnn_tune.errors import UserError
 from anncnn_tune.results import report
+from anncnn_tune.results.cost import measure as measure_cost
 from anncnn_tune.results.crossval import cross_validate
 from anncnn_tune.results.export import load_run, to_yaml
 from anncnn_tune.results.recording import check_clean_test, record, record_target, trial_history
@@ -72,6 +73,7 @@ class RetrainResult:
     onnx: dict  # {"max_abs_diff", "tolerance", "passed"}
     files: dict[str, str]  # name -> path of every file written
     retrained_at: str
+    cost: dict | None = None  # results/cost.measure: params, FLOPs per sample, training seconds, ONNX latency
     recorded: bool = False  # the test metrics were written to the source study
 
     def as_dict(self) -> dict:
@@ -137,6 +139,9 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     np.save(files["predictions"], np.stack(predictions))
     save_weights(model, run, splits, files["weights"])
     onnx_diff = export_onnx(model.cpu().eval(), splits, files["onnx"])
+    # Retrain trains the trial's best epoch count, so the first seed's time is its time to the best epoch.
+    spent = measure_cost(model, torch.from_numpy(np.ascontiguousarray(splits.x_test[:1])), files["onnx"],
+                         per_seed[0]["train_seconds"])
 
     summary = summarize([{k: v for k, v in row.items() if k not in ("seed", "train_seconds")} for row in per_seed])
     curves = report.learning_curves(run, trial_history(target), seed_histories, cv["histories"] if cv else [])
@@ -158,6 +163,7 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
         onnx={"max_abs_diff": onnx_diff, "tolerance": ONNX_TOLERANCE, "passed": onnx_diff <= ONNX_TOLERANCE},
         files={name: str(path) for name, path in files.items()},
         retrained_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        cost=spent,
     )
     metrics = result.as_dict()
     files["metrics"].write_text(json.dumps(metrics, indent=2))
