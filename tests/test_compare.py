@@ -147,7 +147,7 @@ def test_html_report_is_self_contained(db, capsys, tmp_path):
     page = report.read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     # the bar chart, then per study: optimization history, importances, learning curves
-    assert len(images) == 1 + 2 * 3
+    assert len(images) == 1 + 1 + 2 * 3  # bars, the cost frontier, three figures per study
     assert all(base64.b64decode(img).startswith(b"\x89PNG\r\n\x1a\n") for img in images)
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing to fetch from beside the file
     assert "digits-ann" in page and "digits-cnn" in page and "<table>" in page

@@ -395,8 +395,8 @@ TABLE: tuple[Column, ...] = (
     Column("search s", lambda r: f"{r['search_seconds']:.1f}"),
     Column("epochs spent", lambda r: str(r["epochs_spent"])),
     Column("FLOPs/sample", _or_dash("flops_per_sample", ",")),
-    Column("ms/sample b1|b256", lambda r: "—" if r["latency_ms_b1"] is None
-           else f"{r['latency_ms_b1']:.3f}|{r['latency_ms_b256']:.4f}"),
+    Column("ms/sample b1, b256", lambda r: "—" if r["latency_ms_b1"] is None
+           else f"{r['latency_ms_b1']:.3f}, {r['latency_ms_b256']:.4f}"),
     Column("test scored", lambda r: f"{r['test_scorings']}x"),
 )
 COLUMNS = tuple(c.header for c in TABLE)
@@ -536,6 +536,7 @@ def render_html(board: dict, studies: Mapping[str, optuna.Study]) -> str:
         body.append(f"<p><b>{html.escape(_winner_line(entry))}</b></p><p>{html.escape(frontier_line(entry))}</p><ul>"
                     + "".join(f"<li><code>{html.escape(line)}</code></li>" for line in _params_lines(entry))
                     + "</ul>")
+        body.append(image(plots.cost_frontier(entry), f"{entry['dataset']} cost frontier"))
         for row in entry["studies"]:
             study = studies[row["study"]]
             body.append(f"<h3>{html.escape(row['study'])}</h3><div class='figs'>")

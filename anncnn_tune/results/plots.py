@@ -23,7 +23,7 @@ from anncnn_tune.service.figures import (
 )
 from anncnn_tune.service.records import TrialRecord
 
-__all__ = ["COLORS", "DPI", "confusion_matrix", "leaderboard_bars", "learning_curves", "optimization_history",
+__all__ = ["COLORS", "DPI", "confusion_matrix", "cost_frontier", "leaderboard_bars", "learning_curves", "optimization_history",
            "param_importances", "png_base64", "png_bytes", "save_png"]
 
 # -- confusion matrix ------------------------------------------------------------------------------
@@ -190,5 +190,37 @@ def param_importances(study, *, top: int = 12) -> Figure:
     ax.set_xlim(0, max(value for _, value in items) * 1.15)  # room for the value labels
     ax.set_xlabel("importance (fANOVA, sums to 1)")
     ax.set_title(f"{study.study_name}: parameter importances ({n_complete} complete trials)")
+    fig.tight_layout()
+    return fig
+
+
+def cost_frontier(entry: dict) -> Figure:
+    """Validation value against parameters (log scale) for every complete trial of a dataset's studies,
+    the Pareto front drawn as a step line and the cheapest trial near the best circled."""
+    frontier = entry["frontier"]
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    if not frontier["points"]:
+        empty_panel(fig, ax, f"{entry['dataset']}: no complete trial with a parameter count yet")
+        return fig
+    for family in sorted({p["model"] for p in frontier["points"]}):
+        mine = [p for p in frontier["points"] if p["model"] == family]
+        ax.scatter([p["cost"] for p in mine], [p["value"] for p in mine], s=18, alpha=0.6,
+                   color=COLORS.get(family, "C2"), label=f"{family.upper()} trials")
+    front = frontier["front"]
+    if front:
+        ax.step([p["cost"] for p in front], [p["value"] for p in front], where="post", color="black", lw=1,
+                label="Pareto front")
+    cheap = frontier.get("cheapest")
+    if cheap:
+        ax.scatter([cheap["cost"]], [cheap["value"]], s=120, facecolors="none", edgecolors="red", lw=1.5,
+                   label=f"cheapest within {frontier['tolerance']} of best", zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (log scale)")
+    metric = entry["studies"][0]["metric"] if entry["studies"] else "value"
+    ax.set_ylabel(f"{metric} (validation)")
+    ax.set_title(f"{entry['dataset']}: accuracy vs cost", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

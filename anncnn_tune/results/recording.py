@@ -60,17 +60,23 @@ def trial_history(target: RecordTarget | None) -> list[dict]:
     return TrialRecord.read(trial).history or []
 
 
-def check_clean_test(out: Path, force: bool, target: RecordTarget | None, log) -> None:
-    """Refuse to overwrite a retrain's folder without --force; warn when the test split was scored before.
+def check_clean_test(out: Path, force: bool) -> bool:
+    """Refuse to overwrite a retrain's folder without --force; True when --force overwrites one.
 
     The test split is an unbiased estimate only the first time it is looked at: every further
     scoring after which anything is chosen or changed leaks the test set into the decisions."""
-    if out.is_dir() and any(out.iterdir()) and not force:
+    held = out.is_dir() and any(out.iterdir())
+    if held and not force:
         raise UserError(f"--out {out} already holds files (an earlier retrain?); pass --force to overwrite it, "
                         "or choose another --out")
+    return held
+
+
+def warn_rescoring(target: RecordTarget | None, overwriting: bool, log) -> None:
+    """Said once every check passed, just before training: the test split was scored before."""
     scored = StudyRecord.read(target.study).test_scorings if target is not None else 0
-    if scored or (force and out.is_dir() and any(out.iterdir())):
-        times = f"{scored} time(s) before" if scored else "before (the --out folder holds a retrain)"
+    if scored or overwriting:
+        times = f"{scored} time(s) before" if scored else "before (--force overwrites a retrain's folder)"
         log(f"warning: this test split was scored {times}; a second test scoring is no longer a clean held-out "
             "estimate")
 

@@ -31,7 +31,13 @@ from anncnn_tune.results import report
 from anncnn_tune.results.cost import measure as measure_cost
 from anncnn_tune.results.crossval import cross_validate
 from anncnn_tune.results.export import load_run, to_yaml
-from anncnn_tune.results.recording import check_clean_test, record, record_target, trial_history
+from anncnn_tune.results.recording import (
+    check_clean_test,
+    record,
+    record_target,
+    trial_history,
+    warn_rescoring,
+)
 from anncnn_tune.results.refit import train_once
 from anncnn_tune.results.scoring import correctness, predicted, score, summarize
 from anncnn_tune.results.weights import ONNX_TOLERANCE, export_onnx, save_weights
@@ -105,8 +111,9 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
                         f"the ones the study used ({run.fingerprint[:12]}); use the original files (--data-dir)")
     target = record_target(run, request.storage, request.record)
     out = Path(request.out or Path("runs") / run.label)
-    check_clean_test(out, request.force, target, log)
+    overwriting = check_clean_test(out, request.force)
     _prepare_out(out)
+    warn_rescoring(target, overwriting, log)
     options = RunOptions(device=device)
 
     data = DeviceData.from_splits(splits, device, merge_val=True)
