@@ -258,13 +258,15 @@ def frontier_line(entry: dict) -> str:
     cheap = entry["frontier"].get("cheapest")
     if not cheap:
         return "cost frontier: no complete trials with a parameter count yet"
+    on_front = len(entry["frontier"]["front"])
+    on_front = f"{on_front} trial{'s' if on_front != 1 else ''} on it"
     best = cheap["best"]
     unit = " points" if entry["frontier"]["tolerance"].endswith("points") else "%"
     if cheap["trial"] == best["trial"] and cheap["study"] == best["study"]:
-        return (f"cost frontier ({len(entry['frontier']['front'])} trials on it): the best trial is also the "
+        return (f"cost frontier ({on_front}): the best trial is also the "
                 f"cheapest within {entry['frontier']['tolerance']}: {cheap['study']} trial {cheap['trial']}, "
                 f"{cheap['cost']:,} parameters")
-    return (f"cost frontier ({len(entry['frontier']['front'])} trials on it): a {cheap['cost']:,}-parameter "
+    return (f"cost frontier ({on_front}): a {cheap['cost']:,}-parameter "
             f"{cheap['model'].upper()} ({cheap['study']} trial {cheap['trial']}) within {cheap['gap']:.2f}{unit} of "
             f"the best ({best['study']} trial {best['trial']}, validation) at 1/{cheap['cost_ratio']:.1f} the "
             "parameters")
