@@ -553,7 +553,7 @@ def render_html(board: dict, studies: Mapping[str, optuna.Study]) -> str:
                                                         row["best_trial"] else None),
                                   f"{row['study']} learning curves"))
             body.append("</div>")
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:90%}"
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:80%}"
              "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}"
              ".unfair{color:#b00;font-weight:bold}img{max-width:100%;margin:4px}"
              ".figs img{max-width:48%}code{font-size:85%}")
