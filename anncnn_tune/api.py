@@ -63,7 +63,7 @@ def _storage_url(storage: str | None) -> str:
     return resolve_url(storage)
 
 
-def optimize(study: str, *, storage: str | None = None, n_trials: int = 30, timeout: float | None = None,
+def optimize(study: str, *, storage: str | None = None, n_trials: int | None = None, timeout: float | None = None,
              epochs: int | None = None, seed: int | None = None, subset: float | None = None,
              device: str = "auto", devices: str | Sequence[str] | None = None, workers: int = 1,
              threads: int | None = None, data_dir: str | None = None, artifacts: str | None = None,
@@ -72,7 +72,7 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int = 30, time
     """Run (or resume) a study until it holds `n_trials` finished (complete or pruned) trials.
 
     study: a built-in study name ("digits-cnn", see `anncnn-tune studies`) or a study file's path.
-    n_trials counts the study's trials across runs and workers, so calling again with the same
+    n_trials (default: the grid's size for `sampler: grid`, else 30) counts the study's trials across runs and workers, so calling again with the same
     number resumes rather than repeats. epochs, seed and subset override the study file's (subset:
     a fraction in (0, 1] or a count of the training split, for a quick look on a CPU).
     device: auto, cpu, cuda or cuda:N; devices: several, taken round-robin by `workers` spawned

@@ -39,8 +39,9 @@ def cli():
 @click.option("--study-name", default=None, metavar="NAME",
               help="Store the study under NAME instead of the file's name (variants of one file side by side).")
 @storage_option
-@click.option("--n-trials", type=click.IntRange(min=1), default=30, show_default=True,
-              help="The study's total number of finished (complete or pruned) trials, across runs and workers.")
+@click.option("--n-trials", type=click.IntRange(min=1), default=None,
+              help="The study's total number of finished (complete or pruned) trials, across runs and workers "
+                   "(default: the grid's size for `sampler: grid`, else 30).")
 @click.option("--timeout", type=SECONDS, default=None,
               help="Stop starting new trials after this many seconds.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
