@@ -70,7 +70,7 @@ def parse_table(text: str) -> dict[str, dict]:
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("study "))
     rows = {}
     for line in lines[start + 1:]:
-        if not line.startswith("  ") or line.strip().startswith(("winner:", "verdict:", "cost frontier", "best params")):
+        if not line.startswith("  ") or line.strip().startswith(("winner:", "verdict:", "cost frontier", "classical", "best params")):
             break
         cells = re.split(r" {2,}", line.strip())
         winner = cells[0] == "*"

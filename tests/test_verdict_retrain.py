@@ -113,3 +113,21 @@ def test_one_seed_or_no_retrain_withholds_the_verdict(pair, tmp_path):
         .user_attrs["test_metrics"])
     verdict = board(tmp_path)["verdict"]
     assert verdict["status"] == "one_seed" and "no verdict from one seed" in verdict["line"]
+
+
+def test_the_classical_reference_is_recorded_and_compare_stays_read_only(pair):
+    result = run_cli("reference", "--study", "digits-ann", cwd=pair)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("logistic regression on pixels (")
+    db = pair / "anncnn-tune.db"
+    before = sqlite_snapshot(db)
+    entry = board(pair)
+    table = run_cli("compare", cwd=pair).stdout
+    assert sqlite_snapshot(db) == before  # compare writes nothing
+    ref = entry["classical"]["reference"]
+    assert ref["model"] == "logistic regression on pixels" and ref["grid_size"] == 3 and 0.5 < ref["test"] <= 1
+    assert "classical reference: logistic regression on pixels test accuracy" in table
+    beaten = entry["classical"]["beaten_by"]
+    assert ("no network beats it on test" in table) == (not beaten)
+    bad = run_cli("reference", "--study", "nope", cwd=pair)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: no study 'nope'")

@@ -14,7 +14,7 @@ from anncnn_tune.cli.datasets import datasets
 from anncnn_tune.cli.delete import delete
 from anncnn_tune.cli.init import init_command
 from anncnn_tune.cli.options import DEVICES, SECONDS, SEED, SUBSET, storage_option
-from anncnn_tune.cli.results import compare, export, retrain
+from anncnn_tune.cli.results import compare, export, reference, retrain
 from anncnn_tune.errors import UserError
 from anncnn_tune.service import storage as storage_mod
 
@@ -144,7 +144,7 @@ def studies(storage, as_json):
         click.echo(f"  {row['name']:<26} {states:<40} {best}")
 
 
-for command in (datasets, compare, export, retrain):
+for command in (datasets, compare, export, retrain, reference):
     cli.add_command(command)
 cli.add_command(init_command)
 cli.add_command(delete)

@@ -96,3 +96,18 @@ def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record, forc
     if result.recorded:
         click.echo(f"recorded on study {result.run['source']['study']} "
                    f"(user attr test_metrics, trial {result.run['source']['trial']}); see `anncnn-tune compare`")
+
+
+@click.command()
+@click.option("--study", required=True, help="Name of a study in the storage (its data and splits are used).")
+@storage_option
+@click.option("--data-dir", default=None, metavar="DIR",
+              help="Dataset cache directory (default: $ANNCNN_TUNE_DATA, else the per-user cache).")
+def reference(study, storage, data_dir):
+    """Fit the classical reference (gradient boosting on tables, logistic regression on pixels) on a study's splits."""
+    from anncnn_tune.results.reference import fit_reference
+
+    entry = fit_reference(study, api._storage_url(storage), data_dir=data_dir,
+                          log=lambda line: click.echo(line, err=True))
+    click.echo(f"{entry['model']} ({entry['setting']}): validation {entry['metric']} {entry['validation']:.4f}, "
+               f"test {entry['test']:.4f}; recorded on study {study}; see `anncnn-tune compare`")

@@ -188,7 +188,8 @@ FIELDS: tuple[Field, ...] = (
     Field("flops_per_sample", lambda f: (f.test_field("cost") or {}).get("flops_per_sample")),
     Field("latency_ms_b1", lambda f: _latency_ms(f, "batch_1")),
     Field("latency_ms_b256", lambda f: _latency_ms(f, "batch_256")),
-    Field("trial_points", lambda f: _trial_points(f), csv=None),  # moved to the dataset's frontier  # dropped once the verdict is drawn
+    Field("trial_points", lambda f: _trial_points(f), csv=None),
+    Field("classical", lambda f: f.record.reference, csv=_json_or_empty),  # moved to the dataset's frontier  # dropped once the verdict is drawn
     Field("fair", entry=lambda e: e["fair"]),
     Field("differs", entry=lambda e: ",".join(e["differs"])),
     Field("verdict", entry=lambda e: e["verdict"]["line"]),
@@ -237,7 +238,36 @@ def dataset_entry(dataset: str, rows: list[dict]) -> dict:
             r["winner"] = r["study"] in winner
     families = sorted({r["model"] for r in rows})
     return {"dataset": dataset, "families": families, "fair": not differs, "shared": shared, "differs": differs,
-            "winner": winner, "verdict": _verdict(rows, not differs), "frontier": _frontier(rows), "studies": rows}
+            "winner": winner, "verdict": _verdict(rows, not differs), "frontier": _frontier(rows),
+            "classical": _classical(rows), "studies": rows}
+
+
+def _classical(rows: list[dict]) -> dict | None:
+    """The dataset's classical reference (the most recently fitted over its studies) against the
+    networks' test scores: {"reference", "beaten_by": [studies whose mean test score is better]}."""
+    fitted = [r["classical"] for r in rows if r.get("classical")]
+    if not fitted:
+        return None
+    ref = max(fitted, key=lambda e: e.get("fitted_at", ""))
+    better = [r["study"] for r in rows if r["test_value"] is not None and r["test_metric"] == ref["metric"]
+              and (r["test_value"] > ref["test"] if r["direction"] == "maximize" else r["test_value"] < ref["test"])]
+    tested = [r["study"] for r in rows if r["test_value"] is not None]
+    return {"reference": ref, "beaten_by": better, "tested": tested}
+
+
+def classical_line(entry: dict) -> str:
+    """"classical reference: histogram gradient boosting test accuracy 0.9400 ...; no network beats it"."""
+    c = entry.get("classical")
+    if not c:
+        return "classical reference: none yet (`anncnn-tune reference --study NAME`)"
+    ref = c["reference"]
+    line = (f"classical reference: {ref['model']} test {ref['metric']} {num(ref['test'])} (validation "
+            f"{num(ref['validation'])}, {ref['setting']}, light grid of {ref['grid_size']})")
+    if not c["tested"]:
+        return line + "; no network retrained yet"
+    if c["beaten_by"]:
+        return line + "; beaten on test (mean over seeds) by " + ", ".join(c["beaten_by"])
+    return line + "; no network beats it on test"
 
 
 def _frontier(rows: list[dict]) -> dict:
@@ -469,7 +499,8 @@ def render_table(board: dict) -> str:
     for entry in board["datasets"]:
         lines += ["", f"{entry['dataset']}: {fairness_note(entry)}"]
         lines += ["  " + line for line in _aligned(COLUMNS, [cells(r) for r in entry["studies"]])]
-        lines += ["  " + _winner_line(entry), "  " + frontier_line(entry), "  best params:"]
+        lines += ["  " + _winner_line(entry), "  " + frontier_line(entry), "  " + classical_line(entry),
+                  "  best params:"]
         lines += ["    " + line for line in _params_lines(entry)]
     return "\n".join(lines) + "\n"
 
@@ -485,7 +516,7 @@ def render_markdown(board: dict) -> str:
         header = ["winner" if c == "" else c for c in COLUMNS]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(_md_escape(c) for c in cells(r)) + " |" for r in entry["studies"]]
-        lines += ["", _winner_line(entry), "", frontier_line(entry), "", "Best params:", ""]
+        lines += ["", _winner_line(entry), "", frontier_line(entry), "", classical_line(entry), "", "Best params:", ""]
         lines += [f"- `{line}`" for line in _params_lines(entry)]
         lines.append("")
     return "\n".join(lines)
@@ -535,7 +566,8 @@ def render_html(board: dict, studies: Mapping[str, optuna.Study]) -> str:
         rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(r)) + "</tr>"
                        for r in entry["studies"])
         body.append(f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>")
-        body.append(f"<p><b>{html.escape(_winner_line(entry))}</b></p><p>{html.escape(frontier_line(entry))}</p><ul>"
+        body.append(f"<p><b>{html.escape(_winner_line(entry))}</b></p><p>{html.escape(frontier_line(entry))}</p>"
+                    f"<p>{html.escape(classical_line(entry))}</p><ul>"
                     + "".join(f"<li><code>{html.escape(line)}</code></li>" for line in _params_lines(entry))
                     + "</ul>")
         body.append(image(plots.cost_frontier(entry), f"{entry['dataset']} cost frontier"))

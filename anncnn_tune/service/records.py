@@ -11,7 +11,8 @@ Study attributes:   spec (the study file as a dict), data (the data description:
                     fingerprint, split_seed, sizes...), created_by ("anncnn-tune"),
                     test_metrics ({str(trial number): retrain's summary, with "per_seed_values"
                     and "correct": each seed's test correctness, packed bits in base64}),
-                    test_scorings (how many retrains scored the test split).
+                    test_scorings (how many retrains scored the test split),
+                    classical_reference (`anncnn-tune reference`: model, setting, validation, test).
 Trial attributes:   baseline (name) and epochs (the baseline's epoch budget), set when enqueued;
                     n_params, device, seed, worker at the start; epochs_run, train_seconds,
                     samples_per_second, compile_seconds (timing); best_epoch, stopped, history
@@ -85,6 +86,7 @@ class StudyRecord:
     created_by: str | None
     test_metrics: dict[int, dict]  # retrain's summary per trial number
     test_scorings: int = 0  # how many retrains scored the test split (test_scorings attribute)
+    reference: dict | None = None  # the classical reference (results/reference.py), where fitted
 
     @classmethod
     def read(cls, study) -> StudyRecord:
@@ -93,7 +95,7 @@ class StudyRecord:
         return cls(name=study.study_name, spec=attrs.get("spec"), data=attrs.get("data") or {},
                    created_by=attrs.get("created_by"),
                    test_metrics={int(number): entry for number, entry in tests.items()},
-                   test_scorings=int(attrs.get("test_scorings") or 0))
+                   test_scorings=int(attrs.get("test_scorings") or 0), reference=attrs.get("classical_reference"))
 
     @property
     def is_ours(self) -> bool:
@@ -134,6 +136,11 @@ def write_test_scored(study: optuna.Study) -> int:
     count = int(study.user_attrs.get("test_scorings") or 0) + 1
     study.set_user_attr("test_scorings", count)
     return count
+
+
+def write_reference(study: optuna.Study, entry: dict) -> None:
+    """The classical reference fitted on this study's splits (replaces an earlier one)."""
+    study.set_user_attr("classical_reference", entry)
 
 
 def encode_correct(correct) -> dict:
