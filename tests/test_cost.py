@@ -26,3 +26,10 @@ def test_the_pareto_front_and_the_cheapest_model_within_the_tolerance():
     assert [p["trial"] for p in C.pareto_front(losses, maximize=False)] == [1, 0]
     assert C.cheapest_near_best(losses, maximize=False, points_scale=False)["trial"] == 0
     assert C.cheapest_near_best([], maximize=True, points_scale=True) is None
+
+
+def test_the_most_confused_pairs_are_counted_per_true_class():
+    from anncnn_tune.results.report import confused_pairs
+
+    confusion = {"classes": ["cat", "dog", "fox"], "matrix": [[8, 2, 0], [5, 15, 0], [0, 1, 9]]}
+    assert confused_pairs(confusion) == [("dog", "cat", 5, 0.25), ("cat", "dog", 2, 0.2), ("fox", "dog", 1, 0.1)]

@@ -58,6 +58,9 @@ def test_retrain_stores_each_seeds_test_predictions_and_compare_draws_a_verdict(
     assert cost["n_params"] > 0 and cost["flops_per_sample"] > cost["n_params"]  # a conv reuses its weights
     assert 0 < cost["latency_s"]["batch_256"] < cost["latency_s"]["batch_1"] < 1  # batching pays
     assert cost["latency_s"]["batch_1_repeats"] >= 3 and cost["train_seconds"] > 0
+    report = (pair / "digits-cnn" / "report.md").read_text()
+    assert "## Cost" in report and f"| {cost['n_params']:,} | {cost['flops_per_sample']:,} |" in report
+    assert "Most confused (true → predicted" in report
     cnn = next(r for r in entry["studies"] if r["model"] == "cnn")
     assert cnn["flops_per_sample"] == cost["flops_per_sample"] and cnn["latency_ms_b1"] > 0
     front = entry["frontier"]

@@ -41,6 +41,27 @@ def _pm(entry: dict) -> str:
     return f"{entry['mean']:.4f} ± {entry['std']:.4f}"
 
 
+def confused_pairs(confusion: dict, top: int = 5) -> list[tuple[str, str, int, float]]:
+    """The most confused (true, predicted) class pairs: count and share of the true class's examples."""
+    matrix, classes = confusion["matrix"], confusion["classes"]
+    pairs = []
+    for i, row in enumerate(matrix):
+        total = sum(row)
+        pairs += [(classes[i], classes[j], n, n / total) for j, n in enumerate(row) if j != i and n and total]
+    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))[:top]
+
+
+def _cost_lines(cost: dict | None) -> list[str]:
+    if not cost:
+        return []
+    latency = cost["latency_s"]
+    return ["", "## Cost", "", "| parameters | FLOPs per sample | training s (to the best epoch) | ms/sample batch 1 | "
+            "ms/sample batch 256 |", "|---|---|---|---|---|",
+            f"| {cost['n_params']:,} | {cost['flops_per_sample']:,} | {cost['train_seconds']:.1f} | "
+            f"{latency['batch_1'] * 1e3:.4f} | {latency['batch_256'] * 1e3:.5f} |", "",
+            "Latency: ONNX Runtime on this CPU, one thread, median of repeated runs after warm-up."]
+
+
 def markdown_report(result: dict, run: Run) -> str:
     """report.md: the metrics.json content (`result`) as a page, with the figures and files linked."""
     test, source = result["test"], run.source
@@ -69,7 +90,11 @@ def markdown_report(result: dict, run: Run) -> str:
             if isinstance(row, dict):
                 lines.append(f"| {label} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1-score']:.4f} | "
                              f"{int(row['support'])} |")
-        lines += ["", f"![confusion matrix]({name['confusion']})"]
+        lines += ["", f"![confusion matrix]({name['confusion']})", "", "Most confused (true → predicted, share of "
+                  "the true class):", ""]
+        lines += [f"- {a} → {b}: {n} ({share:.1%})" for a, b, n, share in
+                  confused_pairs(test["confusion_matrix"])] or ["- none: every test example right"]
+    lines += _cost_lines(result.get("cost"))
     lines += ["", "## Learning curves", "", f"![learning curves]({name['curves']})", "",
               "## Files", "",
               (f"- `{name['weights']}`: `torch.load(path, weights_only=True)` gives the state dict (`model`) and "
