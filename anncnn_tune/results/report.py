@@ -55,10 +55,10 @@ def _cost_lines(cost: dict | None) -> list[str]:
     if not cost:
         return []
     latency = cost["latency_s"]
-    return ["", "## Cost", "", "| parameters | FLOPs per sample | training s (to the best epoch) | ms/sample batch 1 | "
-            "ms/sample batch 256 |", "|---|---|---|---|---|",
-            f"| {cost['n_params']:,} | {cost['flops_per_sample']:,} | {cost['train_seconds']:.1f} | "
-            f"{latency['batch_1'] * 1e3:.4f} | {latency['batch_256'] * 1e3:.5f} |", "",
+    return ["", "## Cost", "", ("| parameters | FLOPs per sample | training s (to the best epoch) | "
+                                "ms/sample batch 1 | ms/sample batch 256 |"), "|---|---|---|---|---|",
+            (f"| {cost['n_params']:,} | {cost['flops_per_sample']:,} | {cost['train_seconds']:.1f} | "
+             f"{latency['batch_1'] * 1e3:.4f} | {latency['batch_256'] * 1e3:.5f} |"), "",
             "Latency: ONNX Runtime on this CPU, one thread, median of repeated runs after warm-up."]
 
 
@@ -90,8 +90,8 @@ def markdown_report(result: dict, run: Run) -> str:
             if isinstance(row, dict):
                 lines.append(f"| {label} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1-score']:.4f} | "
                              f"{int(row['support'])} |")
-        lines += ["", f"![confusion matrix]({name['confusion']})", "", "Most confused (true → predicted, share of "
-                  "the true class):", ""]
+        lines += ["", f"![confusion matrix]({name['confusion']})", "",
+                  "Most confused (true → predicted, share of the true class):", ""]
         lines += [f"- {a} → {b}: {n} ({share:.1%})" for a, b, n, share in
                   confused_pairs(test["confusion_matrix"])] or ["- none: every test example right"]
     lines += _cost_lines(result.get("cost"))
