@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,3 +34,15 @@ def test_the_most_confused_pairs_are_counted_per_true_class():
 
     confusion = {"classes": ["cat", "dog", "fox"], "matrix": [[8, 2, 0], [5, 15, 0], [0, 1, 9]]}
     assert confused_pairs(confusion) == [("dog", "cat", 5, 0.25), ("cat", "dog", 2, 0.2), ("fox", "dog", 1, 0.1)]
+
+
+def test_the_binary_and_regression_test_figures_render(tmp_path):
+    from anncnn_tune.results import plots
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 200)
+    scores = truth + rng.normal(0, 0.8, 200)
+    for fig in (plots.roc_pr(truth, scores, title="t"), plots.roc_pr(np.zeros(5, dtype=int), np.zeros(5)),
+                plots.regression_fit(scores, scores + rng.normal(0, 0.1, 200), title="r")):
+        assert plots.png_bytes(fig).startswith(b"\x89PNG")
+    assert len(plots.roc_pr(truth, scores).axes) == 2

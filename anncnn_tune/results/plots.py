@@ -9,6 +9,7 @@ embeddable string.
 from __future__ import annotations
 
 import matplotlib.ticker
+import numpy as np
 from matplotlib.figure import Figure
 
 # The figure basics and the learning curves live in service (the workers draw a trial's curve too);
@@ -24,8 +25,21 @@ from anncnn_tune.service.figures import (
 )
 from anncnn_tune.service.records import TrialRecord
 
-__all__ = ["COLORS", "DPI", "confusion_matrix", "cost_frontier", "leaderboard_bars", "learning_curves", "optimization_history",
-           "param_importances", "png_base64", "png_bytes", "save_png"]
+__all__ = [
+    "COLORS",
+    "DPI",
+    "confusion_matrix",
+    "cost_frontier",
+    "leaderboard_bars",
+    "learning_curves",
+    "optimization_history",
+    "param_importances",
+    "png_base64",
+    "png_bytes",
+    "regression_fit",
+    "roc_pr",
+    "save_png",
+]
 
 # -- confusion matrix ------------------------------------------------------------------------------
 
@@ -232,5 +246,58 @@ def cost_frontier(entry: dict) -> Figure:
     ax.set_title(f"{entry['dataset']}: accuracy vs cost", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# -- the test split's own figures: binary and regression ------------------------------------------
+
+
+def roc_pr(truth, scores, *, title: str = "") -> Figure:
+    """ROC and precision-recall curves of a binary classifier's test scores (logits or probabilities)."""
+    from sklearn import metrics as skm
+
+    fig = Figure(figsize=(9.0, 3.8))
+    roc_ax, pr_ax = fig.subplots(1, 2)
+    if len(set(truth.tolist())) < 2:
+        empty_panel(fig, roc_ax, "one class in the test split: no ROC curve")
+        empty_panel(fig, pr_ax, "one class in the test split: no PR curve")
+        return fig
+    fpr, tpr, _ = skm.roc_curve(truth, scores)
+    roc_ax.plot(fpr, tpr, color="C0", label=f"AUC {skm.roc_auc_score(truth, scores):.3f}")
+    roc_ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="chance")
+    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
+    precision, recall, _ = skm.precision_recall_curve(truth, scores)
+    pr_ax.plot(recall, precision, color="C1", label=f"AP {skm.average_precision_score(truth, scores):.3f}")
+    base = float(np.mean(truth))
+    pr_ax.axhline(base, color="grey", lw=0.8, ls="--", label=f"positive rate {base:.2f}")
+    pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall", xlim=(0, 1), ylim=(0, 1.01))
+    for ax in (roc_ax, pr_ax):
+        ax.legend(fontsize=8, loc="lower right" if ax is roc_ax else "lower left")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def regression_fit(truth, predicted, *, title: str = "") -> Figure:
+    """Predicted against actual (with the identity line) and the residuals against the prediction."""
+    fig = Figure(figsize=(9.0, 3.8))
+    fit_ax, res_ax = fig.subplots(1, 2)
+    truth, predicted = np.asarray(truth, dtype=float).reshape(-1), np.asarray(predicted, dtype=float).reshape(-1)
+    low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+    fit_ax.scatter(truth, predicted, s=6, alpha=0.4, color="C0")
+    fit_ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--", label="predicted = actual")
+    fit_ax.set(xlabel="actual", ylabel="predicted", title="predicted vs actual (test)")
+    fit_ax.legend(fontsize=8, loc="upper left")
+    residuals = predicted - truth
+    res_ax.scatter(predicted, residuals, s=6, alpha=0.4, color="C1")
+    res_ax.axhline(0, color="grey", lw=0.8, ls="--")
+    res_ax.set(xlabel="predicted", ylabel="residual (predicted - actual)", title="residuals (test)")
+    for ax in (fit_ax, res_ax):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -37,6 +37,14 @@ def write_figures(run: Run, curves: list[dict], test_value: float, confusion: di
                        confusion_path)
 
 
+def write_test_figure(run: Run, task: str, truth, outputs, path: Path) -> None:
+    """ROC and precision-recall curves (binary) or predicted-vs-actual and residuals (regression)."""
+    title = f"{run.label}: test split, seed {run.seed}"
+    fig = plots.roc_pr(truth, outputs, title=title) if task == "binary" else plots.regression_fit(truth, outputs,
+                                                                                                  title=title)
+    plots.save_png(fig, path)
+
+
 def _pm(entry: dict) -> str:
     return f"{entry['mean']:.4f} ± {entry['std']:.4f}"
 
@@ -94,6 +102,9 @@ def markdown_report(result: dict, run: Run) -> str:
                   "Most confused (true → predicted, share of the true class):", ""]
         lines += [f"- {a} → {b}: {n} ({share:.1%})" for a, b, n, share in
                   confused_pairs(test["confusion_matrix"])] or ["- none: every test example right"]
+    for key, caption in (("roc_pr", "ROC and precision-recall (test)"), ("fit", "predicted vs actual (test)")):
+        if key in name:
+            lines += ["", f"## {caption}", "", f"![{caption}]({name[key]})"]
     lines += _cost_lines(result.get("cost"))
     lines += ["", "## Learning curves", "", f"![learning curves]({name['curves']})", "",
               "## Files", "",

@@ -46,7 +46,7 @@ from anncnn_tune.training.fit import DeviceData, RunOptions, predict
 
 FILES = {"run": "run.yaml", "metrics": "metrics.json", "report": "report.md", "weights": "model.pt",
          "onnx": "model.onnx", "curves": "learning_curves.png", "confusion": "confusion_matrix.png",
-         "predictions": "test_predictions.npy"}
+         "predictions": "test_predictions.npy", "roc_pr": "roc_pr.png", "fit": "predicted_vs_actual.png"}
 
 
 @dataclass
@@ -125,6 +125,8 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
         seed = run.seed + k
         model, result = train_once(run, splits, data, seed, options, log, f"seed {seed}: ")
         outputs = predict(model, data, x_test, options)
+        if kept is None:
+            first_outputs = outputs.float().cpu().numpy().reshape(len(splits.y_test), -1)
         scalars, details = score(splits.task, outputs, y_test, splits.classes)
         predictions.append(predicted(splits.task, outputs))
         correct.append(correctness(splits.task, predictions[-1], splits.y_test))
@@ -141,6 +143,9 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
                                                   "predictions")}
     if "confusion_matrix" in details:
         files["confusion"] = out / FILES["confusion"]
+    test_figure = {"binary": "roc_pr", "regression": "fit"}.get(splits.task)
+    if test_figure:
+        files[test_figure] = out / FILES[test_figure]
     files["run"].write_text(to_yaml(run.as_dict()))
     # Every seed's test predictions, by test index (the split is fixed): what verdict.py pairs.
     np.save(files["predictions"], np.stack(predictions))
@@ -154,6 +159,8 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     curves = report.learning_curves(run, trial_history(target), seed_histories, cv["histories"] if cv else [])
     report.write_figures(run, curves, summary[key]["mean"], details.get("confusion_matrix"), files["curves"],
                          files.get("confusion"))
+    if test_figure:  # the first seed's, like the confusion matrix
+        report.write_test_figure(run, splits.task, splits.y_test, first_outputs[:, 0], files[test_figure])
 
     result = RetrainResult(
         run=run.as_dict(),
