@@ -266,7 +266,8 @@ def classical_line(entry: dict) -> str:
     if not c["tested"]:
         return line + "; no network retrained yet"
     if c["beaten_by"]:
-        return line + "; beaten on test (mean over seeds) by " + ", ".join(c["beaten_by"])
+        return line + ("; above it on test (mean over seeds; one test split, no significance test): "
+                       + ", ".join(c["beaten_by"]))
     return line + "; no network beats it on test"
 
 
