@@ -63,7 +63,7 @@ def _storage_url(storage: str | None) -> str:
     return resolve_url(storage)
 
 
-def optimize(study: str, *, storage: str | None = None, n_trials: int = 30, timeout: float | None = None,
+def optimize(study: str, *, storage: str | None = None, n_trials: int | None = None, timeout: float | None = None,
              epochs: int | None = None, seed: int | None = None, subset: float | None = None,
              device: str = "auto", devices: str | Sequence[str] | None = None, workers: int = 1,
              threads: int | None = None, data_dir: str | None = None, artifacts: str | None = None,
@@ -72,7 +72,7 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int = 30, time
     """Run (or resume) a study until it holds `n_trials` finished (complete or pruned) trials.
 
     study: a built-in study name ("digits-cnn", see `anncnn-tune studies`) or a study file's path.
-    n_trials counts the study's trials across runs and workers, so calling again with the same
+    n_trials (default: the grid's size for `sampler: grid`, else 30) counts the study's trials across runs and workers, so calling again with the same
     number resumes rather than repeats. epochs, seed and subset override the study file's (subset:
     a fraction in (0, 1] or a count of the training split, for a quick look on a CPU).
     device: auto, cpu, cuda or cuda:N; devices: several, taken round-robin by `workers` spawned
@@ -176,7 +176,7 @@ def export(study: str, *, trial: int | None = None, storage: str | None = None,
 
 def retrain(run_file: str, *, out: str | None = None, seeds: int = 1, cv: int = 0, device: str = "auto",
             data_dir: str | None = None, storage: str | None = None, record: bool = True,
-            log=print) -> RetrainResult:
+            force: bool = False, log=print) -> RetrainResult:
     """Train a run file on train+validation, score the test split once per seed, save the model.
 
     out: the output folder (default runs/<study>-trial<N>): run.yaml, metrics.json, report.md,
@@ -184,7 +184,8 @@ def retrain(run_file: str, *, out: str | None = None, seeds: int = 1, cv: int = 
     from the run file's; cv: also K-fold cross-validate on train+validation (0: off).
     record: write the test metrics back to the source study (storage: its URL, default
     $ANNCNN_TUNE_STORAGE, else the run file's), where `compare` shows them. log: where progress
-    lines go (a callable taking one string; None for silence).
+    lines go (a callable taking one string; None for silence). force: overwrite a non-empty
+    `out` (refused otherwise: the test split is scored once; a second scoring is warned about).
 
     Returns a RetrainResult: the test metrics (mean ± std over seeds, per seed, per class, the
     confusion matrix), the cross-validation summary, the ONNX check, the files written.
@@ -194,5 +195,5 @@ def retrain(run_file: str, *, out: str | None = None, seeds: int = 1, cv: int = 
 
     request = RetrainRequest(run_file=str(run_file), out=None if out is None else str(out), seeds=seeds, cv=cv,
                              device=device, data_dir=None if data_dir is None else str(data_dir), storage=storage,
-                             record=record)
+                             record=record, force=force)
     return run(request, log=log or (lambda line: None))

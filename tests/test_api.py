@@ -78,7 +78,8 @@ def test_compare_is_a_dataframe_with_the_numbers_of_the_json(searched, capsys):
     assert frame.attrs["leaderboard"]["datasets"][0]["dataset"] == "digits"
     assert at.compare(storage=url, format="markdown").startswith("# ANN vs CNN leaderboard")
     html = at.compare(storage=url, datasets=["digits"], format="html")
-    assert html.count("data:image/png;base64,") == 1 + 3 * 2  # bars + per study: history, importances, curves
+    # bars, the cost frontier, and per study: history, importances, curves
+    assert html.count("data:image/png;base64,") == 1 + 1 + 3 * 2
 
 
 def test_export_and_retrain_return_data_and_record_on_the_study(searched):

@@ -14,7 +14,7 @@ from anncnn_tune.cli.datasets import datasets
 from anncnn_tune.cli.delete import delete
 from anncnn_tune.cli.init import init_command
 from anncnn_tune.cli.options import DEVICES, SECONDS, SEED, SUBSET, storage_option
-from anncnn_tune.cli.results import compare, export, retrain
+from anncnn_tune.cli.results import compare, export, reference, retrain
 from anncnn_tune.errors import UserError
 from anncnn_tune.service import storage as storage_mod
 
@@ -39,8 +39,9 @@ def cli():
 @click.option("--study-name", default=None, metavar="NAME",
               help="Store the study under NAME instead of the file's name (variants of one file side by side).")
 @storage_option
-@click.option("--n-trials", type=click.IntRange(min=1), default=30, show_default=True,
-              help="The study's total number of finished (complete or pruned) trials, across runs and workers.")
+@click.option("--n-trials", type=click.IntRange(min=1), default=None,
+              help="The study's total number of finished (complete or pruned) trials, across runs and workers "
+                   "(default: the grid's size for `sampler: grid`, else 30).")
 @click.option("--timeout", type=SECONDS, default=None,
               help="Stop starting new trials after this many seconds.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -143,7 +144,7 @@ def studies(storage, as_json):
         click.echo(f"  {row['name']:<26} {states:<40} {best}")
 
 
-for command in (datasets, compare, export, retrain):
+for command in (datasets, compare, export, retrain, reference):
     cli.add_command(command)
 cli.add_command(init_command)
 cli.add_command(delete)

@@ -69,10 +69,12 @@ def export(study, trial, storage, output):
 @click.option("--storage", default=None, metavar="URL",
               help="Where to record the test metrics (default: $ANNCNN_TUNE_STORAGE, else the run file's source).")
 @click.option("--no-record", is_flag=True, help="Do not write the test metrics back to the study.")
-def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record):
+@click.option("--force", is_flag=True,
+              help="Overwrite a non-empty --out (scoring the test split again: no longer a clean held-out estimate).")
+def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record, force):
     """Train RUN.yaml on train+validation, score the test split once, save weights, ONNX and a report."""
     result = api.retrain(run_file, out=out, seeds=seeds, cv=cv, device=device, data_dir=data_dir, storage=storage,
-                         record=not no_record, log=lambda line: click.echo(line, err=True))
+                         record=not no_record, force=force, log=lambda line: click.echo(line, err=True))
     test, val = result.test, result.validation
     line = f"test {test['metric']} {test['mean']:.4f} ± {test['std']:.4f} over {test['seeds']} seed(s)"
     if val["value"] is not None:
@@ -84,8 +86,28 @@ def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record):
                    "(held-out folds of train+validation)")
     click.echo(f"onnx max abs diff to pytorch {result.onnx['max_abs_diff']:.2e} "
                f"(tolerance {result.onnx['tolerance']:.0e})")
+    if result.cost:
+        cost, latency = result.cost, result.cost["latency_s"]
+        click.echo(f"cost: {cost['n_params']:,} parameters, {cost['flops_per_sample']:,} FLOPs per sample, "
+                   f"{cost['train_seconds']:.1f}s to train; onnxruntime latency per sample {latency['batch_1'] * 1e3:.3f} ms "
+                   f"(batch 1), {latency['batch_256'] * 1e3:.4f} ms (batch 256), median, 1 thread")
     folder = Path(result.files["metrics"]).parent
     click.echo(f"wrote {folder}: " + " ".join(sorted(Path(p).name for p in result.files.values())))
     if result.recorded:
         click.echo(f"recorded on study {result.run['source']['study']} "
                    f"(user attr test_metrics, trial {result.run['source']['trial']}); see `anncnn-tune compare`")
+
+
+@click.command()
+@click.option("--study", required=True, help="Name of a study in the storage (its data and splits are used).")
+@storage_option
+@click.option("--data-dir", default=None, metavar="DIR",
+              help="Dataset cache directory (default: $ANNCNN_TUNE_DATA, else the per-user cache).")
+def reference(study, storage, data_dir):
+    """Fit the classical reference (gradient boosting on tables, logistic regression on pixels) on a study's splits."""
+    from anncnn_tune.results.reference import fit_reference
+
+    entry = fit_reference(study, api._storage_url(storage), data_dir=data_dir,
+                          log=lambda line: click.echo(line, err=True))
+    click.echo(f"{entry['model']} ({entry['setting']}): validation {entry['metric']} {entry['validation']:.4f}, "
+               f"test {entry['test']:.4f}; recorded on study {study}; see `anncnn-tune compare`")

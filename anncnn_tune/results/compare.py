@@ -27,12 +27,27 @@ from optuna.trial import FrozenTrial, TrialState
 
 from anncnn_tune.data.source import source_from_dict
 from anncnn_tune.errors import UserError
+from anncnn_tune.results import cost as C
+from anncnn_tune.results import verdict as V
 from anncnn_tune.results.export import unchanged_spec
-from anncnn_tune.service.records import FAIR_KEYS, StudyRecord, TrialRecord, best_trial, is_maximize
+from anncnn_tune.service.records import (
+    FAIR_KEYS,
+    StudyRecord,
+    TrialRecord,
+    best_trial,
+    decode_correct,
+    is_maximize,
+)
 from anncnn_tune.service.storage import mask, open_storage
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 FAMILY_ORDER = {"ann": 0, "cnn": 1}
+# Search budgets are comparable when the larger is at most this many times the smaller, both in
+# finished trials (complete + pruned) and in epochs trained over all trials (the compute spent,
+# in the unit the two families share; seconds would charge the CNN for being slower per epoch).
+BUDGET_TOLERANCE = 1.5
+BUDGET_KEYS = ("finished_trials", "epochs_spent")
+FRACTION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")  # shown in points (×100)
 
 
 # -- the data --------------------------------------------------------------------------------------
@@ -101,6 +116,18 @@ def _vs_reference(f: StudyFacts) -> float | None:
     return f.best.value - ref if ref is not None and f.best is not None else None
 
 
+def _latency_ms(f: StudyFacts, key: str) -> float | None:
+    latency = (f.test_field("cost") or {}).get("latency_s") or {}
+    return round(latency[key] * 1e3, 5) if key in latency else None
+
+
+def _trial_points(f: StudyFacts) -> list[dict]:
+    """Every complete trial as a point of the accuracy-versus-cost plane (cost: parameters)."""
+    return [{"study": f.name, "model": f.spec["model"], "trial": t.number, "value": t.value,
+             "cost": TrialRecord.read(t).n_params} for t in f.trials
+            if t.state == TrialState.COMPLETE and t.value is not None and TrialRecord.read(t).n_params]
+
+
 def _json_or_empty(value) -> str:
     return json.dumps(value, sort_keys=True) if value is not None else ""
 
@@ -154,8 +181,19 @@ FIELDS: tuple[Field, ...] = (
     Field("running", lambda f: f.states[TrialState.RUNNING] + f.states[TrialState.WAITING]),
     # Summed trial durations: the compute spent, independent of idle gaps between resumed runs.
     Field("search_seconds", lambda f: round(sum(_duration(t) for t in f.trials), 3)),
+    Field("finished_trials", lambda f: f.states[TrialState.COMPLETE] + f.states[TrialState.PRUNED]),
+    Field("epochs_spent", lambda f: sum(int(TrialRecord.read(t).epochs_run or 0) for t in f.trials)),
+    Field("test_scorings", lambda f: f.record.test_scorings),
+    Field("test_per_seed", lambda f: f.test_field("per_seed_values"), csv=None),
+    Field("test_correct", lambda f: f.test_field("correct"), csv=None),
+    Field("flops_per_sample", lambda f: (f.test_field("cost") or {}).get("flops_per_sample")),
+    Field("latency_ms_b1", lambda f: _latency_ms(f, "batch_1")),
+    Field("latency_ms_b256", lambda f: _latency_ms(f, "batch_256")),
+    Field("trial_points", lambda f: _trial_points(f), csv=None),
+    Field("classical", lambda f: f.record.reference, csv=_json_or_empty),  # moved to the dataset's frontier  # dropped once the verdict is drawn
     Field("fair", entry=lambda e: e["fair"]),
     Field("differs", entry=lambda e: ",".join(e["differs"])),
+    Field("verdict", entry=lambda e: e["verdict"]["line"]),
     *(Field(key, lambda f, key=key: f.record.fairness()[key], csv=_json_or_empty if key in ("sampler", "pruner")
             else _plain) for key in FAIR_KEYS if key != "metric"),
     Field("best_params", lambda f: dict(f.best.params) if f.best else None, csv=_json_or_empty),
@@ -185,6 +223,12 @@ def dataset_entry(dataset: str, rows: list[dict]) -> dict:
             shared[key] = rows[0][key]
         else:
             differs[key] = values
+    if len(rows) >= 2:
+        for key in BUDGET_KEYS:
+            values = {r["study"]: r[key] for r in rows}
+            low, high = min(values.values()), max(values.values())
+            if high > BUDGET_TOLERANCE * max(low, 1):
+                differs[key] = values
     scored = [r for r in rows if r["best_value"] is not None]
     winner = []
     if len(scored) >= 2 and "metric" not in differs:
@@ -195,7 +239,104 @@ def dataset_entry(dataset: str, rows: list[dict]) -> dict:
             r["winner"] = r["study"] in winner
     families = sorted({r["model"] for r in rows})
     return {"dataset": dataset, "families": families, "fair": not differs, "shared": shared, "differs": differs,
-            "winner": winner, "studies": rows}
+            "winner": winner, "verdict": _verdict(rows, not differs), "frontier": _frontier(rows),
+            "classical": _classical(rows), "studies": rows}
+
+
+def _classical(rows: list[dict]) -> dict | None:
+    """The dataset's classical reference (the most recently fitted over its studies) against the
+    networks' test scores: {"reference", "beaten_by": [studies whose mean test score is better]}."""
+    fitted = [r["classical"] for r in rows if r.get("classical")]
+    if not fitted:
+        return None
+    ref = max(fitted, key=lambda e: e.get("fitted_at", ""))
+    better = [r["study"] for r in rows if r["test_value"] is not None and r["test_metric"] == ref["metric"]
+              and (r["test_value"] > ref["test"] if r["direction"] == "maximize" else r["test_value"] < ref["test"])]
+    tested = [r["study"] for r in rows if r["test_value"] is not None]
+    return {"reference": ref, "beaten_by": better, "tested": tested}
+
+
+def classical_line(entry: dict) -> str:
+    """"classical reference: histogram gradient boosting test accuracy 0.9400 ...; no network beats it"."""
+    c = entry.get("classical")
+    if not c:
+        return "classical reference: none yet (`anncnn-tune reference --study NAME`)"
+    ref = c["reference"]
+    line = (f"classical reference: {ref['model']} test {ref['metric']} {num(ref['test'])} (validation "
+            f"{num(ref['validation'])}, {ref['setting']}, light grid of {ref['grid_size']})")
+    if not c["tested"]:
+        return line + "; no network retrained yet"
+    if c["beaten_by"]:
+        return line + ("; above it on test (mean over seeds; one test split, no significance test): "
+                       + ", ".join(c["beaten_by"]))
+    return line + "; no network beats it on test"
+
+
+def _frontier(rows: list[dict]) -> dict:
+    """The accuracy-versus-parameters Pareto front over every complete trial of the dataset's studies,
+    and the cheapest trial within cost.NEAR_BEST_POINTS of the best (validation values)."""
+    points = [p for r in rows for p in r.pop("trial_points", None) or []]
+    if not points or len({r["metric"] for r in rows}) != 1:
+        return {"points": points, "front": [], "cheapest": None}
+    maximize = rows[0]["direction"] == "maximize"
+    fraction = rows[0]["metric"].removeprefix("val_") in FRACTION_METRICS
+    return {"points": points, "front": C.pareto_front(points, maximize),
+            "cheapest": C.cheapest_near_best(points, maximize, fraction), "cost": "parameters",
+            "tolerance": f"{C.NEAR_BEST_POINTS} {'points' if fraction else '%'}"}
+
+
+def frontier_line(entry: dict) -> str:
+    """"a 38k-parameter CNN within 0.3 points of the best at 1/40 the parameters" (validation values)."""
+    cheap = entry["frontier"].get("cheapest")
+    if not cheap:
+        return "cost frontier: no complete trials with a parameter count yet"
+    on_front = len(entry["frontier"]["front"])
+    on_front = f"{on_front} trial{'s' if on_front != 1 else ''} on it"
+    best = cheap["best"]
+    unit = " points" if entry["frontier"]["tolerance"].endswith("points") else "%"
+    if cheap["trial"] == best["trial"] and cheap["study"] == best["study"]:
+        return (f"cost frontier ({on_front}): the best trial is also the "
+                f"cheapest within {entry['frontier']['tolerance']}: {cheap['study']} trial {cheap['trial']}, "
+                f"{cheap['cost']:,} parameters")
+    return (f"cost frontier ({on_front}): a {cheap['cost']:,}-parameter "
+            f"{cheap['model'].upper()} ({cheap['study']} trial {cheap['trial']}) within {cheap['gap']:.2f}{unit} of "
+            f"the best ({best['study']} trial {best['trial']}, validation) at 1/{cheap['cost_ratio']:.1f} the "
+            "parameters")
+
+
+def _verdict(rows: list[dict], fair: bool) -> dict:
+    """What the test split says about the first two studies (ANN, then CNN): verdict.verdict's dict.
+
+    The per-example correctness is used here and dropped from the rows (it is large, and the JSON
+    keeps the verdict's numbers instead)."""
+    for r in rows:
+        r["test_correct"] = decode_correct(r.pop("test_correct", None))
+    if len(rows) < 2:
+        out = {"status": "single", "line": "no verdict: only one study so far"}
+    elif rows[0]["metric"] != rows[1]["metric"]:
+        out = {"status": "unfair", "line": "no verdict: the studies optimise different metrics"}
+    else:
+        a, b = ({"name": r["study"], "per_seed": r["test_per_seed"], "correct": r["test_correct"]} for r in rows[:2])
+        for side, r in ((a, rows[0]), (b, rows[1])):
+            if r["test_value"] is not None and not side["per_seed"] and r["test_seeds"] == 1:
+                side["per_seed"] = [r["test_value"]]  # a record older than per_seed_values: one seed is one value
+        older = [r["study"] for r in rows[:2] if r["test_value"] is not None and not r["test_per_seed"]
+                 and r["test_seeds"] != 1]
+        if older:
+            return _drop_correct(rows, {"status": "no_test", "line": f"no verdict: {older[0]} was retrained before "
+                                        "per-seed test scores were recorded; retrain it with --force"})
+        metric = rows[0]["test_metric"] or rows[0]["metric"].removeprefix("val_")
+        out = V.verdict(a, b, maximize=rows[0]["direction"] == "maximize", fair=fair,
+                        points=metric in FRACTION_METRICS)
+        if len(rows) > 2:
+            out["line"] += f" (first two of {len(rows)} studies)"
+    return _drop_correct(rows, out)
+
+
+def _drop_correct(rows: list[dict], out: dict) -> dict:
+    for r in rows:
+        r.pop("test_correct", None)
+    return out
 
 
 def leaderboard(url: str, datasets: tuple[str, ...] | list[str] | None = None) -> dict:
@@ -288,6 +429,11 @@ TABLE: tuple[Column, ...] = (
     Column("epochs", lambda r: "—" if r["epochs_run"] is None else f"{r['best_epoch']}/{r['epochs_run']}"),
     Column("trials c/p/f", lambda r: f"{r['complete']}/{r['pruned']}/{r['failed']}"),
     Column("search s", lambda r: f"{r['search_seconds']:.1f}"),
+    Column("epochs spent", lambda r: str(r["epochs_spent"])),
+    Column("FLOPs/sample", _or_dash("flops_per_sample", ",")),
+    Column("ms/sample b1, b256", lambda r: "—" if r["latency_ms_b1"] is None
+           else f"{r['latency_ms_b1']:.3f}, {r['latency_ms_b256']:.4f}"),
+    Column("test scored", lambda r: f"{r['test_scorings']}x"),
 )
 COLUMNS = tuple(c.header for c in TABLE)
 
@@ -318,16 +464,25 @@ def fairness_note(entry: dict) -> str:
     elif entry["fair"]:
         note = f"{families} share the same data, splits and budget"
     else:
-        diffs = "; ".join(f"{k}: " + ", ".join(f"{s}={json.dumps(v)}" for s, v in values.items())
+        diffs = "; ".join(f"{k}: " + ", ".join(f"{s}={json.dumps(v)}" for s, v in values.items()) + _ratio(k, values)
                           for k, values in entry["differs"].items())
         note = f"NOT COMPARABLE: {families} studies differ in {diffs}"
     return f"{note} — " + ", ".join(parts) if parts else note
 
 
+def _ratio(key: str, values: dict) -> str:
+    """For a search budget, by how much it differs (the fairness rule's tolerance beside it)."""
+    if key not in BUDGET_KEYS:
+        return ""
+    low, high = min(values.values()), max(values.values())
+    return f" ({high / max(low, 1):.1f}x, more than the {BUDGET_TOLERANCE}x allowed)"
+
+
 def _winner_line(entry: dict) -> str:
-    if not entry["winner"]:
-        return "winner: none (needs two studies with complete trials and the same metric)"
-    return "winner: " + ", ".join(entry["winner"]) + " (best validation score; * in the table)"
+    """The verdict (from the test split only) and, apart from it, who leads on validation."""
+    lead = ("best validation: none yet" if not entry["winner"] else
+            "best validation: " + ", ".join(entry["winner"]) + " (* in the table; not a verdict)")
+    return f"verdict: {entry['verdict']['line']}; {lead}"
 
 
 def _params_lines(entry: dict) -> list[str]:
@@ -348,7 +503,8 @@ def render_table(board: dict) -> str:
     for entry in board["datasets"]:
         lines += ["", f"{entry['dataset']}: {fairness_note(entry)}"]
         lines += ["  " + line for line in _aligned(COLUMNS, [cells(r) for r in entry["studies"]])]
-        lines += ["  " + _winner_line(entry), "  best params:"]
+        lines += ["  " + _winner_line(entry), "  " + frontier_line(entry), "  " + classical_line(entry),
+                  "  best params:"]
         lines += ["    " + line for line in _params_lines(entry)]
     return "\n".join(lines) + "\n"
 
@@ -364,7 +520,7 @@ def render_markdown(board: dict) -> str:
         header = ["winner" if c == "" else c for c in COLUMNS]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(_md_escape(c) for c in cells(r)) + " |" for r in entry["studies"]]
-        lines += ["", _winner_line(entry), "", "Best params:", ""]
+        lines += ["", _winner_line(entry), "", frontier_line(entry), "", classical_line(entry), "", "Best params:", ""]
         lines += [f"- `{line}`" for line in _params_lines(entry)]
         lines.append("")
     return "\n".join(lines)
@@ -414,9 +570,11 @@ def render_html(board: dict, studies: Mapping[str, optuna.Study]) -> str:
         rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(r)) + "</tr>"
                        for r in entry["studies"])
         body.append(f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>")
-        body.append(f"<p>{html.escape(_winner_line(entry))}</p><ul>"
+        body.append(f"<p><b>{html.escape(_winner_line(entry))}</b></p><p>{html.escape(frontier_line(entry))}</p>"
+                    f"<p>{html.escape(classical_line(entry))}</p><ul>"
                     + "".join(f"<li><code>{html.escape(line)}</code></li>" for line in _params_lines(entry))
                     + "</ul>")
+        body.append(image(plots.cost_frontier(entry), f"{entry['dataset']} cost frontier"))
         for row in entry["studies"]:
             study = studies[row["study"]]
             body.append(f"<h3>{html.escape(row['study'])}</h3><div class='figs'>")
@@ -431,7 +589,7 @@ def render_html(board: dict, studies: Mapping[str, optuna.Study]) -> str:
                                                         row["best_trial"] else None),
                                   f"{row['study']} learning curves"))
             body.append("</div>")
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:90%}"
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:80%}"
              "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}"
              ".unfair{color:#b00;font-weight:bold}img{max-width:100%;margin:4px}"
              ".figs img{max-width:48%}code{font-size:85%}")

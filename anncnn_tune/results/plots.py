@@ -8,6 +8,8 @@ embeddable string.
 
 from __future__ import annotations
 
+import matplotlib.ticker
+import numpy as np
 from matplotlib.figure import Figure
 
 # The figure basics and the learning curves live in service (the workers draw a trial's curve too);
@@ -23,8 +25,21 @@ from anncnn_tune.service.figures import (
 )
 from anncnn_tune.service.records import TrialRecord
 
-__all__ = ["COLORS", "DPI", "confusion_matrix", "leaderboard_bars", "learning_curves", "optimization_history",
-           "param_importances", "png_base64", "png_bytes", "save_png"]
+__all__ = [
+    "COLORS",
+    "DPI",
+    "confusion_matrix",
+    "cost_frontier",
+    "leaderboard_bars",
+    "learning_curves",
+    "optimization_history",
+    "param_importances",
+    "png_base64",
+    "png_bytes",
+    "regression_fit",
+    "roc_pr",
+    "save_png",
+]
 
 # -- confusion matrix ------------------------------------------------------------------------------
 
@@ -106,11 +121,15 @@ def leaderboard_bars(datasets: list[dict]) -> Figure:
         low, high = min(present), max(present)
         if all(r["direction"] == "maximize" for r in rows) and low > 0.5:
             # Accuracies crowd near 1: start the axis below the lowest bar so differences show.
-            ax.set_ylim(max(0.0, low - (high - low) - 0.05), min(1.0, high + 0.02) + 0.01)
+            # Said on the axis, so nobody reads bar heights as ratios.
+            floor = max(0.0, low - (high - low) - 0.05)
+            ax.set_ylim(floor, min(1.0, high + 0.02) + 0.01)
+            metric = f"{metric} (axis from {floor:.2f}, not 0)"
         ax.set_xticks(x, labels, fontsize=8)
-        ax.set_ylabel(metric)
-        winner = ", ".join(entry.get("winner") or []) or "none"
-        ax.set_title(f"{entry['dataset']} (winner: {winner})", fontsize=10)
+        ax.set_ylabel(metric, fontsize=8)
+        # The verdict comes from the test split (the leaderboard's verdict line), never from these bars.
+        lead = ", ".join(entry.get("winner") or []) or "none"
+        ax.set_title(f"{entry['dataset']} (best validation: {lead})", fontsize=10)
     fig.suptitle("best validation score: tuned vs reference, ANN vs CNN")
     fig.tight_layout()
     return fig
@@ -190,5 +209,95 @@ def param_importances(study, *, top: int = 12) -> Figure:
     ax.set_xlim(0, max(value for _, value in items) * 1.15)  # room for the value labels
     ax.set_xlabel("importance (fANOVA, sums to 1)")
     ax.set_title(f"{study.study_name}: parameter importances ({n_complete} complete trials)")
+    fig.tight_layout()
+    return fig
+
+
+def cost_frontier(entry: dict) -> Figure:
+    """Validation value against parameters (log scale) for every complete trial of a dataset's studies,
+    the Pareto front drawn as a step line and the cheapest trial near the best circled."""
+    frontier = entry["frontier"]
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    if not frontier["points"]:
+        empty_panel(fig, ax, f"{entry['dataset']}: no complete trial with a parameter count yet")
+        return fig
+    for family in sorted({p["model"] for p in frontier["points"]}):
+        mine = [p for p in frontier["points"] if p["model"] == family]
+        ax.scatter([p["cost"] for p in mine], [p["value"] for p in mine], s=18, alpha=0.6,
+                   color=COLORS.get(family, "C2"), label=f"{family.upper()} trials")
+    front = frontier["front"]
+    if front:
+        ax.step([p["cost"] for p in front], [p["value"] for p in front], where="post", color="black", lw=1,
+                label="Pareto front")
+    cheap = frontier.get("cheapest")
+    if cheap:
+        ax.scatter([cheap["cost"]], [cheap["value"]], s=120, facecolors="none", edgecolors="red", lw=1.5,
+                   label=f"cheapest within {frontier['tolerance']} of best", zorder=3)
+    ax.set_xscale("log")
+    ax.margins(x=0.08, y=0.08)  # the circled point at an edge stays whole
+    # Ticks at 1, 2 and 5 of each decade, written as 20k: readable on a range shorter than a decade too.
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("parameters (log scale)")
+    metric = entry["studies"][0]["metric"] if entry["studies"] else "value"
+    ax.set_ylabel(f"{metric} (validation)")
+    ax.set_title(f"{entry['dataset']}: accuracy vs cost", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# -- the test split's own figures: binary and regression ------------------------------------------
+
+
+def roc_pr(truth, scores, *, title: str = "") -> Figure:
+    """ROC and precision-recall curves of a binary classifier's test scores (logits or probabilities)."""
+    from sklearn import metrics as skm
+
+    fig = Figure(figsize=(9.0, 3.8))
+    roc_ax, pr_ax = fig.subplots(1, 2)
+    if len(set(truth.tolist())) < 2:
+        empty_panel(fig, roc_ax, "one class in the test split: no ROC curve")
+        empty_panel(fig, pr_ax, "one class in the test split: no PR curve")
+        return fig
+    fpr, tpr, _ = skm.roc_curve(truth, scores)
+    roc_ax.plot(fpr, tpr, color="C0", label=f"AUC {skm.roc_auc_score(truth, scores):.3f}")
+    roc_ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="chance")
+    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
+    precision, recall, _ = skm.precision_recall_curve(truth, scores)
+    pr_ax.plot(recall, precision, color="C1", label=f"AP {skm.average_precision_score(truth, scores):.3f}")
+    base = float(np.mean(truth))
+    pr_ax.axhline(base, color="grey", lw=0.8, ls="--", label=f"positive rate {base:.2f}")
+    pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall", xlim=(0, 1), ylim=(0, 1.01))
+    for ax in (roc_ax, pr_ax):
+        ax.legend(fontsize=8, loc="lower right" if ax is roc_ax else "lower left")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def regression_fit(truth, predicted, *, title: str = "") -> Figure:
+    """Predicted against actual (with the identity line) and the residuals against the prediction."""
+    fig = Figure(figsize=(9.0, 3.8))
+    fit_ax, res_ax = fig.subplots(1, 2)
+    truth, predicted = np.asarray(truth, dtype=float).reshape(-1), np.asarray(predicted, dtype=float).reshape(-1)
+    low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+    fit_ax.scatter(truth, predicted, s=6, alpha=0.4, color="C0")
+    fit_ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--", label="predicted = actual")
+    fit_ax.set(xlabel="actual", ylabel="predicted", title="predicted vs actual (test)")
+    fit_ax.legend(fontsize=8, loc="upper left")
+    residuals = predicted - truth
+    res_ax.scatter(predicted, residuals, s=6, alpha=0.4, color="C1")
+    res_ax.axhline(0, color="grey", lw=0.8, ls="--")
+    res_ax.set(xlabel="predicted", ylabel="residual (predicted - actual)", title="residuals (test)")
+    for ax in (fit_ax, res_ax):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

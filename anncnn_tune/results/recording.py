@@ -14,7 +14,13 @@ import optuna
 
 from anncnn_tune.errors import UserError
 from anncnn_tune.results.export import Run, load_stored_study, run_from_trial
-from anncnn_tune.service.records import StudyRecord, TrialRecord, write_test_metrics
+from anncnn_tune.service.records import (
+    StudyRecord,
+    TrialRecord,
+    encode_correct,
+    write_test_metrics,
+    write_test_scored,
+)
 from anncnn_tune.service.storage import ENV_VAR, mask
 
 
@@ -75,8 +81,30 @@ def trial_history(target: RecordTarget | None) -> list[dict]:
     return TrialRecord.read(trial).history or []
 
 
-def record(target: RecordTarget, metrics: dict, out: Path) -> None:
-    """The test metrics on the study (keyed by trial number), where compare finds them."""
+def check_clean_test(out: Path, force: bool) -> bool:
+    """Refuse to overwrite a retrain's folder without --force; True when --force overwrites one.
+
+    The test split is an unbiased estimate only the first time it is looked at: every further
+    scoring after which anything is chosen or changed leaks the test set into the decisions."""
+    held = out.is_dir() and any(out.iterdir())
+    if held and not force:
+        raise UserError(f"--out {out} already holds files (an earlier retrain?); pass --force to overwrite it, "
+                        "or choose another --out")
+    return held
+
+
+def warn_rescoring(target: RecordTarget | None, overwriting: bool, log) -> None:
+    """Said once every check passed, just before training: the test split was scored before."""
+    scored = StudyRecord.read(target.study).test_scorings if target is not None else 0
+    if scored or overwriting:
+        times = f"{scored} time(s) before" if scored else "before (--force overwrites a retrain's folder)"
+        log(f"warning: this test split was scored {times}; a second test scoring is no longer a clean held-out "
+            "estimate")
+
+
+def record(target: RecordTarget, metrics: dict, out: Path, correct=None) -> None:
+    """The test metrics on the study (keyed by trial number), where compare finds them, and one more
+    test scoring counted. correct: (seeds, n_test) 0/1 per test example, for the paired tests."""
     test = metrics["test"]
     write_test_metrics(target.study, target.trial, {
         "metric": test["metric"], "mean": test["mean"], "std": test["std"], "seeds": test["seeds"],
@@ -84,4 +112,8 @@ def record(target: RecordTarget, metrics: dict, out: Path) -> None:
         "cv": metrics["cv"]["summary"] if metrics["cv"] else None,
         "onnx_max_abs_diff": metrics["onnx"]["max_abs_diff"], "out": str(out.resolve()),
         "retrained_at": metrics["retrained_at"],
+        "per_seed_values": [row[test["metric"]] for row in test["per_seed"]],
+        "correct": encode_correct(correct) if correct is not None else None,
+        "cost": metrics.get("cost"),
     })
+    write_test_scored(target.study)

@@ -37,8 +37,37 @@ def write_figures(run: Run, curves: list[dict], test_value: float, confusion: di
                        confusion_path)
 
 
+def write_test_figure(run: Run, task: str, truth, outputs, path: Path) -> None:
+    """ROC and precision-recall curves (binary) or predicted-vs-actual and residuals (regression)."""
+    title = f"{run.label}: test split, seed {run.seed}"
+    fig = plots.roc_pr(truth, outputs, title=title) if task == "binary" else plots.regression_fit(truth, outputs,
+                                                                                                  title=title)
+    plots.save_png(fig, path)
+
+
 def _pm(entry: dict) -> str:
     return f"{entry['mean']:.4f} ± {entry['std']:.4f}"
+
+
+def confused_pairs(confusion: dict, top: int = 5) -> list[tuple[str, str, int, float]]:
+    """The most confused (true, predicted) class pairs: count and share of the true class's examples."""
+    matrix, classes = confusion["matrix"], confusion["classes"]
+    pairs = []
+    for i, row in enumerate(matrix):
+        total = sum(row)
+        pairs += [(classes[i], classes[j], n, n / total) for j, n in enumerate(row) if j != i and n and total]
+    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))[:top]
+
+
+def _cost_lines(cost: dict | None) -> list[str]:
+    if not cost:
+        return []
+    latency = cost["latency_s"]
+    return ["", "## Cost", "", ("| parameters | FLOPs per sample | training s (to the best epoch) | "
+                                "ms/sample batch 1 | ms/sample batch 256 |"), "|---|---|---|---|---|",
+            (f"| {cost['n_params']:,} | {cost['flops_per_sample']:,} | {cost['train_seconds']:.1f} | "
+             f"{latency['batch_1'] * 1e3:.4f} | {latency['batch_256'] * 1e3:.5f} |"), "",
+            "Latency: ONNX Runtime on this CPU, one thread, median of repeated runs after warm-up."]
 
 
 def markdown_report(result: dict, run: Run) -> str:
@@ -69,7 +98,14 @@ def markdown_report(result: dict, run: Run) -> str:
             if isinstance(row, dict):
                 lines.append(f"| {label} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1-score']:.4f} | "
                              f"{int(row['support'])} |")
-        lines += ["", f"![confusion matrix]({name['confusion']})"]
+        lines += ["", f"![confusion matrix]({name['confusion']})", "",
+                  "Most confused (true → predicted, share of the true class):", ""]
+        lines += [f"- {a} → {b}: {n} ({share:.1%})" for a, b, n, share in
+                  confused_pairs(test["confusion_matrix"])] or ["- none: every test example right"]
+    for key, caption in (("roc_pr", "ROC and precision-recall (test)"), ("fit", "predicted vs actual (test)")):
+        if key in name:
+            lines += ["", f"## {caption}", "", f"![{caption}]({name[key]})"]
+    lines += _cost_lines(result.get("cost"))
     lines += ["", "## Learning curves", "", f"![learning curves]({name['curves']})", "",
               "## Files", "",
               (f"- `{name['weights']}`: `torch.load(path, weights_only=True)` gives the state dict (`model`) and "

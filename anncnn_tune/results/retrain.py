@@ -29,17 +29,25 @@ from anncnn_tune.data import load_dataset
 from anncnn_tune.data.source import check_unchanged
 from anncnn_tune.errors import UserError
 from anncnn_tune.results import report
+from anncnn_tune.results.cost import measure as measure_cost
 from anncnn_tune.results.crossval import cross_validate
 from anncnn_tune.results.export import load_run, to_yaml
-from anncnn_tune.results.recording import record, record_target, trial_history
+from anncnn_tune.results.recording import (
+    check_clean_test,
+    record,
+    record_target,
+    trial_history,
+    warn_rescoring,
+)
 from anncnn_tune.results.refit import train_once
-from anncnn_tune.results.scoring import score, summarize
+from anncnn_tune.results.scoring import correctness, predicted, score, summarize
 from anncnn_tune.results.weights import ONNX_TOLERANCE, export_onnx, save_weights
 from anncnn_tune.training import devices, models
 from anncnn_tune.training.fit import DeviceData, RunOptions, predict
 
 FILES = {"run": "run.yaml", "metrics": "metrics.json", "report": "report.md", "weights": "model.pt",
-         "onnx": "model.onnx", "curves": "learning_curves.png", "confusion": "confusion_matrix.png"}
+         "onnx": "model.onnx", "curves": "learning_curves.png", "confusion": "confusion_matrix.png",
+         "predictions": "test_predictions.npy", "roc_pr": "roc_pr.png", "fit": "predicted_vs_actual.png"}
 
 
 @dataclass
@@ -52,6 +60,7 @@ class RetrainRequest:
     data_dir: str | None = None
     storage: str | None = None  # where to record the test metrics; None: $ANNCNN_TUNE_STORAGE, else the source's
     record: bool = True
+    force: bool = False  # overwrite a non-empty --out (a second test scoring: warned about)
 
 
 @dataclass
@@ -71,6 +80,7 @@ class RetrainResult:
     onnx: dict  # {"max_abs_diff", "tolerance", "passed"}
     files: dict[str, str]  # name -> path of every file written
     retrained_at: str
+    cost: dict | None = None  # results/cost.measure: params, FLOPs per sample, training seconds, ONNX latency
     recorded: bool = False  # the test metrics were written to the source study
 
     def as_dict(self) -> dict:
@@ -104,18 +114,25 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
                         f"the ones the study used ({run.fingerprint[:12]}); use the original files (--data-dir)")
     target = record_target(run, request.storage, request.record)
     out = Path(request.out or Path("runs") / run.label)
+    overwriting = check_clean_test(out, request.force)
     _prepare_out(out)
+    warn_rescoring(target, overwriting, log)
     options = RunOptions(device=device)
 
     data = DeviceData.from_splits(splits, device, merge_val=True)
     x_test = torch.from_numpy(np.ascontiguousarray(splits.x_test)).to(device)
     y_test = torch.from_numpy(np.ascontiguousarray(splits.y_test)).to(device)
     key = run.metric.removeprefix("val_")
-    per_seed, seed_histories, kept = [], [], None
+    per_seed, seed_histories, kept, predictions, correct = [], [], None, [], []
     for k in range(request.seeds):
         seed = run.seed + k
         model, result = train_once(run, splits, data, seed, options, log, f"seed {seed}: ")
-        scalars, details = score(splits.task, predict(model, data, x_test, options), y_test, splits.classes)
+        outputs = predict(model, data, x_test, options)
+        if kept is None:
+            first_outputs = outputs.float().cpu().numpy().reshape(len(splits.y_test), -1)
+        scalars, details = score(splits.task, outputs, y_test, splits.classes)
+        predictions.append(predicted(splits.task, outputs))
+        correct.append(correctness(splits.task, predictions[-1], splits.y_test))
         per_seed.append({"seed": seed, "train_seconds": round(result.train_seconds, 3), **scalars})
         seed_histories.append(result.history)
         log(f"seed {seed}: test {key} {scalars[key]:.4f} "
@@ -125,17 +142,28 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     model, details = kept
     cv = cross_validate(run, splits, request.cv, device, options, log) if request.cv else None
 
-    files = {name: out / FILES[name] for name in ("run", "metrics", "report", "weights", "onnx", "curves")}
+    files = {name: out / FILES[name] for name in ("run", "metrics", "report", "weights", "onnx", "curves",
+                                                  "predictions")}
     if "confusion_matrix" in details:
         files["confusion"] = out / FILES["confusion"]
+    test_figure = {"binary": "roc_pr", "regression": "fit"}.get(splits.task)
+    if test_figure:
+        files[test_figure] = out / FILES[test_figure]
     files["run"].write_text(to_yaml(run.as_dict()))
+    # Every seed's test predictions, by test index (the split is fixed): what verdict.py pairs.
+    np.save(files["predictions"], np.stack(predictions))
     save_weights(model, run, splits, files["weights"])
     onnx_diff = export_onnx(model.cpu().eval(), splits, files["onnx"])
+    # Retrain trains the trial's best epoch count, so the first seed's time is its time to the best epoch.
+    spent = measure_cost(model, torch.from_numpy(np.ascontiguousarray(splits.x_test[:1])), files["onnx"],
+                         per_seed[0]["train_seconds"])
 
     summary = summarize([{k: v for k, v in row.items() if k not in ("seed", "train_seconds")} for row in per_seed])
     curves = report.learning_curves(run, trial_history(target), seed_histories, cv["histories"] if cv else [])
     report.write_figures(run, curves, summary[key]["mean"], details.get("confusion_matrix"), files["curves"],
                          files.get("confusion"))
+    if test_figure:  # the first seed's, like the confusion matrix
+        report.write_test_figure(run, splits.task, splits.y_test, first_outputs[:, 0], files[test_figure])
 
     result = RetrainResult(
         run=run.as_dict(),
@@ -152,6 +180,7 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
         onnx={"max_abs_diff": onnx_diff, "tolerance": ONNX_TOLERANCE, "passed": onnx_diff <= ONNX_TOLERANCE},
         files={name: str(path) for name, path in files.items()},
         retrained_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        cost=spent,
     )
     metrics = result.as_dict()
     files["metrics"].write_text(json.dumps(metrics, indent=2))
@@ -160,7 +189,7 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
         raise UserError(f"the ONNX export differs from PyTorch by {onnx_diff:.3g} (> {ONNX_TOLERANCE}); the PyTorch "
                         f"weights in {out} are fine, but do not deploy {files['onnx']}")
     if target is not None:
-        record(target, metrics, out)
+        record(target, metrics, out, None if correct[0] is None else np.stack(correct))
     result.recorded = target is not None
     return result
 

@@ -50,3 +50,20 @@ def summarize(rows: list[dict]) -> dict:
         values = np.array([row[key] for row in rows], dtype=float)
         out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
     return out
+
+
+def predicted(task: str, outputs: torch.Tensor) -> np.ndarray:
+    """A model's test predictions, compact: class indices as int16 (labels for binary), values as float32."""
+    out = outputs.float().cpu().numpy()
+    if task == "regression":
+        return out.reshape(-1).astype(np.float32)
+    if task == "binary":
+        return (out.reshape(-1) > 0).astype(np.int16)
+    return out.argmax(1).astype(np.int16)
+
+
+def correctness(task: str, predictions: np.ndarray, truth) -> np.ndarray | None:
+    """Per test example, 1 where the prediction is right (None for regression: nothing is right or wrong)."""
+    if task == "regression":
+        return None
+    return (predictions.astype(np.int64) == np.asarray(truth).astype(np.int64).reshape(-1)).astype(np.uint8)

@@ -25,12 +25,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 from dataclasses import dataclass, field, replace
 
 import optuna
 
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.names import check_study_name
+from anncnn_tune.search.samplers import grid_size
 from anncnn_tune.search.spec import load_spec
 from anncnn_tune.search.study import WorkerResult, counts
 from anncnn_tune.search.worker import EXIT_INTERRUPTED, Assignment, Job, run_trials, spawned_main
@@ -46,7 +48,7 @@ class OptimizeRequest:
 
     study: str  # a built-in study name or a path to a study file
     storage_url: str
-    n_trials: int
+    n_trials: int | None  # None: a grid's size, else DEFAULT_TRIALS
     timeout: float | None = None
     device: str = "auto"
     epochs: int | None = None
@@ -87,6 +89,7 @@ def optimize(request: OptimizeRequest) -> OptimizeResult:
     check_numbers(request)
     spec = load_spec(request.study).with_overrides(epochs=request.epochs, seed=request.seed,
                                                 subset=request.subset)
+    request = _default_trials(request, spec)
     if request.study_name:
         spec = replace(spec, name=check_study_name(request.study_name))
     # Every device must exist, the storage answer and the artifact directory be usable before any
@@ -106,6 +109,19 @@ def optimize(request: OptimizeRequest) -> OptimizeResult:
     return summarize(study, result)
 
 
+DEFAULT_TRIALS = 30
+
+
+def _default_trials(request: OptimizeRequest, spec) -> OptimizeRequest:
+    """n_trials None: the grid's size for a grid-sampled study (printed), else DEFAULT_TRIALS."""
+    grid = grid_size(spec)
+    if grid is not None and not request.quiet:
+        print(f"grid sampler: {grid} combinations of {', '.join(spec.space)}", file=sys.stderr)
+    if request.n_trials is not None:
+        return request
+    return replace(request, n_trials=grid if grid is not None else DEFAULT_TRIALS)
+
+
 def check_numbers(request: OptimizeRequest) -> None:
     """The request's counts and limits: the CLI's option types check them too, the Python API only here."""
     def whole(name: str, minimum: int) -> None:
@@ -114,8 +130,10 @@ def check_numbers(request: OptimizeRequest) -> None:
             raise UserError(f"{name} (--{name.replace('_', '-')}) must be a whole number of at least {minimum}, "
                             f"got {value!r}")
 
-    for name in ("n_trials", "workers", "heartbeat_interval"):
+    for name in ("workers", "heartbeat_interval"):
         whole(name, 1)
+    if request.n_trials is not None:  # None: the grid's size, or DEFAULT_TRIALS
+        whole("n_trials", 1)
     for name in ("epochs", "threads"):
         if getattr(request, name) is not None:
             whole(name, 1)

@@ -47,7 +47,10 @@ SAMPLERS: dict[str, Kind] = {
     "random": Kind(_opts(SEED), lambda o, _epochs: optuna.samplers.RandomSampler(**o)),
     "cmaes": Kind(_opts(SEED, N_STARTUP), lambda o, _epochs: optuna.samplers.CmaEsSampler(**o)),
     "gp": Kind(_opts(SEED, N_STARTUP), lambda o, _epochs: optuna.samplers.GPSampler(**o)),
+    # Needs the search space as well: make_sampler builds it from grid_space(spec).
+    "grid": Kind(_opts(SEED), lambda o, _epochs: None),
 }
+GRID_MAX = 100_000  # more combinations than any search here could visit: a mistake in the space
 
 MIN_RESOURCE = Param("min_resource", "pruner", "int", 1, "epochs before the first rung", low=1)
 REDUCTION = Param("reduction_factor", "pruner", "int", 3, "keep 1/reduction_factor per rung", low=2)
@@ -99,8 +102,46 @@ def parse_section(value, key: str, where: str, *, defaults: dict | None = None) 
     return {**checked, "type": kind}
 
 
+def grid_space(spec: Spec) -> dict[str, list]:
+    """Every value of every searched parameter, for Optuna's GridSampler: categorical choices, and int or
+    float ranges with a step (an int range without one steps by 1). A continuous or log range has no
+    grid: a UserError that names it."""
+    space = {}
+    for name, s in spec.space.items():
+        if s.type == "categorical":
+            space[name] = list(s.choices)
+        elif s.log or (s.type == "float" and s.step is None):
+            raise UserError(f"{spec.source}: sampler grid needs a finite set of values, but search.{name} is a "
+                            f"{'log' if s.log else 'continuous'} range; give it a step (not log), choices, or "
+                            "fix it")
+        else:
+            step = s.step or 1
+            count = round((s.high - s.low) / step) + 1
+            values = [s.low + i * step for i in range(count) if s.low + i * step <= s.high + 1e-12]
+            space[name] = [int(v) for v in values] if s.type == "int" else [round(v, 12) for v in values]
+    size = grid_size_of(space)
+    if size > GRID_MAX:
+        raise UserError(f"{spec.source}: the grid has {size:,} combinations (more than {GRID_MAX:,}); use larger "
+                        "steps, fewer choices or another sampler")
+    return space
+
+
+def grid_size_of(space: dict[str, list]) -> int:
+    size = 1
+    for values in space.values():
+        size *= len(values)
+    return size
+
+
+def grid_size(spec: Spec) -> int | None:
+    """The number of grid combinations of a grid-sampled study (None for any other sampler)."""
+    return grid_size_of(grid_space(spec)) if spec.sampler["type"] == "grid" else None
+
+
 def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
     options = {k: v for k, v in spec.sampler.items() if k != "type"}
+    if spec.sampler["type"] == "grid":
+        return optuna.samplers.GridSampler(grid_space(spec), **options)
     return SAMPLERS[spec.sampler["type"]].build(options, spec.epochs)
 
 

@@ -14,7 +14,12 @@ from anncnn_tune.search.samplers import make_pruner, make_sampler
 from anncnn_tune.search.spec import Spec, spec_from_dict
 from anncnn_tune.service import outage, records, signals
 from anncnn_tune.service.budget_lock import StudyLock
-from anncnn_tune.service.optuna_private import heartbeat_enabled, mark_failed, retry_history, retry_system_attrs
+from anncnn_tune.service.optuna_private import (
+    heartbeat_enabled,
+    mark_failed,
+    retry_history,
+    retry_system_attrs,
+)
 from anncnn_tune.service.records import StudyRecord
 from anncnn_tune.service.storage import MAX_RETRY, check_storage_file
 

@@ -9,7 +9,10 @@ with, so studies made before this module read unchanged.
 
 Study attributes:   spec (the study file as a dict), data (the data description: dataset, task,
                     fingerprint, split_seed, sizes...), created_by ("anncnn-tune"),
-                    test_metrics ({str(trial number): retrain's summary}).
+                    test_metrics ({str(trial number): retrain's summary, with "per_seed_values"
+                    and "correct": each seed's test correctness, packed bits in base64}),
+                    test_scorings (how many retrains scored the test split),
+                    classical_reference (`anncnn-tune reference`: model, setting, validation, test).
 Trial attributes:   baseline (name) and epochs (the baseline's epoch budget), set when enqueued;
                     n_params, device, seed, worker at the start; epochs_run, train_seconds,
                     samples_per_second, compile_seconds (timing); best_epoch, stopped, history
@@ -82,6 +85,8 @@ class StudyRecord:
     data: dict
     created_by: str | None
     test_metrics: dict[int, dict]  # retrain's summary per trial number
+    test_scorings: int = 0  # how many retrains scored the test split (test_scorings attribute)
+    reference: dict | None = None  # the classical reference (results/reference.py), where fitted
 
     @classmethod
     def read(cls, study) -> StudyRecord:
@@ -89,7 +94,8 @@ class StudyRecord:
         tests = attrs.get("test_metrics") or {}
         return cls(name=study.study_name, spec=attrs.get("spec"), data=attrs.get("data") or {},
                    created_by=attrs.get("created_by"),
-                   test_metrics={int(number): entry for number, entry in tests.items()})
+                   test_metrics={int(number): entry for number, entry in tests.items()},
+                   test_scorings=int(attrs.get("test_scorings") or 0), reference=attrs.get("classical_reference"))
 
     @property
     def is_ours(self) -> bool:
@@ -123,6 +129,40 @@ def write_test_metrics(study: optuna.Study, trial_number: int, entry: dict) -> N
     recorded = dict(study.user_attrs.get("test_metrics") or {})
     recorded[str(trial_number)] = entry
     study.set_user_attr("test_metrics", recorded)
+
+
+def write_test_scored(study: optuna.Study) -> int:
+    """One more retrain scored this study's test split; returns the new count."""
+    count = int(study.user_attrs.get("test_scorings") or 0) + 1
+    study.set_user_attr("test_scorings", count)
+    return count
+
+
+def write_reference(study: optuna.Study, entry: dict) -> None:
+    """The classical reference fitted on this study's splits (replaces an earlier one)."""
+    study.set_user_attr("classical_reference", entry)
+
+
+def encode_correct(correct) -> dict:
+    """(seeds, n_test) 0/1 correctness as packed bits in base64: 10,000 test examples are 1.7 kB a seed."""
+    import base64
+
+    import numpy as np
+
+    bits = np.atleast_2d(np.asarray(correct, dtype=bool))
+    return {"n": int(bits.shape[1]), "seeds": [base64.b64encode(np.packbits(row).tobytes()).decode() for row in bits]}
+
+
+def decode_correct(stored: dict | None):
+    """encode_correct's inverse: a (seeds, n_test) uint8 array, or None when nothing was stored."""
+    import base64
+
+    import numpy as np
+
+    if not stored or not stored.get("seeds"):
+        return None
+    n = int(stored["n"])
+    return np.stack([np.unpackbits(np.frombuffer(base64.b64decode(row), dtype=np.uint8))[:n] for row in stored["seeds"]])
 
 
 # -- the trial record ------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def parse_table(text: str) -> dict[str, dict]:
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("study "))
     rows = {}
     for line in lines[start + 1:]:
-        if not line.startswith("  ") or line.strip().startswith(("winner:", "best params")):
+        if not line.startswith("  ") or line.strip().startswith(("winner:", "verdict:", "cost frontier", "classical", "best params")):
             break
         cells = re.split(r" {2,}", line.strip())
         winner = cells[0] == "*"
@@ -112,7 +112,7 @@ def test_html_report_is_self_contained(db, capsys, tmp_path):
     page = report.read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     # the bar chart, then per study: optimization history, importances, learning curves
-    assert len(images) == 1 + 2 * 3
+    assert len(images) == 1 + 1 + 2 * 3  # bars, the cost frontier, three figures per study
     assert all(base64.b64decode(img).startswith(b"\x89PNG\r\n\x1a\n") for img in images)
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing to fetch from beside the file
     assert "digits-ann" in page and "digits-cnn" in page and "<table>" in page
