@@ -7,7 +7,8 @@ import optuna
 from anncnn_tune.search.spec import builtin_names, load_spec
 from anncnn_tune.search.study import counts
 from anncnn_tune.service.records import StudyRecord, study_best_trial
-from anncnn_tune.service.storage import open_storage, sqlite_path
+from anncnn_tune.service.readonly import NoStudiesYet, open_storage_readonly
+from anncnn_tune.service.storage import sqlite_path
 
 
 def builtin_studies() -> list[dict]:
@@ -24,7 +25,10 @@ def stored_studies(url: str) -> list[dict] | None:
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         return None
-    storage = open_storage(url, must_exist=True)
+    try:
+        storage = open_storage_readonly(url)
+    except NoStudiesYet:  # an empty file or database: nothing to list, and nothing is created
+        return None
     rows = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
@@ -48,7 +52,10 @@ def stored_sources(url: str) -> list[dict] | None:
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         return None
-    storage = open_storage(url, must_exist=True)
+    try:
+        storage = open_storage_readonly(url)
+    except NoStudiesYet:  # an empty file or database: nothing to list, and nothing is created
+        return None
     rows = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         source = (summary.user_attrs.get("spec") or {}).get("dataset")
