@@ -27,8 +27,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from anncnn_tune.data.source import source_from_dict
 from anncnn_tune.errors import UserError
-from anncnn_tune.service.records import FAIR_KEYS, StudyRecord, TrialRecord, best_trial, is_maximize
 from anncnn_tune.service.readonly import open_storage_readonly
+from anncnn_tune.service.records import FAIR_KEYS, StudyRecord, TrialRecord, best_trial, is_maximize
 from anncnn_tune.service.storage import mask
 
 FORMATS = ("table", "markdown", "csv", "json", "html")

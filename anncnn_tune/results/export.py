@@ -22,8 +22,8 @@ from optuna.trial import FixedTrial, TrialState
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.spec import mapping, read_yaml, spec_from_dict, suggest, text
 from anncnn_tune.search.study import stored_spec
-from anncnn_tune.service.records import StudyRecord, TrialRecord, study_best_trial
 from anncnn_tune.service.readonly import open_storage_readonly
+from anncnn_tune.service.records import StudyRecord, TrialRecord, study_best_trial
 from anncnn_tune.service.storage import mask, sqlite_path
 from anncnn_tune.training import params as P
 

@@ -6,8 +6,8 @@ import optuna
 
 from anncnn_tune.search.spec import builtin_names, load_spec
 from anncnn_tune.search.study import counts
-from anncnn_tune.service.records import StudyRecord, study_best_trial
 from anncnn_tune.service.readonly import NoStudiesYet, open_storage_readonly
+from anncnn_tune.service.records import StudyRecord, study_best_trial
 from anncnn_tune.service.storage import sqlite_path
 
 

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field, replace
 import optuna
 import torch
 
+from anncnn_tune.data import load_dataset
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.names import check_study_name
 from anncnn_tune.search.spec import fits_data, load_spec
 from anncnn_tune.search.study import WorkerResult, counts
 from anncnn_tune.search.worker import EXIT_INTERRUPTED, Assignment, Job, check_sizes, run_trials, spawned_main
-from anncnn_tune.data import load_dataset
 from anncnn_tune.service.artifacts import check_store_dir, resolve_dir
 from anncnn_tune.service.records import TrialRecord, study_best_trial
 from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, check_reachable, open_storage

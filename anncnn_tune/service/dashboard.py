@@ -20,8 +20,8 @@ import yaml
 from anncnn_tune.errors import UserError
 from anncnn_tune.service.artifacts import ENV_VAR as ARTIFACTS_ENV
 from anncnn_tune.service.artifacts import AtomicArtifactStore, resolve_dir
-from anncnn_tune.service.signals import raise_keyboard_interrupt
 from anncnn_tune.service.readonly import open_storage_readonly
+from anncnn_tune.service.signals import raise_keyboard_interrupt
 from anncnn_tune.service.storage import mask
 
 

@@ -104,7 +104,7 @@ def open_storage_readonly(url: str, *, read_only: bool = True) -> optuna.storage
     never created. One-line UserErrors: no such file, an empty file or database (NoStudiesYet), a
     file that is not SQLite, a database without Optuna's tables, an unreachable server.
     """
-    parsed = _parse(url)
+    _parse(url)  # a URL that is not one: a one-line error
     quiet_experimental_warnings()
     path = sqlite_path(url)
     if path is not None:
