@@ -77,9 +77,10 @@ class Run:
 # -- reading a study -------------------------------------------------------------------------------
 
 
-def load_stored_study(url: str, name: str) -> optuna.Study:
-    """A study of the storage, or a one-line error listing the ones that are there."""
-    storage = open_storage_readonly(url)
+def load_stored_study(url: str, name: str, *, writable: bool = False) -> optuna.Study:
+    """A study of the storage, or a one-line error listing the ones that are there (writable: retrain
+    records its test metrics; the schema is never created either way)."""
+    storage = open_storage_readonly(url, read_only=not writable)
     names = optuna.get_all_study_names(storage)
     if name not in names:
         known = ", ".join(sorted(names)) or "none"

@@ -36,7 +36,7 @@ def record_target(run: Run, storage: str | None, record: bool = True) -> RecordT
     if not url or "***" in url:
         raise UserError(f"{run.path}: the source storage URL has its password masked; pass --storage URL "
                         "to record the test metrics on the study, or --no-record")
-    study = load_stored_study(url, study_name)
+    study = load_stored_study(url, study_name, writable=True)
     if not any(t.number == trial_number for t in study.get_trials(deepcopy=False)):
         raise UserError(f"study {study_name!r} in {mask(url)} has no trial {trial_number}; pass the --storage "
                         "the run file was exported from, or --no-record")
