@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from queue import Empty
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -100,15 +101,20 @@ def run(url: str, workers: int, n_trials: int, timeout: float, deadline: float) 
         p.start()
     reports, hung = [], 0
     end = start + deadline
+    # Reports are read before joining: a process that has put on a Queue exits only once it is read.
+    while len(reports) < workers and time.perf_counter() < end:
+        try:
+            reports.append(queue.get(timeout=max(0.1, min(5.0, end - time.perf_counter()))))
+        except Empty:  # look again until the deadline
+            if not any(p.is_alive() for p in processes):
+                break
     for p in processes:
-        p.join(max(0.0, end - time.perf_counter()))
+        p.join(max(0.0, end - time.perf_counter()) + 5.0)
         if p.exitcode is None:
             hung += 1
             p.kill()
             p.join()
     wall = time.perf_counter() - start
-    while not queue.empty():
-        reports.append(queue.get())
     study = optuna.load_study(study_name=name, storage=storage)
     states = {}
     for t in study.get_trials(deepcopy=False):
