@@ -19,10 +19,13 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 # Dependencies first, so that a code change does not reinstall torch.
 COPY pyproject.toml constraints.txt README.md ./
-RUN mkdir anncnn_tune && touch anncnn_tune/__init__.py \
+# (empty package folders stand in for the code: pyproject lists every subpackage)
+RUN for p in . cli data results search service training; do mkdir -p anncnn_tune/$p && touch anncnn_tune/$p/__init__.py; done \
+ && mkdir studies \
  && pip install --extra-index-url "$TORCH_INDEX" -c constraints.txt . \
  && pip uninstall -y anncnn-tune
 COPY anncnn_tune ./anncnn_tune
+COPY studies ./studies
 RUN pip install --no-deps -c constraints.txt . \
  && useradd --create-home --uid 1000 anncnn \
  && mkdir -p /data /artifacts && chown anncnn:anncnn /data /artifacts

@@ -28,6 +28,7 @@ browser:
 	  echo "chromium not installed: the browser test will be skipped"; }
 
 test: $(STAMP) browser
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

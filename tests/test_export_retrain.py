@@ -164,6 +164,8 @@ EDITS = {
     "unknown parameter": (("params", "colour"), "red", "params.colour"),
     "unknown dataset": (("dataset",), "imagenet", ".dataset"),
     "wrong fingerprint": (("data", "fingerprint"), "0" * 64, "not the ones the study used"),
+    # valid, but no longer the trial's configuration: its score must not be filed under the trial
+    "another configuration": (("epochs",), 97, "cannot be recorded on that trial"),
 }
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import sqlite_snapshot
 
 from anncnn_tune.cli.main import main
 from anncnn_tune.search.spec import load_spec
@@ -244,5 +245,21 @@ def test_init_optimize_compare_export_retrain_on_an_image_folder(tmp_path, monke
         code, out, err = run(capsys, "retrain", "best.yaml", "--out", "final", "--device", "cpu")
         assert code == 0, err
         assert (tmp_path / "final").is_dir() and any((tmp_path / "final").iterdir())
+
+        # The folder changes under the studies: every command that reads them refuses, writes nothing.
+        from PIL import Image
+
+        Image.new("L", (8, 8), 7).save(tmp_path / "data" / "shapes" / "cat" / "new.png")
+        def files():  # the storage by content (SQLite's -shm/-wal change on reads); the images aside
+            kept = (p for p in tmp_path.rglob("*") if p.is_file() and p.suffix not in (".png", ".db")
+                    and not p.name.endswith(("-shm", "-wal")))
+            return {p: p.read_bytes() for p in kept}, sqlite_snapshot(tmp_path / "anncnn-tune.db")
+
+        before = files()
+        for args in (("compare",), ("export", "--study", "shapes-cnn", "-o", "again.yaml"),
+                     ("retrain", "best.yaml", "--out", "again", "--device", "cpu")):
+            code, out, err = run(capsys, *args)
+            assert code == 2 and err.count("\n") == 1 and "has changed since the study began" in err, (args, err)
+        assert files() == before and not (tmp_path / "again").exists()
     finally:
         close_all()

@@ -59,8 +59,12 @@ def test_every_study_builds_and_trains_at_its_corners(study, corner):
 def test_every_baseline_is_in_its_study_space(study):
     spec = spec_mod.load_spec(study)
     for baseline in spec.baselines:
+        # FixedTrial only warns when a value lies outside its range, so the range is checked here.
         params = spec_mod.suggest(spec, optuna.trial.FixedTrial(baseline["params"]))
-        models.build(spec.model, params, input_shape(spec.dataset), out_dim(spec.dataset))
+        assert all(params[name] == value for name, value in baseline["params"].items())
+        assert all(space.contains(params[name]) for name, space in spec.space.items())
+        model = models.build(spec.model, params, input_shape(spec.dataset), out_dim(spec.dataset))
+        assert models.count_params(model) > 0
 
 
 @pytest.mark.parametrize("family", sorted(models.MODELS))

@@ -56,7 +56,7 @@ def test_four_local_workers_on_the_default_sqlite_storage_have_no_lock_errors(tm
 
 
 @pytest.mark.timeout(150)
-def test_sigterm_fails_the_running_trials_with_their_reason_and_exits_130(tmp_path):
+def test_sigterm_fails_the_running_trials_with_their_reason_requeues_them_and_exits_130(tmp_path):
     path = study_file(tmp_path, epochs=100)  # long trials: the signal lands mid-trial
     log = tmp_path / "workers.log"
     db = tmp_path / "anncnn-tune.db"
@@ -86,7 +86,13 @@ def test_sigterm_fails_the_running_trials_with_their_reason_and_exits_130(tmp_pa
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert len(failed) == 2 and not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert all(t.user_attrs["fail_reason"].startswith("interrupted by SIGTERM after epoch ") for t in failed)
-    # The failed trials' checkpoints went with them, and no temporary file was left behind.
-    leftovers = [p.name for p in (tmp_path / "anncnn-tune-artifacts").rglob("*") if p.is_file()
-                 and (p.suffix in (".pt", ".tmp") or p.name.startswith("."))]
-    assert leftovers == []
+    # Issue 12: each interrupted trial is re-queued with its params and its checkpoint chain, so the
+    # next run resumes it; the checkpoints stay for that, and no temporary file was left behind.
+    waiting = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    assert sorted(t.system_attrs["failed_trial"] for t in waiting) == sorted(t.number for t in failed)
+    assert all(t.params == study.trials[t.system_attrs["failed_trial"]].params for t in waiting)
+    files = [p for p in (tmp_path / "anncnn-tune-artifacts").rglob("*") if p.is_file()]
+    assert not [p.name for p in files if p.suffix == ".tmp" or p.name.startswith(".")]
+    checkpoints = {p.name for p in files if p.suffix == ".pt"}
+    trained = [t for t in failed if not t.user_attrs["fail_reason"].startswith("interrupted by SIGTERM after epoch 0 ")]
+    assert {f"trial-{t.number}.pt" for t in trained} <= checkpoints, checkpoints

@@ -71,7 +71,7 @@ def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed
     """Run (or resume) a study until it holds --n-trials finished trials.
 
     Exit codes: 0 done (or --timeout reached), 2 a mistake in the input or an unreachable storage,
-    130 stopped by SIGINT/SIGTERM (the running trials are marked failed with the reason), 1 a
+    130 stopped by SIGINT/SIGTERM (the running trials stop after their epoch and are re-queued), 1 a
     worker died (its trial is retried by the next run).
     """
     from anncnn_tune import api
@@ -89,7 +89,7 @@ def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed
         click.echo(f"best value {result.best_value:.6g} (trial {result.best_trial}{tag})")
         click.echo("best params " + json.dumps(result.best_params, sort_keys=True))
     if result.interrupted:
-        click.echo("interrupted: the running trial was marked failed; run the same command to resume", err=True)
+        click.echo("interrupted: the running trial stopped after its epoch and was re-queued; run the same command to resume it", err=True)
         sys.exit(130)
     if result.worker_failures:
         click.echo("error: " + "; ".join(result.worker_failures), err=True)
@@ -159,7 +159,7 @@ def main(argv=None) -> None:
         cli.main(args=argv, prog_name="anncnn-tune", standalone_mode=False)
     except UserError as exc:
         click.echo(f"error: {_one_line(exc)}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))  # 1 for a run that failed (storage.StorageLost)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from anncnn_tune.data.base import PART_TEST, PART_TRAIN, Splits, channel_stats, fingerprint_files, split_parts
+from anncnn_tune.data.base import (
+    PART_TEST,
+    PART_TRAIN,
+    VAL_FRACTION,
+    Splits,
+    channel_stats,
+    fingerprint_files,
+    split_parts,
+)
 from anncnn_tune.data.memory import check_fits
 from anncnn_tune.data.schema import Schema
 from anncnn_tune.errors import UserError
@@ -24,7 +32,6 @@ from anncnn_tune.errors import UserError
 if TYPE_CHECKING:
     from anncnn_tune.data.source import DataSource
 
-VAL_FRACTION = 0.1  # of the training images when x_test is given, as the built-in image datasets
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:

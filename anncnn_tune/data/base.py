@@ -14,6 +14,7 @@ from anncnn_tune.errors import UserError
 
 TASKS = ("multiclass", "binary", "regression")
 HOLDOUT = 0.15  # a seeded split of one file or folder: validation and test each take 15%
+VAL_FRACTION = 0.1  # of the training part when a test split is given (as the built-in image datasets)
 KINDS = ("image", "tabular")
 
 

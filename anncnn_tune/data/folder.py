@@ -30,7 +30,15 @@ import numpy as np
 
 from anncnn_tune.atomic import write_atomically
 from anncnn_tune.data import fetch
-from anncnn_tune.data.base import PART_TEST, PART_TRAIN, PART_VAL, Splits, channel_stats, split_parts
+from anncnn_tune.data.base import (
+    PART_TEST,
+    PART_TRAIN,
+    PART_VAL,
+    VAL_FRACTION,
+    Splits,
+    channel_stats,
+    split_parts,
+)
 from anncnn_tune.data.memory import check_fits
 from anncnn_tune.data.schema import Schema
 from anncnn_tune.errors import UserError
@@ -41,7 +49,6 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
 SPLIT_FOLDERS = {"train": PART_TRAIN, "val": PART_VAL, "test": PART_TEST}
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "La"})
-VAL_FRACTION = 0.1  # of the training images when a test folder is given, as the built-in image datasets
 CACHE_VERSION = 1  # bump when the cache's content or layout changes
 CACHE_FOLDER = "sources"  # under the data directory, beside the built-in datasets' folders
 # Below this many images the pool costs more than it saves. Measured on CIFAR-10 (JPEG q75 copy),

@@ -27,10 +27,8 @@ import numpy as np
 
 from anncnn_tune.atomic import write_atomically
 from anncnn_tune.data import fetch
-from anncnn_tune.data.base import Splits, fingerprint_files, image_splits
+from anncnn_tune.data.base import VAL_FRACTION, Splits, fingerprint_files, image_splits
 from anncnn_tune.errors import UserError
-
-VAL_FRACTION = 0.1  # of the official training split, seeded and stratified, for validation
 
 IDX_UBYTE = 0x08
 IDX_FILES = (

@@ -18,8 +18,6 @@ from anncnn_tune.data import fetch
 from anncnn_tune.data.base import Splits, fingerprint_files
 from anncnn_tune.errors import UserError
 
-HOLDOUT = 0.15  # validation and test each take 15% of the rows (as table.HOLDOUT)
-
 # ---------------------------------------------------------------- California Housing
 
 CAL_MEMBER = "CaliforniaHousing/cal_housing.data"

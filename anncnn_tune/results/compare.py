@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from anncnn_tune.data.source import source_from_dict
 from anncnn_tune.errors import UserError
+from anncnn_tune.results.export import unchanged_spec
 from anncnn_tune.service.readonly import open_storage_readonly
 from anncnn_tune.service.records import FAIR_KEYS, StudyRecord, TrialRecord, best_trial, is_maximize
 from anncnn_tune.service.storage import mask
@@ -206,7 +207,9 @@ def leaderboard(url: str, datasets: tuple[str, ...] | list[str] | None = None) -
         if not StudyRecord.read(summary).is_ours:
             foreign.append(summary.study_name)  # a study some other tool made: nothing to compare it on
             continue
-        rows.append(study_row(optuna.load_study(study_name=summary.study_name, storage=storage)))
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        unchanged_spec(study)  # a user dataset changed since its study began is refused, not compared
+        rows.append(study_row(study))
     if not rows:
         raise UserError(f"no anncnn-tune studies in {mask(url)}; run `anncnn-tune optimize --study NAME` first "
                         "or pass --storage")

@@ -19,6 +19,7 @@ import optuna
 import yaml
 from optuna.trial import FixedTrial, TrialState
 
+from anncnn_tune.data.source import check_unchanged
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.spec import mapping, read_yaml, spec_from_dict, suggest, text
 from anncnn_tune.search.study import stored_spec
@@ -124,9 +125,24 @@ def versions() -> dict:
     return found
 
 
+def unchanged_spec(study: optuna.Study):
+    """The study's stored spec; for a user's own data, only while its files are the ones searched.
+
+    A study's scores stand for the data it searched: leaderboards, run files and retrains of a
+    file that has changed since would mix two datasets under one name.
+    """
+    spec = stored_spec(study)
+    if spec.data_source is not None:
+        try:
+            check_unchanged(spec.data_source, StudyRecord.read(study).fingerprint or "")
+        except UserError as exc:
+            raise UserError(f"study {study.study_name!r}: {exc}") from None
+    return spec
+
+
 def run_from_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, url: str) -> dict:
     """The run-file dict of one complete trial."""
-    spec = stored_spec(study)
+    spec = unchanged_spec(study)
     params = suggest(spec, FixedTrial(trial.params))  # fixed + trial params + defaults, as the objective saw them
     record, study_record = TrialRecord.read(trial), StudyRecord.read(study)
     raw = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 
 from anncnn_tune.errors import UserError
-from anncnn_tune.results.export import Run, load_stored_study
+from anncnn_tune.results.export import Run, load_stored_study, run_from_trial
 from anncnn_tune.service.records import StudyRecord, TrialRecord, write_test_metrics
 from anncnn_tune.service.storage import ENV_VAR, mask
 
@@ -37,13 +37,34 @@ def record_target(run: Run, storage: str | None, record: bool = True) -> RecordT
         raise UserError(f"{run.path}: the source storage URL has its password masked; pass --storage URL "
                         "to record the test metrics on the study, or --no-record")
     study = load_stored_study(url, study_name, writable=True)
-    if not any(t.number == trial_number for t in study.get_trials(deepcopy=False)):
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == trial_number), None)
+    if trial is None:
         raise UserError(f"study {study_name!r} in {mask(url)} has no trial {trial_number}; pass the --storage "
                         "the run file was exported from, or --no-record")
+    _same_configuration(run, study, trial, url)
     if StudyRecord.read(study).fingerprint != run.fingerprint:
         raise UserError(f"study {study_name!r} in {mask(url)} was run on other data than {run.path} records; "
                         "pass the right --storage, or --no-record")
     return RecordTarget(study, int(trial_number))
+
+
+def _same_configuration(run: Run, study: optuna.Study, trial, url: str) -> None:
+    """A test score is recorded against a trial only for the configuration that trial trained.
+
+    A hand-edited run file (another depth, more epochs) is a new model: scoring it is fine, but
+    filing its score under the trial would make the leaderboard report a model it never searched.
+    """
+    exported = run_from_trial(study, trial, url)
+    differs = [k for k in sorted(exported["params"]) if run.params.get(k) != exported["params"][k]]
+    if run.epochs != exported["epochs"]:
+        differs.append("epochs")
+    if differs:
+        first = differs[0]
+        was = exported["epochs"] if first == "epochs" else exported["params"][first]
+        now = run.epochs if first == "epochs" else run.params.get(first)
+        raise UserError(f"{run.path} differs from trial {trial.number} of {study.study_name!r} in "
+                        f"{', '.join(differs)} ({first}: trial {was!r}, run file {now!r}); its test score cannot be "
+                        "recorded on that trial: pass --no-record to score it anyway, or export the trial again")
 
 
 def trial_history(target: RecordTarget | None) -> list[dict]:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from anncnn_tune.data import load_dataset
+from anncnn_tune.data.source import check_unchanged
 from anncnn_tune.errors import UserError
 from anncnn_tune.results import report
 from anncnn_tune.results.crossval import cross_validate
@@ -95,6 +96,8 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     if request.cv == 1 or request.cv < 0:
         raise UserError(f"--cv needs at least 2 folds (or 0 for none), got {request.cv}")
     device = devices.resolve(request.device)
+    if run.data_source is not None:  # checked before decoding, so a changed folder adds nothing to the cache
+        check_unchanged(run.data_source, run.fingerprint)
     splits = load_dataset(run.data_source or run.dataset, data_dir=request.data_dir, seed=run.split_seed,
                           subset=run.subset)
     if splits.fingerprint != run.fingerprint:

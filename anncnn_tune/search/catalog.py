@@ -20,8 +20,9 @@ def builtin_studies() -> list[dict]:
     return rows
 
 
-def stored_studies(url: str) -> list[dict] | None:
-    """Per study: trials by state and best value; None when the default SQLite file does not exist yet."""
+def _summaries(url: str):
+    """(storage, its study summaries), or None when the SQLite file does not exist yet: a listing
+    creates nothing to find out that there is nothing to list."""
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         return None
@@ -29,8 +30,17 @@ def stored_studies(url: str) -> list[dict] | None:
         storage = open_storage_readonly(url)
     except NoStudiesYet:  # an empty file or database: nothing to list, and nothing is created
         return None
+    return storage, optuna.get_all_study_summaries(storage, include_best_trial=False)
+
+
+def stored_studies(url: str) -> list[dict] | None:
+    """Per study: trials by state and best value; None when the default SQLite file does not exist yet."""
+    found = _summaries(url)
+    if found is None:
+        return None
+    storage, summaries = found
     rows = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+    for summary in summaries:
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         spec = StudyRecord.read(summary).spec or {}
         best = study_best_trial(study)
@@ -47,21 +57,17 @@ def stored_studies(url: str) -> list[dict] | None:
 
 def stored_sources(url: str) -> list[dict] | None:
     """Per study on a user's own data: its source (path, kind), task and data fingerprint, from the
-    study's stored spec and data description. None when the default SQLite file does not exist yet
-    (nothing is created to find that out)."""
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        return None
-    try:
-        storage = open_storage_readonly(url)
-    except NoStudiesYet:  # an empty file or database: nothing to list, and nothing is created
+    study's stored spec and data description. None when the default SQLite file does not exist yet."""
+    found = _summaries(url)
+    if found is None:
         return None
     rows = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        source = (summary.user_attrs.get("spec") or {}).get("dataset")
+    for summary in found[1]:
+        record = StudyRecord.read(summary)
+        source = (record.spec or {}).get("dataset")
         if not isinstance(source, dict):  # a registry key: listed with the built-in datasets
             continue
-        data = summary.user_attrs.get("data") or {}
+        data = record.data
         task = data.get("task") or source.get("task")
         rows.append({"study": summary.study_name, "path": source.get("path"), "kind": source.get("kind"),
                      "task": task, "fingerprint": data.get("fingerprint")})

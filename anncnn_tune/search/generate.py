@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from anncnn_tune.data.base import HOLDOUT, VAL_FRACTION
+
 # A binary target whose minority class is under this share of the rows is "imbalanced": accuracy
 # would reward predicting the majority (Telco churn, 26.5% positive, is scored by ROC AUC).
 IMBALANCED_BINARY = 0.35
@@ -31,7 +33,6 @@ MAX_BLOCKS = 5
 # for the search to tell an augmentation's effect from noise within the budget.
 MIN_AUGMENT_SIDE = 16
 MIN_AUGMENT_SAMPLES = 500
-TRAIN_FRACTION = 0.7  # the seeded 70/15/15 split the data layer makes when no test set is given
 
 
 @dataclass
@@ -68,12 +69,22 @@ def _minority_share(counts: dict | None) -> float | None:
     return min(values) / sum(values) if sum(values) else None
 
 
+def _training_rows(schema) -> int:
+    """How many rows the training split will hold, by the data layer's own split rules."""
+    given = schema.splits or {}
+    if "val" in given:  # train/ and val/ folders: used as they are
+        return int(given["train"])
+    if "test" in given:  # a held-out test set: validation is a fraction of the training part
+        return round(given["train"] * (1 - VAL_FRACTION))
+    return round(int(schema.n_samples) * (1 - 2 * HOLDOUT))  # the seeded 70/15/15 split
+
+
 def plan(schema) -> Plan:
     """Metric, epochs, batch sizes, augmentation and class weights for the schema's data."""
     reasons: list[str] = []
     task = schema.task
     n = int(schema.n_samples)
-    n_train = max(1, round(n * TRAIN_FRACTION))
+    n_train = max(1, _training_rows(schema))
     counts = dict(schema.class_counts or {})
 
     class_weight = False

@@ -7,13 +7,15 @@ worker died resumes there) and leaves its learning curve and model summary for t
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+from pathlib import Path
 
 import optuna
 import torch
 
 from anncnn_tune.search.spec import Spec, suggest
-from anncnn_tune.service import records
+from anncnn_tune.service import records, signals
 from anncnn_tune.service.artifacts import AtomicArtifactStore, upload_trial_files
 from anncnn_tune.service.checkpoints import TrialCheckpoint
 from anncnn_tune.service.records import TrialRecord
@@ -37,6 +39,8 @@ class TrialObserver(TimingObserver):
 
     def on_epoch(self, row: dict) -> None:
         self.rows.append(row)
+        if not self.saves_checkpoints:
+            signals.check_stop()  # a safe point: the epoch is over (with checkpoints: once it is saved)
 
     def on_value(self, epoch: int, value: float) -> None:
         self.trial.report(value, epoch)
@@ -49,11 +53,38 @@ class TrialObserver(TimingObserver):
         return self.checkpoint.load()
 
     def save_checkpoint(self, state: dict) -> None:
-        self.checkpoint.save(state)
+        try:
+            self.checkpoint.save(state)
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
+            # The trial goes on without checkpoints: a dead worker's retry then starts at epoch 1.
+            self.saves_checkpoints = False
+            folder = self.checkpoint.path.parent
+            free = _free_bytes(folder)
+            message = (f"warning: trial {self.trial.number}: cannot write its checkpoint in {folder} "
+                       f"({_first_line(exc)}; {free} free); it goes on without checkpoints")
+            if self.progress:
+                self.progress.message(message)
+            else:
+                optuna.logging.get_logger("anncnn_tune").warning(message)
+        signals.check_stop()  # a safe point: the epoch and its checkpoint are written
 
     def record_timing(self, n_train: int) -> None:
         records.write_timing(self.trial, epochs_run=self.timing.epochs_run, train_seconds=self.timing.train_seconds,
                              compile_seconds=self.timing.compile_seconds, n_train=n_train)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _free_bytes(folder: Path) -> str:
+    for candidate in (folder, *folder.parents):
+        try:
+            return f"{shutil.disk_usage(candidate).free // 1024} KiB"
+        except OSError:
+            continue
+    return "unknown space"
 
 
 class Objective:
@@ -70,10 +101,17 @@ class Objective:
         self.on_start = on_start  # called once the trial is RUNNING in the storage (releases the claim lock)
         self.store = store
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.current_trial: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.current_trial = trial.number  # run_worker settles it should the storage fail under it
         if self.on_start is not None:
             self.on_start()
+        if signals.stop_requested():  # stopped between the claim and here: nothing trained yet
+            records.write_fail_reason(trial, f"interrupted by {signals.stop_requested()} before epoch 1")
+            stop = signals.StopRequested(signals.stop_requested())
+            stop.trial_number = trial.number
+            raise stop
         params = suggest(self.spec, trial)
         record = TrialRecord.read(trial)
         epochs = record.epoch_budget(self.spec.epochs)
@@ -90,7 +128,7 @@ class Objective:
         n_train = len(self.data.y_train)
         records.write_setup(trial, n_params=models.count_params(model), device=str(self.options.device), seed=seed,
                             worker=self.worker)
-        observer = TrialObserver(trial, epochs, self.progress, checkpoint, self._resume(trial, checkpoint))
+        observer = TrialObserver(trial, epochs, self.progress, checkpoint, self._resume(trial, checkpoint, model))
         if self.progress:
             self.progress.trial_started(trial.number, f"[{record.baseline}] " if record.baseline else "")
             if observer.rows:
@@ -116,43 +154,57 @@ class Objective:
                                              f"{params['batch_size']}, n_params={models.count_params(model)}")
             if self.options.device.type == "cuda":
                 torch.cuda.empty_cache()
-            self._discard(checkpoint)
             if isinstance(exc, torch.OutOfMemoryError):
-                raise
+                raise  # FAIL for good: trial_stored removes the checkpoint once that is committed
             # One type for the worker's catch=(torch.OutOfMemoryError,): the trial fails, the worker goes on.
             raise torch.OutOfMemoryError(str(exc)) from exc
+        except signals.StopRequested as exc:
+            # Stopped at a safe point: FAIL with the reason, then run_worker re-queues it and the
+            # retry resumes from the checkpoint, which therefore stays.
+            done = observer.rows[-1]["epoch"] if observer.rows else 0
+            records.write_fail_reason(trial, f"interrupted by {exc.args[0]} after epoch {done} of {epochs}")
+            exc.trial_number = trial.number
+            raise
         except KeyboardInterrupt as exc:
-            # The trial ends FAILED and is not retried (only stale trials are), so its checkpoint goes too.
+            # A second signal, raised wherever it landed: the trial ends FAILED and is not retried,
+            # but its checkpoint stays for a retry of a stale trial or a manual rerun.
             signal_name = str(exc.args[0]) if exc.args else "SIGINT"
             done = observer.rows[-1]["epoch"] if observer.rows else 0
             records.write_fail_reason(trial, f"interrupted by {signal_name} after epoch {done} of {epochs}")
-            self._discard(checkpoint)
             raise
-        except Exception:
-            self._discard(checkpoint)
-            raise
+        # Any other exception (a storage outage among them) leaves the checkpoint: the trial may stay
+        # RUNNING in the storage and be retried from it.
         observer.record_timing(n_train)
         records.write_result(trial, best_epoch=result.best_epoch, stopped=result.stopped, history=result.history)
         self._finish(trial, checkpoint, model, result.history)
         return result.best_value
 
-    def _resume(self, trial: optuna.Trial, checkpoint: TrialCheckpoint | None) -> list[dict]:
+    def _resume(self, trial: optuna.Trial, checkpoint: TrialCheckpoint | None, model) -> list[dict]:
         """Record whether this trial continues a predecessor's checkpoint; the rows trained so far."""
         if checkpoint is None:
             return []
-        state = checkpoint.peek()
+        state = checkpoint.peek(model)
         if checkpoint.original != trial.number:
             records.write_resumed(trial, from_trial=checkpoint.original, from_epoch=checkpoint.resumed_epoch)
         return [dict(row) for row in state["history"]] if state else []
 
     def _finish(self, trial: optuna.Trial, checkpoint, model, rows: list[dict]) -> None:
-        """The trial ended for good: drop its checkpoint, leave its curve and summary for the dashboard."""
-        self._discard(checkpoint)
+        """The trial trained to its end: leave its curve and summary for the dashboard. Its checkpoint
+        stays until the trial's state is committed (trial_stored): a worker killed in between has
+        its trial retried, and the retry resumes from the checkpoint instead of epoch 1."""
         if self.store is not None:
-            upload_trial_files(self.store, trial, rows=rows, metric=self.spec.metric,
-                               summary=models.describe(model, self.input_shape))
+            try:
+                upload_trial_files(self.store, trial, rows=rows, metric=self.spec.metric,
+                                   summary=models.describe(model, self.input_shape))
+            except (OSError, RuntimeError) as exc:  # a full or read-only disk must not fail a trained trial
+                optuna.logging.get_logger("anncnn_tune").warning(
+                    f"trial {trial.number}: artifacts not saved ({_first_line(exc)})")
 
-    @staticmethod
-    def _discard(checkpoint) -> None:
-        if checkpoint is not None:
-            checkpoint.discard()
+    def trial_stored(self, study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+        """study.optimize callback: the trial's final state is committed, so its checkpoint can go."""
+        if self.store is not None and frozen.state.is_finished():
+            try:
+                TrialCheckpoint(self.store.root, study, frozen).discard()
+            except OSError as exc:
+                optuna.logging.get_logger("anncnn_tune").warning(
+                    f"trial {frozen.number}: checkpoint not removed ({_first_line(exc)})")

@@ -33,8 +33,14 @@ _number = P.number  # the one number check (NaN, infinity, int64 overflow); also
 
 
 def builtin_dir() -> Path:
-    """The study files shipped inside the package, found from any working directory."""
-    return Path(str(resources.files("anncnn_tune") / "studies"))
+    """The built-in study files, found from any working directory.
+
+    They live in `studies/` at the top of the repository; a wheel ships them as the package data
+    `anncnn_tune/studies` (pyproject.toml maps the folder there). An editable install does not
+    apply that mapping, so a source checkout finds them beside the package instead.
+    """
+    packaged = Path(str(resources.files("anncnn_tune"))) / "studies"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "studies"
 
 
 def builtin_names() -> list[str]:

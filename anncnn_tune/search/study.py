@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -11,10 +12,16 @@ from optuna.trial import TrialState
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.samplers import make_pruner, make_sampler
 from anncnn_tune.search.spec import Spec, spec_from_dict
-from anncnn_tune.service import records
+from anncnn_tune.service import outage, records, signals
 from anncnn_tune.service.budget_lock import StudyLock
-from anncnn_tune.service.optuna_private import heartbeat_enabled
+from anncnn_tune.service.optuna_private import (
+    heartbeat_enabled,
+    mark_failed,
+    retry_history,
+    retry_system_attrs,
+)
 from anncnn_tune.service.records import StudyRecord
+from anncnn_tune.service.storage import MAX_RETRY, check_storage_file
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -94,45 +101,126 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return result
 
 
+def requeue_interrupted(study: optuna.Study, number: int) -> None:
+    """Enqueue a retry of trial `number`, which a signal stopped (it is FAIL with its reason by now).
+
+    The retry is built the way Optuna's RetryHeartbeatStaleTrialCallback builds one for a dead
+    worker's trial: same params, its reported values, and `failed_trial` naming the chain's first
+    trial, so it resumes from that chain's checkpoint and a baseline stays a baseline. There is no
+    retry limit: a user's stop is no failure of the trial.
+    """
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs=records.retry_user_attrs(trial.user_attrs), system_attrs=retry_system_attrs(trial),
+        intermediate_values=trial.intermediate_values))
+
+
 def run_worker(study: optuna.Study, objective, lock: StudyLock, *, n_trials: int, timeout: float | None = None,
                poll_seconds: float = 2.0, progress=None, catch=()) -> WorkerResult:
     """Run trials until the study holds n_trials finished (complete or pruned) trials in total.
 
     Finished trials of earlier runs and other workers count. Trials that other live workers are
     running count too, except when they stop beating and are failed (then they are retried).
-    SIGINT/SIGTERM (as KeyboardInterrupt) ends the loop wherever it lands: a running trial has been
-    marked failed with its reason by then (objective and study.optimize), and the lock is released.
+    SIGINT/SIGTERM (signals.request_stop) end the loop at the next safe point: between trials, while
+    waiting, or after the running trial's epoch and checkpoint, where that trial is failed with its
+    reason and re-queued (it resumes from its checkpoint on the next run). The lock is released.
+    The objective may offer `trial_stored(study, frozen_trial)`, called once a trial's final state
+    is committed (it removes the trial's checkpoint then, not before).
     """
     deadline = time.monotonic() + timeout if timeout else None
     objective.on_start = lock.release
     callbacks = [progress.trial_finished] if progress else []
-    ran = 0
-    waited = False
+    if getattr(objective, "trial_stored", None) is not None:
+        callbacks.append(objective.trial_stored)
+    state = {"ran": 0, "waited": False, "outages": 0}
+    say = progress.message if progress else None
     try:
-        while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                return WorkerResult(ran, False, True)
-            lock.acquire()
-            if heartbeat_enabled(study):
-                # Fails the trials of dead workers; the storage's retry callback enqueues them again.
-                optuna.storages.fail_stale_trials(study)
-            trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-            finished = sum(t.state in FINISHED for t in trials)
-            running = len(trials) - finished
-            if finished >= n_trials:
-                return WorkerResult(ran, False, False)
-            if finished + running >= n_trials:
-                # The budget is spoken for by running trials; wait in case their worker dies.
-                lock.release()
-                if progress and not waited:
-                    progress.message(f"waiting for {running} running trial(s) of other workers to finish")
-                    waited = True
-                time.sleep(poll_seconds)
-                continue
-            study.optimize(objective, n_trials=1, callbacks=callbacks, catch=catch)
-            lock.release()  # if the trial never reached the objective
-            ran += 1
-    except KeyboardInterrupt:
-        return WorkerResult(ran, True, False)
-    finally:
+        with outage.quiet_heartbeat_threads(say):
+            while True:
+                try:
+                    ended = _step(study, objective, lock, n_trials, deadline, poll_seconds, progress, callbacks,
+                                  catch, state)
+                except Exception as exc:
+                    error = outage.storage_error(exc)
+                    state["outages"] += 1
+                    # An error that comes back every time the storage answers is no outage: a bug.
+                    if error is None or state["outages"] > MAX_RETRY:
+                        raise
+                    _ride_out_outage(study, objective, lock, error, say)
+                    continue
+                if ended is not None:
+                    return WorkerResult(state["ran"], False, ended == "timed_out")
+    except signals.StopRequested as exc:
         lock.release()
+        if exc.trial_number is not None:
+            requeue_interrupted(study, exc.trial_number)
+        signals.clear()
+        return WorkerResult(state["ran"], True, False)
+    except KeyboardInterrupt:  # a second signal: the user insists, stop wherever this is
+        return WorkerResult(state["ran"], True, False)
+    finally:
+        with contextlib.suppress(Exception):  # the storage may be gone: its session ends with the process
+            lock.release()
+
+
+def _step(study, objective, lock, n_trials, deadline, poll_seconds, progress, callbacks, catch, state) -> str | None:
+    """One turn of the worker loop: None to go on, "done" or "timed_out" to return."""
+    signals.check_stop()
+    check_storage_file(study)
+    if deadline is not None and time.monotonic() >= deadline:
+        return "timed_out"
+    lock.acquire()
+    if heartbeat_enabled(study):
+        # Fails the trials of dead workers; the storage's retry callback enqueues them again.
+        optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    finished = sum(t.state in FINISHED for t in trials)
+    running = len(trials) - finished
+    if finished >= n_trials:
+        return "done"
+    if finished + running >= n_trials:
+        # The budget is spoken for by running trials; wait in case their worker dies.
+        lock.release()
+        if progress and not state["waited"]:
+            progress.message(f"waiting for {running} running trial(s) of other workers to finish")
+            state["waited"] = True
+        _sleep_unless_stopped(poll_seconds)
+        return None
+    objective.current_trial = None  # the objective sets it: the trial an outage may leave behind
+    study.optimize(objective, n_trials=1, callbacks=callbacks, catch=catch)
+    lock.release()  # if the trial never reached the objective
+    state["ran"] += 1
+    state["outages"] = 0
+    return None
+
+
+def _ride_out_outage(study, objective, lock, error, say) -> None:
+    """Wait for the storage (or stop with StorageUnreachable), then make this worker's interrupted
+    trial resumable: failed with the reason and re-queued, so its checkpoint is picked up again."""
+    with contextlib.suppress(Exception):
+        lock.release()
+    outage.wait_for_storage(lambda: study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)), error,
+                            where=study.study_name, message=say, check_stop=signals.check_stop)
+    check_storage_file(study)
+    number = getattr(objective, "current_trial", None)
+    if number is None:
+        return
+    objective.current_trial = None
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is None or trial.state in FINISHED or trial.state == TrialState.WAITING:
+        return
+    if len(retry_history(trial)) >= MAX_RETRY:
+        return  # an error that outlives every retry is no outage: the trial stays failed
+    if trial.state == TrialState.RUNNING:  # the worker that ran it is this one, and it no longer does
+        mark_failed(study, trial, "storage unreachable during the trial")
+    elif any(number in retry_history(t) for t in study.get_trials(deepcopy=False)):
+        return  # already retried (by the stale-trial check of a worker)
+    requeue_interrupted(study, number)
+
+
+def _sleep_unless_stopped(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        signals.check_stop()
+        time.sleep(min(0.2, max(0.0, end - time.monotonic())))

@@ -150,7 +150,7 @@ def spawned_main(job: Job, assignment: Assignment) -> None:
         _, result = run_trials(job, assignment)
     except UserError as exc:
         print(f"{assignment.label}error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))  # 1: the run failed (storage.StorageLost)
     except KeyboardInterrupt:  # a SIGTERM before the trial loop was entered
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_INTERRUPTED if result.interrupted else 0)

@@ -26,24 +26,31 @@ from anncnn_tune.service.optuna_private import frozen_trial, study_id
 SUBDIR = "checkpoints"
 
 
-def original_trial_number(trial: optuna.Trial) -> int:
+def original_trial_number(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
     """The number of the first trial of this trial's retry chain (its own number if it is no retry)."""
-    failed = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen_trial(trial))
+    frozen = trial if isinstance(trial, optuna.trial.FrozenTrial) else frozen_trial(trial)
+    failed = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
     return int(failed) if failed is not None else trial.number
 
 
 class TrialCheckpoint:
     """What fit(checkpoint=...) needs: load() -> dict | None and save(dict)."""
 
-    def __init__(self, root: Path, study: optuna.Study, trial: optuna.Trial):
+    def __init__(self, root: Path, study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial):
         self.original = original_trial_number(trial)
         self.path = Path(root) / SUBDIR / f"{study.study_name}-{study_id(study)}" / f"trial-{self.original}.pt"
         self.resumed_epoch = 0
         self._peeked: dict | None = None
 
-    def peek(self) -> dict | None:
-        """Load the state now (to record the resume before training); load() then returns it."""
+    def peek(self, model: torch.nn.Module | None = None) -> dict | None:
+        """Load the state now (to record the resume before training); load() then returns it.
+
+        With the model the trial built, a state saved for another model (a file copied over this
+        one) is refused here, as fit would fail in load_state_dict and fail the trial.
+        """
         self._peeked = self._read()
+        if self._peeked is not None and model is not None and not _fits(self._peeked, model):
+            self._peeked, self.resumed_epoch = None, 0
         return self._peeked
 
     def load(self) -> dict | None:
@@ -61,7 +68,10 @@ class TrialCheckpoint:
             # An unreadable checkpoint (a foreign file, another torch version) costs the epochs
             # it saved, not the trial.
             return None
-        self.resumed_epoch = len(state.get("history", []))
+        if not _is_training_state(state):
+            # It loads, but holds something else: starting at epoch 1 is the only safe reading.
+            return None
+        self.resumed_epoch = len(state["history"])
         return state
 
     def save(self, state: dict) -> None:
@@ -75,3 +85,20 @@ class TrialCheckpoint:
         for orphan in leftover_temporaries(self.path):
             orphan.unlink(missing_ok=True)
         # The study's directory stays: removing it could race with another worker's save.
+
+
+# What fit's checkpoint state holds (training/fit.py's _checkpoint_state and _resume).
+_STATE_KEYS = ("model", "optimizer", "generator", "history", "best_value", "best_epoch", "since_best", "elapsed")
+
+
+def _is_training_state(state) -> bool:
+    return isinstance(state, dict) and isinstance(state.get("history"), list)
+
+
+def _fits(state: dict, model: torch.nn.Module) -> bool:
+    """Whether a state is fit's, for exactly this model's tensors (names and shapes)."""
+    if not all(key in state for key in _STATE_KEYS) or not isinstance(state["model"], dict):
+        return False
+    saved, current = state["model"], model.state_dict()
+    return saved.keys() == current.keys() and all(
+        getattr(saved[k], "shape", None) == current[k].shape for k in current)

@@ -56,3 +56,25 @@ def artifact_path(store: FileSystemArtifactStore, artifact_id: str) -> Path:
 
 def failed_trial_logger() -> logging.Logger:
     return logging.getLogger(FAILED_TRIAL_LOGGER)
+
+
+def mark_failed(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
+    """Fail a RUNNING trial that its own worker no longer runs (after a storage outage), with the
+    reason in its user attributes: a FrozenTrial's storage id is private, and study.tell alone
+    cannot set an attribute."""
+    study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
+def retry_history(trial) -> list[int]:
+    """The numbers of the trials a retried trial repeats (Optuna's `retry_history` system attribute)."""
+    return list(trial.system_attrs.get("retry_history", []))
+
+
+def retry_system_attrs(trial) -> dict:
+    """The system attributes of a retry of `trial`, as RetryHeartbeatStaleTrialCallback writes them:
+    `failed_trial` names the chain's first trial (so the retry finds its checkpoint) and
+    `retry_history` grows by this trial. Optuna has no public function that builds them."""
+    attrs = {"failed_trial": trial.number, "retry_history": [], **trial.system_attrs}
+    attrs["retry_history"] = [*attrs["retry_history"], trial.number]
+    return attrs

@@ -218,3 +218,13 @@ def write_resumed(trial: optuna.Trial, *, from_trial: int, from_epoch: int) -> N
     copied from the stale trial, which may itself have resumed from a different epoch."""
     trial.set_user_attr("resumed_from_trial", from_trial)
     trial.set_user_attr("resumed_from_epoch", from_epoch)
+
+
+# What a retry does not inherit from the trial it retries: why that one ended, and its per-run setup
+# and results (the retry writes its own).
+_NOT_INHERITED = ("fail_reason", "pruned_reason", "best_epoch", "stopped", "history")
+
+
+def retry_user_attrs(attrs: dict) -> dict:
+    """The user attributes a re-queued retry starts with (a baseline's name and epochs stay)."""
+    return {k: v for k, v in attrs.items() if k not in _NOT_INHERITED}

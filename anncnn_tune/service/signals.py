@@ -1,10 +1,50 @@
-"""SIGTERM (`docker stop`, a scheduler) ends a command the way Ctrl-C does."""
+"""SIGINT and SIGTERM (Ctrl-C, `docker stop`, a scheduler) ask a worker to stop at its next safe point.
+
+A handler that raises wherever the interpreter happens to be lands inside torch.save, a storage
+commit or a garbage-collection callback: there it was swallowed (the run went on and exited 0) or
+turned into torch's "unexpected pos" crash. So the first signal only records itself; the worker
+checks it where stopping is safe (after an epoch and its checkpoint, between trials, while it
+waits) and raises StopRequested there, which the objective and run_worker turn into an
+interrupted, re-queued trial. A second signal means the user insists: it raises at once.
+"""
 
 from __future__ import annotations
 
 import signal
 
+_requested: list[str] = []  # the signal names received and not yet acted on (a list: no `global`)
 
-def raise_keyboard_interrupt(signum, frame):
-    """Signal handler: a KeyboardInterrupt whose argument names the signal, for the recorded reason."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+class StopRequested(KeyboardInterrupt):
+    """Raised at a safe point after SIGINT/SIGTERM; args[0] is the signal's name. trial_number is
+    set by the objective when a running trial was interrupted (run_worker re-queues it)."""
+
+    trial_number: int | None = None
+
+
+def request_stop(signum, frame) -> None:
+    """Signal handler: the first signal asks for a stop at the next safe point, a second one raises."""
+    name = signal.Signals(signum).name
+    if _requested:
+        raise KeyboardInterrupt(name)
+    _requested.append(name)
+
+
+# The name optimize.py and the workers install; it no longer raises on the first signal.
+raise_keyboard_interrupt = request_stop
+
+
+def stop_requested() -> str | None:
+    """The name of the signal that asked for a stop, or None."""
+    return _requested[0] if _requested else None
+
+
+def check_stop() -> None:
+    """Raise StopRequested if a signal asked for a stop (call only where stopping is safe)."""
+    if _requested:
+        raise StopRequested(_requested[0])
+
+
+def clear() -> None:
+    """Forget a stop request once it has been acted on (a test or notebook may run again in-process)."""
+    _requested.clear()

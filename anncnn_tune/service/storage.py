@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import sqlite3
 import warnings
 from pathlib import Path
 
@@ -184,6 +185,31 @@ def _check_sqlite_file(path: Path, *, writable: bool) -> None:
                         "choose a --storage in a folder you can write")
 
 
+def check_sqlite_intact(url: str) -> None:
+    """A one-line UserError naming the file and the way out where a SQLite storage is damaged.
+
+    A damaged header fails at once, but damage in the middle surfaced only at some later query, as
+    three tracebacks from `studies`, `compare`, `export` and `optimize`. PRAGMA quick_check reads
+    every page once (about a second per 100 MB; docs/service.md), read-only, and once per process.
+    """
+    path = sqlite_path(url)
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT)
+        try:
+            problem = con.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+        problem = str(exc)
+    if problem != "ok":
+        problem = " ".join(str(problem).split())[:120]
+        raise UserError(f"the study storage {path} is damaged ({problem}); save what it still holds with "
+                        f"`sqlite3 {path} .recover | sqlite3 {path.with_name(path.stem + '-recovered.db')}` "
+                        "and pass --storage sqlite:///" + str(path.with_name(path.stem + "-recovered.db")))
+
+
 def check_reachable(url: str) -> None:
     """Fail fast, with a one-line UserError, before a command spends minutes loading data.
 
@@ -216,6 +242,7 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_interval: int 
         # The SQLite file was deleted or replaced since: the pooled connections point at the old one.
         del _OPEN[key]
         storage.engine.dispose()
+    check_sqlite_intact(url)
     kwargs = {}
     if heartbeat_interval:
         kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": 2 * heartbeat_interval}
@@ -244,6 +271,31 @@ def _file_identity(url: str) -> tuple[int, int] | None:
         return None if path is None else (path.stat().st_dev, path.stat().st_ino)
     except FileNotFoundError:
         return None
+
+
+class StorageLost(UserError):
+    """The SQLite file a run writes to was deleted or replaced under it: nothing it writes now is kept.
+
+    A UserError (one line, no traceback) whose exit code is 1, not 2: the input was fine, the run failed.
+    """
+
+    exit_code = 1
+
+
+def check_storage_file(study: optuna.Study) -> None:
+    """Raise StorageLost if the SQLite file the study's storage opened is no longer at its path.
+
+    The pooled connections keep writing into the deleted file, so without this check a run reports
+    "40 complete" and exits 0 with every trial gone. Server databases: nothing to check.
+    """
+    from anncnn_tune.service.optuna_private import rdb_storage
+
+    storage = rdb_storage(study)
+    for (url, _hb, _retry), (opened, identity) in list(_OPEN.items()):
+        if opened is storage and identity is not None and _file_identity(url) != identity:
+            path = sqlite_path(url)
+            raise StorageLost(f"the study storage {path} was deleted or replaced during the run, so this run's "
+                              "trials are lost; restore the file from a backup, or rerun to start the study again")
 
 
 def close_all() -> None:
