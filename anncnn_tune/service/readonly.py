@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import sqlite3
 import urllib.parse
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from anncnn_tune.service.storage import (
     _engine_kwargs,
     _parse,
     _unreachable,
+    check_sqlite_intact,
     mask,
     quiet_experimental_warnings,
     sqlite_path,
@@ -79,6 +81,27 @@ def _sqlite_open_url(url: str, path: Path) -> str:
     return f"sqlite:///file:{quoted}?mode=ro&uri=true"
 
 
+def _check_intact(url: str, path: Path, *, plain: bool) -> None:
+    """Damage in the middle of the file: one line with the recover command (storage.check_sqlite_intact).
+    That check opens the file with mode=ro, which leaves -wal and -shm files beside a WAL database no
+    one has open; there a plain connection runs the same check and removes them when it closes."""
+    if not plain:
+        check_sqlite_intact(url)
+        return
+    try:
+        con = sqlite3.connect(str(path), timeout=60)
+        try:
+            problem = con.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        problem = str(exc)
+    if problem != "ok":
+        check_sqlite_intact(url)  # raises its one-line message, naming the recover command
+        raise UserError(f"the study storage {path} is damaged ({' '.join(str(problem).split())[:120]}); "
+                        f"save what it still holds with `sqlite3 {path} .recover`")
+
+
 def _file_identity(path: Path | None) -> tuple[int, int] | None:
     try:
         return None if path is None else (path.stat().st_dev, path.stat().st_ino)
@@ -117,6 +140,8 @@ def open_storage_readonly(url: str, *, read_only: bool = True) -> optuna.storage
         del _OPEN[key]
         storage.engine.dispose()
     open_url = _sqlite_open_url(url, path) if path is not None and read_only else url
+    if path is not None:
+        _check_intact(url, path, plain=open_url == url)
     kwargs = _engine_kwargs(url)
     engine = None
     try:
