@@ -72,3 +72,16 @@ def test_choices_quick_prints_every_section(tmp_path):
             values = [v for k, v in row.items() if k not in ("what", "unit")]
             assert len(values) >= 2 and all(positive(v) for v in values), row
     assert sum(line.startswith("|---|") for line in stdout.splitlines()) == len(report)
+
+
+def test_storage_load_quick_keeps_the_budget_exact_on_sqlite(tmp_path):
+    out = tmp_path / "storage_load.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "storage_load.py"), "--quick", "--storage",
+               "sqlite:///load.db", "--json", str(out)]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["workers"] == 2 and report["finished"] == report["budget"] == 6
+    assert report["states"] == {"COMPLETE": 6} and report["deadlocked_workers"] == 0
+    assert positive(report["trials_per_second"]) and 0 <= report["lock_wait_share"] <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["storage_load.json"]  # the study and file are gone

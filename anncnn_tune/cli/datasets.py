@@ -76,8 +76,11 @@ def _print_sources(url: str) -> None:
 @datasets.command("fetch")
 @click.argument("name")
 @_DATA_DIR
-def fetch_command(name: str, data_dir: Path | None) -> None:
+@click.pass_context
+def fetch_command(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     """Download (if missing) and verify the files of NAME, or of every dataset with `all`."""
+    # `datasets --data-dir DIR fetch NAME` names the folder on the group: honour it there too.
+    data_dir = data_dir if data_dir is not None else ctx.parent.params.get("data_dir")
     if name != "all":
         get(name)  # unknown names fail here with the list of known ones
         _fetch_one(name, data_dir)

@@ -153,12 +153,20 @@ REGISTRY: dict[str, RemoteDataset] = {
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The data directory: the explicit argument, else $ANNCNN_TUNE_DATA, else the user cache."""
     if data_dir is not None:
-        return Path(data_dir).expanduser()
+        return _folder(Path(data_dir).expanduser(), "--data-dir")
     if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser()
+        return _folder(Path(os.environ[DATA_ENV]).expanduser(), f"${DATA_ENV}")
     import pooch  # imported here: pooch pulls in requests, which the data-less commands never need
 
     return Path(pooch.os_cache("anncnn-tune"))
+
+
+def _folder(path: Path, name: str) -> Path:
+    # Named here: a file given as the data folder otherwise surfaces as "files missing from FILE/mnist".
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{name} {path} is a file, not a folder; pass the folder that holds (or will hold) "
+                        "the datasets")
+    return path
 
 
 def remote(key: str) -> RemoteDataset:
@@ -226,6 +234,9 @@ def ensure_files(key: str, data_dir: str | os.PathLike | None = None, *, downloa
     missing = []
     for spec in entry.files:
         path = folder / spec.name
+        if path.is_dir():  # else reported as missing, and the download fails on the folder
+            raise UserError(f"{key}: {path} is a folder where the file {spec.name} should be; move it away and "
+                            f"run `anncnn-tune datasets fetch {key}`, or put the official file there")
         status = check_file(path, spec)
         if status == "bad":
             raise _bad_file_error(key, path, spec)

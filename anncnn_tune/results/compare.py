@@ -30,6 +30,7 @@ from anncnn_tune.errors import UserError
 from anncnn_tune.results import cost as C
 from anncnn_tune.results import verdict as V
 from anncnn_tune.results.export import unchanged_spec
+from anncnn_tune.service.readonly import open_storage_readonly
 from anncnn_tune.service.records import (
     FAIR_KEYS,
     StudyRecord,
@@ -38,7 +39,7 @@ from anncnn_tune.service.records import (
     decode_correct,
     is_maximize,
 )
-from anncnn_tune.service.storage import mask, open_storage
+from anncnn_tune.service.storage import mask
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 FAMILY_ORDER = {"ann": 0, "cnn": 1}
@@ -341,7 +342,7 @@ def _drop_correct(rows: list[dict], out: dict) -> dict:
 
 def leaderboard(url: str, datasets: tuple[str, ...] | list[str] | None = None) -> dict:
     """Per dataset, the anncnn-tune studies of the storage side by side (reads only; writes nothing)."""
-    storage = open_storage(url, must_exist=True)
+    storage = open_storage_readonly(url)
     rows, foreign = [], []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if not StudyRecord.read(summary).is_ours:
@@ -544,7 +545,7 @@ def render_json(board: dict) -> str:
 
 def stored_studies(url: str, board: dict) -> dict[str, optuna.Study]:
     """The leaderboard's studies, loaded once, for the figures of the HTML report (reads only)."""
-    storage = open_storage(url, must_exist=True)
+    storage = open_storage_readonly(url)
     return {row["study"]: optuna.load_study(study_name=row["study"], storage=storage)
             for entry in board["datasets"] for row in entry["studies"]}
 

@@ -23,8 +23,9 @@ from anncnn_tune.data.source import check_unchanged
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.spec import mapping, read_yaml, spec_from_dict, suggest, text
 from anncnn_tune.search.study import stored_spec
+from anncnn_tune.service.readonly import open_storage_readonly
 from anncnn_tune.service.records import StudyRecord, TrialRecord, study_best_trial
-from anncnn_tune.service.storage import mask, open_storage, sqlite_path
+from anncnn_tune.service.storage import mask, sqlite_path
 from anncnn_tune.training import params as P
 
 FORMAT = "anncnn-tune-run/1"
@@ -77,9 +78,10 @@ class Run:
 # -- reading a study -------------------------------------------------------------------------------
 
 
-def load_stored_study(url: str, name: str) -> optuna.Study:
-    """A study of the storage, or a one-line error listing the ones that are there."""
-    storage = open_storage(url, must_exist=True)
+def load_stored_study(url: str, name: str, *, writable: bool = False) -> optuna.Study:
+    """A study of the storage, or a one-line error listing the ones that are there (writable: retrain
+    records its test metrics; the schema is never created either way)."""
+    storage = open_storage_readonly(url, read_only=not writable)
     names = optuna.get_all_study_names(storage)
     if name not in names:
         known = ", ".join(sorted(names)) or "none"

@@ -42,7 +42,7 @@ def record_target(run: Run, storage: str | None, record: bool = True) -> RecordT
     if not url or "***" in url:
         raise UserError(f"{run.path}: the source storage URL has its password masked; pass --storage URL "
                         "to record the test metrics on the study, or --no-record")
-    study = load_stored_study(url, study_name)
+    study = load_stored_study(url, study_name, writable=True)
     trial = next((t for t in study.get_trials(deepcopy=False) if t.number == trial_number), None)
     if trial is None:
         raise UserError(f"study {study_name!r} in {mask(url)} has no trial {trial_number}; pass the --storage "

@@ -42,6 +42,7 @@ from anncnn_tune.results.recording import (
 from anncnn_tune.results.refit import train_once
 from anncnn_tune.results.scoring import correctness, predicted, score, summarize
 from anncnn_tune.results.weights import ONNX_TOLERANCE, export_onnx, save_weights
+from anncnn_tune.search.names import path_component
 from anncnn_tune.training import devices, models
 from anncnn_tune.training.fit import DeviceData, RunOptions, predict
 
@@ -113,7 +114,8 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
         raise UserError(f"{run.path}: the {run.dataset} files here (fingerprint {splits.fingerprint[:12]}) are not "
                         f"the ones the study used ({run.fingerprint[:12]}); use the original files (--data-dir)")
     target = record_target(run, request.storage, request.record)
-    out = Path(request.out or Path("runs") / run.label)
+    # The default folder's name comes from the run file's content: one sanitized component under runs/.
+    out = Path(request.out or Path("runs") / path_component(run.label))
     overwriting = check_clean_test(out, request.force)
     _prepare_out(out)
     warn_rescoring(target, overwriting, log)

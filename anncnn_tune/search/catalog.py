@@ -6,8 +6,9 @@ import optuna
 
 from anncnn_tune.search.spec import builtin_names, load_spec
 from anncnn_tune.search.study import counts
+from anncnn_tune.service.readonly import NoStudiesYet, open_storage_readonly
 from anncnn_tune.service.records import StudyRecord, study_best_trial
-from anncnn_tune.service.storage import open_storage, sqlite_path
+from anncnn_tune.service.storage import sqlite_path
 
 
 def builtin_studies() -> list[dict]:
@@ -25,7 +26,10 @@ def _summaries(url: str):
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         return None
-    storage = open_storage(url, must_exist=True)
+    try:
+        storage = open_storage_readonly(url)
+    except NoStudiesYet:  # an empty file or database: nothing to list, and nothing is created
+        return None
     return storage, optuna.get_all_study_summaries(storage, include_best_trial=False)
 
 

@@ -29,14 +29,16 @@ import sys
 from dataclasses import dataclass, field, replace
 
 import optuna
+import torch
 
+from anncnn_tune.data import load_dataset
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.names import check_study_name
 from anncnn_tune.search.samplers import grid_size
-from anncnn_tune.search.spec import load_spec
+from anncnn_tune.search.spec import fits_data, load_spec
 from anncnn_tune.search.study import WorkerResult, counts
-from anncnn_tune.search.worker import EXIT_INTERRUPTED, Assignment, Job, run_trials, spawned_main
-from anncnn_tune.service.artifacts import open_store, resolve_dir
+from anncnn_tune.search.worker import EXIT_INTERRUPTED, Assignment, Job, check_sizes, run_trials, spawned_main
+from anncnn_tune.service.artifacts import check_store_dir, resolve_dir
 from anncnn_tune.service.records import TrialRecord, study_best_trial
 from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, check_reachable, open_storage
 from anncnn_tune.training import devices
@@ -97,8 +99,9 @@ def optimize(request: OptimizeRequest) -> OptimizeResult:
     flag = "--devices" if request.devices else "--device"
     resolved = tuple(str(devices.resolve(name, flag)) for name in request.devices or (request.device,))
     check_reachable(request.storage_url)
-    store = open_store(resolve_dir(request.artifacts, request.storage_url))
-    job = Job(spec=spec, storage_url=request.storage_url, artifacts=store.root, n_trials=request.n_trials,
+    # Checked, not created: the worker creates it once the data has loaded (nothing is written before).
+    artifacts = check_store_dir(resolve_dir(request.artifacts, request.storage_url))
+    job = Job(spec=spec, storage_url=request.storage_url, artifacts=artifacts, n_trials=request.n_trials,
               timeout=request.timeout, compile=request.compile, threads=request.threads, data_dir=request.data_dir,
               heartbeat_interval=request.heartbeat_interval, quiet=request.quiet)
     # From here on the workers see checked device names ("auto" has become "cpu" or "cuda").
@@ -164,6 +167,15 @@ def summarize(study: optuna.Study, result: WorkerResult | None = None) -> Optimi
 
 
 def _run_workers(request: OptimizeRequest, job: Job) -> OptimizeResult:
+    # The data (and --subset, --seed with it) is checked here before the schema is created: a
+    # mistake there must leave the storage as it was. The workers load it again from the cache.
+    spec = job.spec
+    splits = load_dataset(spec.data_source or spec.dataset, data_dir=job.data_dir, seed=spec.seed, subset=spec.subset)
+    if spec.data_source is not None:
+        fits_data(spec, splits.kind, splits.task)
+    for device in request.devices or (request.device,):
+        check_sizes(spec, splits, torch.device(device))
+    del splits
     # Create the schema once, here, rather than racing N workers at it (open_storage also locks).
     open_storage(request.storage_url)
     context = multiprocessing.get_context("spawn")

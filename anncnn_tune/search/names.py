@@ -21,6 +21,13 @@ def check_study_name(name: str, flag: str = "--study-name") -> str:
     return name
 
 
+def path_component(text: str, fallback: str = "run") -> str:
+    """One safe path component made of any text (a study name read from a file or a storage): only
+    letters, digits, '.', '_' and '-', never '.' or '..', so a path built from it stays in its folder."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-._")[:100].rstrip("-._")
+    return name or fallback
+
+
 def sanitize(text: str) -> str:
     """A study name made of any text (a file stem, a folder name): runs of other characters become '-'."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")[:100].rstrip("-._")

@@ -22,6 +22,7 @@ from anncnn_tune.service.records import TrialRecord
 from anncnn_tune.training import models
 from anncnn_tune.training.fit import DeviceData, NonFiniteLoss, RunOptions, fit, seed_everything
 from anncnn_tune.training.observer import TimingObserver
+from anncnn_tune.training.size_check import is_out_of_memory
 
 
 class TrialObserver(TimingObserver):
@@ -117,7 +118,13 @@ class Objective:
         checkpoint = TrialCheckpoint(self.store.root, trial.study, trial) if self.store else None
         seed = records.trial_seed(self.spec.seed, checkpoint.original if checkpoint else trial.number)
         seed_everything(seed)
-        model = models.build(self.spec.model, params, self.input_shape, self.out_dim)
+        try:
+            model = models.build(self.spec.model, params, self.input_shape, self.out_dim)
+        except RuntimeError as exc:  # the sampled model's weights alone do not fit in memory now
+            if not is_out_of_memory(exc):
+                raise
+            records.write_fail_reason(trial, f"out of memory building the model: {str(exc).splitlines()[0][:200]}")
+            raise torch.OutOfMemoryError(str(exc)) from exc
         n_train = len(self.data.y_train)
         records.write_setup(trial, n_params=models.count_params(model), device=str(self.options.device), seed=seed,
                             worker=self.worker)
@@ -140,12 +147,17 @@ class Objective:
             records.write_pruned_reason(trial, str(exc))
             self._finish(trial, checkpoint, model, observer.rows)
             raise optuna.TrialPruned(str(exc)) from None
-        except torch.OutOfMemoryError:
+        except RuntimeError as exc:  # CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError
+            if not is_out_of_memory(exc):
+                raise
             records.write_fail_reason(trial, f"out of memory on {self.options.device} at batch_size="
                                              f"{params['batch_size']}, n_params={models.count_params(model)}")
             if self.options.device.type == "cuda":
                 torch.cuda.empty_cache()
-            raise  # FAIL for good: trial_stored removes the checkpoint once that is committed
+            if isinstance(exc, torch.OutOfMemoryError):
+                raise  # FAIL for good: trial_stored removes the checkpoint once that is committed
+            # One type for the worker's catch=(torch.OutOfMemoryError,): the trial fails, the worker goes on.
+            raise torch.OutOfMemoryError(str(exc)) from exc
         except signals.StopRequested as exc:
             # Stopped at a safe point: FAIL with the reason, then run_worker re-queues it and the
             # retry resumes from the checkpoint, which therefore stays.

@@ -30,7 +30,9 @@ def stored_spec(study: optuna.Study) -> Spec:
     """The spec a study was created with (studies carry it, so no YAML file is needed later)."""
     record = StudyRecord.read(study)
     if not record.is_ours:
-        raise UserError(f"study {study.study_name!r} was not created by anncnn-tune (it has no stored spec)")
+        raise UserError(f"study {study.study_name!r} was not created by anncnn-tune (it has no stored spec); read "
+                        "it with Optuna itself (`optuna trials --study-name NAME`), or run it as an anncnn-tune "
+                        "study with `anncnn-tune optimize --study FILE --study-name NEW`")
     return spec_from_dict(record.spec, source=f"study {study.study_name}", name=study.study_name)
 
 

@@ -25,12 +25,13 @@ from anncnn_tune.search.objective import Objective
 from anncnn_tune.search.progress import Progress
 from anncnn_tune.search.spec import Spec, fits_data
 from anncnn_tune.search.study import WorkerResult, counts, open_study, run_worker
-from anncnn_tune.service.artifacts import AtomicArtifactStore
+from anncnn_tune.service.artifacts import open_store
 from anncnn_tune.service.budget_lock import StudyLock
 from anncnn_tune.service.optuna_private import failed_trial_logger
 from anncnn_tune.service.signals import raise_keyboard_interrupt
 from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, mask, open_storage
 from anncnn_tune.training.fit import DeviceData, RunOptions
+from anncnn_tune.training.size_check import check_space_fits
 from anncnn_tune.training.threads import configure_threads
 
 EXIT_INTERRUPTED = 130  # a spawned worker's exit code after SIGTERM (the shell's code for a signal)
@@ -95,6 +96,12 @@ def _quiet_optuna() -> None:
         logger.addFilter(_QuietFailures())
 
 
+def check_sizes(spec: Spec, splits, device: torch.device) -> None:
+    """Refuse, before the study is written, a space whose largest model cannot fit on `device`."""
+    check_space_fits(spec.model, spec.space, spec.fixed, spec.baselines, splits.input_shape, splits.out_dim,
+                     len(splits.y_train), device, where=f"study {spec.name}")
+
+
 def run_trials(job: Job, assignment: Assignment) -> tuple[optuna.Study, WorkerResult]:
     """Run trials in this process until the study holds job.n_trials finished trials (all workers').
 
@@ -109,8 +116,10 @@ def run_trials(job: Job, assignment: Assignment) -> tuple[optuna.Study, WorkerRe
                           subset=spec.subset)
     if spec.data_source is not None:  # an array file's kind and an `auto` task are known only now
         fits_data(spec, splits.kind, splits.task)
+    check_sizes(spec, splits, device)
     storage = open_storage(job.storage_url, heartbeat_interval=job.heartbeat_interval, retry_stale=True)
-    store = AtomicArtifactStore(job.artifacts)  # the launcher created it (artifacts.open_store)
+    # Created only now that the data has loaded (the launcher checked it can be).
+    store = open_store(job.artifacts)
     _quiet_optuna()
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)

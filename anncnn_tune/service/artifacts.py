@@ -51,6 +51,19 @@ class AtomicArtifactStore(FileSystemArtifactStore):
         write_atomically(artifact_path(self, artifact_id), lambda f: shutil.copyfileobj(content_body, f, 1 << 20))
 
 
+def check_store_dir(root: Path) -> Path:
+    """What open_store will create, checked without creating it: optimize makes no folder until
+    every input (data, --subset, --seed, sizes) has been checked."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"the artifact directory {root} is a file; pass --artifacts DIR or set $ANNCNN_TUNE_ARTIFACTS")
+    existing = next((p for p in (root, *root.absolute().parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create the artifact directory {root} ({existing} is not a writable folder); "
+                        "pass --artifacts DIR or set $ANNCNN_TUNE_ARTIFACTS")
+    return root
+
+
 def open_store(root: Path) -> AtomicArtifactStore:
     """The store for optimize: created here, so an unusable directory is one line before any work."""
     root = Path(root)

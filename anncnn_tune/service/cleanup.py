@@ -56,8 +56,10 @@ def plan_delete(url: str, name: str, artifact_root: Path) -> DeletePlan:
             if file.parent == root and file.is_file():
                 files.append(file)
     checkpoints = root / CHECKPOINTS / f"{name}-{study._study_id}"
+    # A study made elsewhere may be named '../../x': rmtree must never aim outside the root.
+    inside = (root / CHECKPOINTS).resolve() in checkpoints.resolve().parents
     return DeletePlan(url=url, name=name, n_trials=len(trials), artifact_root=root, artifact_files=tuple(files),
-                      checkpoint_dir=checkpoints if checkpoints.is_dir() else None)
+                      checkpoint_dir=checkpoints if inside and checkpoints.is_dir() else None)
 
 
 def delete(plan: DeletePlan) -> dict:

@@ -20,8 +20,9 @@ import yaml
 from anncnn_tune.errors import UserError
 from anncnn_tune.service.artifacts import ENV_VAR as ARTIFACTS_ENV
 from anncnn_tune.service.artifacts import AtomicArtifactStore, resolve_dir
+from anncnn_tune.service.readonly import open_storage_readonly
 from anncnn_tune.service.signals import raise_keyboard_interrupt
-from anncnn_tune.service.storage import mask, open_storage
+from anncnn_tune.service.storage import mask
 
 
 def study_note(spec_dict: dict, data: dict) -> str:
@@ -74,7 +75,8 @@ def make_dashboard_server(storage_url: str, host: str, port: int, artifacts_dir:
     """The server, bound but not yet serving (tests use port 0 and read server_port)."""
     import optuna_dashboard  # 1-2 s to import; only this command needs it
 
-    storage = open_storage(storage_url, must_exist=True)
+    # Writable (the dashboard saves notes), but neither schema nor lock file is created.
+    storage = open_storage_readonly(storage_url, read_only=False)
     store = AtomicArtifactStore(artifacts_dir) if artifacts_dir is not None else None  # checked to exist
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
     try:

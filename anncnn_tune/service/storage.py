@@ -111,6 +111,9 @@ def _unreachable(url: str, exc: BaseException) -> UserError:
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     reason = scrub(reason[0] if reason else type(exc).__name__, url)
     backend = make_url(url).get_backend_name()
+    if backend == "sqlite":  # a file: there is no server to blame
+        return UserError(f"cannot open storage {mask(url)} (sqlite): {reason}; check that the file is a SQLite "
+                         "database and its folder is writable, or choose another --storage")
     return UserError(f"cannot open storage {mask(url)} ({backend}): {reason}; check that the server is up "
                      "and the URL is right")
 
@@ -164,6 +167,22 @@ def _check_sqlite(url: str, must_exist: bool) -> None:
         raise UserError(f"no study storage at {path}; run `anncnn-tune optimize` first or pass --storage")
     if not path.parent.is_dir():
         raise UserError(f"storage directory {path.parent} does not exist; create it or choose another --storage")
+    _check_sqlite_file(path, writable=not must_exist)
+
+
+def _check_sqlite_file(path: Path, *, writable: bool) -> None:
+    """A SQLite storage's own mistakes, named before the driver reports them as an unreachable server."""
+    if path.is_dir():
+        raise UserError(f"storage {path} is a directory, not a SQLite file; pass --storage sqlite:///FILE.db")
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise UserError(f"storage {path} is not a SQLite database (it is some other file); pass "
+                                "--storage with a new or existing .db file")
+    # SQLite writes its journal and the workers their lock file beside the database.
+    if writable and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UserError(f"storage folder {path.parent} is read-only (SQLite writes its journal and lock there); "
+                        "choose a --storage in a folder you can write")
 
 
 def check_sqlite_intact(url: str) -> None:

@@ -1,0 +1,122 @@
+"""Commands that only read (studies, compare, export, datasets, dashboard) leave the folder of
+their storage byte for byte as it was: no schema, no `<db>.lock`, no artifact folder; and
+`optimize` writes nothing before every input has been checked."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from helpers import run_cli
+
+from anncnn_tune.service.readonly import close_readonly
+from anncnn_tune.service.storage import close_all
+
+READERS = [
+    ("studies",),
+    ("compare",),
+    ("compare", "--format", "json"),
+    ("export", "--study", "digits-ann"),
+    ("datasets",),
+]
+
+
+def snapshot(folder) -> dict:
+    """Every path under the folder (files, folders) with its bytes."""
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def real_storage(tmp_path_factory):
+    """One finished anncnn-tune study in a SQLite file (the digits ANN, one short trial)."""
+    folder = tmp_path_factory.mktemp("real")
+    result = run_cli("optimize", "--study", "digits-ann", "--n-trials", "1", "--epochs", "1", "--quiet",
+                     "--storage", "sqlite:///study.db", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    close_all()
+    for leftover in folder.glob("study.db.lock"):  # the workers' lock: not what this test is about
+        leftover.unlink()
+    return folder
+
+
+def _close():
+    close_all()
+    close_readonly()
+
+
+@pytest.mark.parametrize("args", READERS, ids=lambda a: " ".join(a))
+def test_readers_change_nothing_on_a_real_storage(real_storage, args):
+    before = snapshot(real_storage)
+    result = run_cli(*args, "--storage", "sqlite:///study.db", cwd=real_storage)
+    _close()
+    assert result.returncode == 0, result.stderr
+    assert snapshot(real_storage) == before
+
+
+@pytest.mark.parametrize("args", READERS, ids=lambda a: " ".join(a))
+def test_readers_create_no_schema_in_an_empty_file(tmp_path, args):
+    (tmp_path / "empty.db").write_bytes(b"")
+    before = snapshot(tmp_path)
+    result = run_cli(*args, "--storage", "sqlite:///empty.db", cwd=tmp_path)
+    _close()
+    assert result.returncode in (0, 2), result.stderr
+    assert "Traceback" not in result.stderr
+    if result.returncode == 2:
+        assert result.stderr.count("error:") == 1 and "no studies yet" in result.stderr
+    assert snapshot(tmp_path) == before
+    assert (tmp_path / "empty.db").stat().st_size == 0
+
+
+@pytest.mark.parametrize("args", READERS, ids=lambda a: " ".join(a))
+def test_readers_create_nothing_for_a_missing_file(tmp_path, args):
+    result = run_cli(*args, "--storage", "sqlite:///missing.db", cwd=tmp_path)
+    _close()
+    assert result.returncode in (0, 2), result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(tmp_path) == {}
+
+
+def test_a_database_without_optuna_tables_is_named_and_left_alone(tmp_path):
+    with sqlite3.connect(tmp_path / "other.db") as connection:
+        connection.execute("create table notes (text)")
+    before = snapshot(tmp_path)
+    result = run_cli("compare", "--storage", "sqlite:///other.db", cwd=tmp_path)
+    _close()
+    assert result.returncode == 2
+    assert "not an Optuna study storage" in result.stderr and result.stderr.count("error:") == 1
+    assert snapshot(tmp_path) == before
+
+
+def test_dashboard_opens_without_writing(real_storage):
+    from anncnn_tune.service.dashboard import make_dashboard_server
+
+    before = snapshot(real_storage)
+    url = f"sqlite:///{real_storage / 'study.db'}"
+    server = make_dashboard_server(url, "127.0.0.1", 0, None)
+    server.server_close()
+    _close()
+    assert snapshot(real_storage) == before
+
+
+def test_dashboard_refuses_an_empty_file_without_a_schema(tmp_path):
+    from anncnn_tune.errors import UserError
+    from anncnn_tune.service.dashboard import make_dashboard_server
+
+    (tmp_path / "empty.db").write_bytes(b"")
+    with pytest.raises(UserError, match="no studies yet"):
+        make_dashboard_server(f"sqlite:///{tmp_path / 'empty.db'}", "127.0.0.1", 0, None)
+    _close()
+    assert snapshot(tmp_path) == {"empty.db": b""}
+
+
+@pytest.mark.parametrize("bad", [("--subset", "3"), ("--data-dir", "afile")], ids=["subset", "data-dir"])
+def test_optimize_writes_nothing_when_an_input_is_wrong(tmp_path, bad):
+    (tmp_path / "afile").write_text("not a folder")
+    before = snapshot(tmp_path)
+    study = "digits-ann" if bad[0] == "--subset" else "mnist-ann"
+    result = run_cli("optimize", "--study", study, "--n-trials", "1", *bad, cwd=tmp_path)
+    _close()
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("error:") == 1
+    assert snapshot(tmp_path) == before  # no storage, no lock file, no artifact folder
