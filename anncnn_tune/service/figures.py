@@ -47,7 +47,7 @@ def empty_panel(fig: Figure, ax, text: str) -> None:
 
 
 def learning_curves(curves: list[dict], metric: str, *, title: str = "", test: float | None = None) -> Figure:
-    """Train loss (left) and validation metric (right) per epoch.
+    """Loss (left: training solid, validation dotted) and validation metric (right) per epoch.
 
     curves: dicts with `label` and `history` (rows of {"epoch", "train_loss", "val_...": ...}, the
     form fit() returns and trials store). Curves without validation columns (retraining on
@@ -66,12 +66,15 @@ def learning_curves(curves: list[dict], metric: str, *, title: str = "", test: f
                  "linestyle": curve.get("linestyle", "-"), "marker": "o" if len(rows) <= 30 else None,
                  "markersize": 3, "alpha": curve.get("alpha", 1.0)}
         loss_ax.plot(epochs, [r["train_loss"] for r in rows], **style)
+        if "val_loss" in rows[0]:  # a gap between the two is what overfitting looks like
+            loss_ax.plot(epochs, [r["val_loss"] for r in rows],
+                         **{**style, "linestyle": ":", "label": f"{curve['label']}, validation"})
         if metric in rows[0]:
             metric_ax.plot(epochs, [r[metric] for r in rows], **style)
             has_metric = True
     loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("train loss")
-    loss_ax.set_title("training loss")
+    loss_ax.set_ylabel("loss")
+    loss_ax.set_title("loss: training (solid), validation (dotted)")
     if loss_ax.lines:
         loss_ax.legend(fontsize=8)
     if test is not None and math.isfinite(test):

@@ -139,3 +139,15 @@ def test_a_trial_seed_stays_in_the_range_every_seed_is_checked_against():
 
     assert trial_seed(0, 7) == 7 and trial_seed(3, 2) == 3 * 100_003 + 2  # unchanged where it fitted
     assert 0 <= trial_seed(2**32 - 1, 10**6) < 2**32
+
+
+def test_the_learning_curve_draws_validation_loss_beside_training_loss():
+    from anncnn_tune.service.figures import learning_curves
+
+    rows = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_accuracy": 0.5 + e / 10} for e in (1, 2, 3)]
+    loss_ax, _ = learning_curves([{"label": "trial 0", "history": rows}], "val_accuracy").axes
+    lines = {line.get_label(): list(line.get_ydata()) for line in loss_ax.lines}
+    assert lines == {"trial 0": [r["train_loss"] for r in rows], "trial 0, validation": [r["val_loss"] for r in rows]}
+    retrain = [{"epoch": 1, "train_loss": 0.9}]  # train+val retraining: no validation columns
+    loss_ax, _ = learning_curves([{"label": "retrain", "history": retrain}], "val_accuracy").axes
+    assert [line.get_label() for line in loss_ax.lines] == ["retrain"]
