@@ -59,7 +59,7 @@ def _flat(x: np.ndarray) -> np.ndarray:
 
 def fit_reference(study_name: str, storage: str, data_dir: str | None = None, log=print) -> dict:
     """Tune, refit and score the classical reference of a study, record it there, and return the entry."""
-    study = load_stored_study(storage, study_name)
+    study = load_stored_study(storage, study_name, writable=True)  # it records the reference
     record = StudyRecord.read(study)
     spec = record.spec
     dataset = source_from_dict(spec["dataset"]) if isinstance(spec["dataset"], dict) else spec["dataset"]
