@@ -12,6 +12,7 @@ import os
 import signal
 import socketserver
 import sys
+import time
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -20,7 +21,7 @@ import yaml
 from anncnn_tune.errors import UserError
 from anncnn_tune.service.artifacts import ENV_VAR as ARTIFACTS_ENV
 from anncnn_tune.service.artifacts import AtomicArtifactStore, resolve_dir
-from anncnn_tune.service.readonly import open_storage_readonly
+from anncnn_tune.service.readonly import NoStudiesYet, open_storage_readonly
 from anncnn_tune.service.signals import raise_keyboard_interrupt
 from anncnn_tune.service.storage import mask
 
@@ -85,11 +86,28 @@ def make_dashboard_server(storage_url: str, host: str, port: int, artifacts_dir:
         raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host") from None
 
 
+def _when_there_are_studies(make, storage_url: str, poll_seconds: float = 2.0):
+    """make() once the storage holds Optuna's schema. A dashboard started beside the workers (the
+    compose file does) may find an empty database: it waits for the first study rather than
+    creating the schema itself, which a command that only reads must not do."""
+    waiting = False
+    while True:
+        try:
+            return make()
+        except NoStudiesYet:
+            if not waiting:
+                print(f"no studies in {mask(storage_url)} yet: waiting for the first `anncnn-tune optimize` "
+                      "(Ctrl-C to stop)", file=sys.stderr, flush=True)
+                waiting = True
+            time.sleep(poll_seconds)
+
+
 def serve(storage_url: str, host: str, port: int, artifacts_flag: str | None = None) -> None:
     """Serve until SIGINT or SIGTERM (`docker stop`), then close the storage cleanly."""
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     artifacts_dir = artifacts_to_serve(artifacts_flag, storage_url)
-    server = make_dashboard_server(storage_url, host, port, artifacts_dir)
+    server = _when_there_are_studies(lambda: make_dashboard_server(storage_url, host, port, artifacts_dir),
+                                     storage_url)
     shown = f"[{host}]" if ":" in host else host
     print(f"optuna-dashboard on {mask(storage_url)}"
           + (f", artifacts in {artifacts_dir}" if artifacts_dir is not None else "")

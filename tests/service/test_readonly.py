@@ -120,3 +120,20 @@ def test_optimize_writes_nothing_when_an_input_is_wrong(tmp_path, bad):
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("error:") == 1
     assert snapshot(tmp_path) == before  # no storage, no lock file, no artifact folder
+
+
+def test_the_dashboard_waits_for_the_first_study_instead_of_creating_the_schema(tmp_path, capsys):
+    # The compose file starts the dashboard beside the workers, before any study exists.
+    from anncnn_tune.service.dashboard import _when_there_are_studies
+    from anncnn_tune.service.readonly import NoStudiesYet
+
+    calls = []
+
+    def make():
+        calls.append(1)
+        if len(calls) < 3:
+            raise NoStudiesYet("empty")
+        return "server"
+
+    assert _when_there_are_studies(make, "sqlite:///x.db", poll_seconds=0) == "server" and len(calls) == 3
+    assert capsys.readouterr().err.count("waiting for the first") == 1
