@@ -18,7 +18,6 @@ The dashboard writes notes into studies it serves, so it opens an existing schem
 from __future__ import annotations
 
 import atexit
-import contextlib
 import sqlite3
 import urllib.parse
 from pathlib import Path
@@ -33,6 +32,7 @@ from anncnn_tune.service.storage import (
     _parse,
     _unreachable,
     check_sqlite_intact,
+    dispose_storages,
     mask,
     quiet_experimental_warnings,
     sqlite_path,
@@ -173,8 +173,4 @@ def open_storage_readonly(url: str, *, read_only: bool = True) -> optuna.storage
 def close_readonly() -> None:
     """Dispose every engine opened here (at exit, and in tests before removing a database)."""
     atexit.unregister(close_readonly)
-    while _OPEN:
-        _, (storage, _identity) = _OPEN.popitem()
-        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError, OSError):
-            storage.remove_session()
-            storage.engine.dispose()
+    dispose_storages(_OPEN)

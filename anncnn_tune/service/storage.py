@@ -298,13 +298,18 @@ def check_storage_file(study: optuna.Study) -> None:
                               "trials are lost; restore the file from a backup, or rerun to start the study again")
 
 
-def close_all() -> None:
-    """Dispose every engine this process opened (at exit, and in tests before dropping a database)."""
-    atexit.unregister(close_all)
-    while _OPEN:
-        _, (storage, _identity) = _OPEN.popitem()
+def dispose_storages(opened: dict) -> None:
+    """Dispose every engine of a cache of opened storages, emptying it."""
+    while opened:
+        _, (storage, _identity) = opened.popitem()
         # The server may be gone already; there is nothing left to release then.
         with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError, OSError):
             storage.remove_session()
             storage.engine.dispose()
+
+
+def close_all() -> None:
+    """Dispose every engine this process opened (at exit, and in tests before dropping a database)."""
+    atexit.unregister(close_all)
+    dispose_storages(_OPEN)
 
