@@ -38,20 +38,31 @@ from anncnn_tune.data import load_dataset
 from anncnn_tune.search.objective import Objective
 from anncnn_tune.search.spec import load_spec
 from anncnn_tune.search.study import make_pruner, make_sampler
+from anncnn_tune.service.records import TrialRecord
 from anncnn_tune.training.fit import DeviceData, RunOptions
 from anncnn_tune.training.threads import available_cores, configure_threads
 
 
 def arms(spec) -> dict[str, dict]:
-    """The pruner of each arm: none, median (warm-up = Hyperband's minimum resource), Hyperband."""
-    hyperband = dict(spec.pruner) if spec.pruner.get("type") == "hyperband" else {
-        "type": "hyperband", "min_resource": 1, "reduction_factor": 3}
-    warmup = int(hyperband.get("min_resource", 1))
+    """The pruner of each arm: none, median (warm-up = Hyperband's minimum resource, at least one
+    epoch), the study's pruner, Hyperband with its first rung at 1/9 of an epoch (cheap low rungs)."""
+    study = dict(spec.pruner)
+    warmup = max(1, int(study.get("min_resource", 1)))
     return {
         "none": {"type": "none"},
         "median": {"type": "median", "n_startup_trials": 5, "n_warmup_steps": warmup},
-        "hyperband": hyperband,
+        "study": study,
+        "hyperband-ninth": {"type": "hyperband", "min_resource": 0.111,
+                            "reduction_factor": int(study.get("reduction_factor", 3))},
     }
+
+
+ARM_NAMES = ("none", "median", "study", "hyperband-ninth")
+
+
+def _extra_arm(text: str) -> tuple[str, dict]:
+    name, _, options = text.partition("=")
+    return name.strip(), json.loads(options)
 
 
 def better_or_equal(value, target, direction: str) -> bool:
@@ -78,7 +89,7 @@ def run_arm(spec, data: DeviceData, splits, n_trials: int, device: torch.device,
             return
         reached = any(t.state == TrialState.COMPLETE and better_or_equal(t.value, target, spec.direction)
                       for t in finished)
-        spent = sum(int(t.user_attrs.get("epochs_run", 0)) for t in finished)
+        spent = sum(TrialRecord.read(t).epochs_spent for t in finished)
         if reached or spent >= epoch_budget:
             study.stop()
 
@@ -92,7 +103,7 @@ def run_arm(spec, data: DeviceData, splits, n_trials: int, device: torch.device,
     for t in sorted(study.trials, key=lambda t: t.number):
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else 0.0
         trials.append({"number": t.number, "state": t.state.name, "value": t.value,
-                       "epochs": int(t.user_attrs.get("epochs_run", 0)), "seconds": seconds})
+                       "epochs": TrialRecord.read(t).epochs_spent, "seconds": seconds})
     first = trials[:n_trials]
     return {"wall_seconds": wall, "n_trials": len(trials), "total_epochs": sum(t["epochs"] for t in trials),
             "best_value": best_of(trials, spec.direction),
@@ -176,6 +187,12 @@ def main(argv=None) -> dict:
                         help="torch intra-op threads, or 'auto' for configure_threads() (all cores). Default 1: "
                              "on a machine shared with other work, more threads than free cores make every "
                              "parallel region wait for descheduled threads (see RESULTS.md)")
+    parser.add_argument("--arms", default=None,
+                        help=f"comma-separated arms to run (default all: {', '.join(ARM_NAMES)}); 'none' always runs "
+                             "first: the others are measured against it")
+    parser.add_argument("--extra-arm", action="append", default=[], metavar="NAME=JSON",
+                        help='another pruner to measure, e.g. \'hb4={"type": "hyperband", "min_resource": 0.25, '
+                             '"reduction_factor": 4}\' (repeatable)')
     parser.add_argument("--quick", action="store_true", help="a few short trials: checks the script only")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
@@ -197,14 +214,16 @@ def main(argv=None) -> dict:
     warm = base.with_overrides(epochs=1)  # imports, allocator, first kernels: not the first arm's cost
     run_arm(replace(warm, pruner={"type": "none"}, baselines=[]), *loaded(warm, device), 1, device)
     runs = []
-    names = list(arms(base))
+    chosen = ["none", *[a for a in (args.arms.split(",") if args.arms else ARM_NAMES) if a != "none"]]
+    extra = dict(_extra_arm(text) for text in args.extra_arm)
+    names = chosen + list(extra)
     for seed in seeds:
         spec = base.with_overrides(epochs=epochs, seed=seed)
         if args.no_early_stopping:
             spec = replace(spec, fixed={**spec.fixed, "patience": 0})
         data, splits = loaded(spec, device)
         unpruned = None
-        for name, pruner in arms(spec).items():
+        for name, pruner in {**{k: v for k, v in arms(spec).items() if k in chosen}, **extra}.items():
             if unpruned is None:
                 result = unpruned = run_arm(replace(spec, pruner=pruner), data, splits, n_trials, device)
             else:

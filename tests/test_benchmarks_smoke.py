@@ -47,9 +47,10 @@ def test_throughput_quick_reports_every_model_against_the_reference(tmp_path):
     assert "GFLOP/s" in stdout
 
 
-def test_search_quick_compares_the_three_pruning_arms(tmp_path):
-    stdout, report = run("search.py", "--trials", "3", tmp_path=tmp_path)
-    assert [row["arm"] for row in report["summary"]] == ["none", "median", "hyperband"]
+def test_search_quick_compares_the_pruning_arms(tmp_path):
+    stdout, report = run("search.py", "--trials", "3", "--arms", "median,hyperband-ninth", "--extra-arm",
+                         'sh={"type": "successive_halving", "min_resource": 0.25}', tmp_path=tmp_path)
+    assert [row["arm"] for row in report["summary"]] == ["none", "median", "hyperband-ninth", "sh"]
     assert report["info"]["study"] == "digits-ann"
     unpruned = report["runs"][0]
     for run_ in report["runs"]:
@@ -60,7 +61,7 @@ def test_search_quick_compares_the_three_pruning_arms(tmp_path):
         assert run_["reach"]["reached"] or run_["total_epochs"] >= unpruned["total_epochs"] or run_["n_trials"] == 15
     assert unpruned["arm"] == "none" and unpruned["n_trials"] == 3
     assert unpruned["reach"]["reached"]  # a search reaches its own best
-    assert "| pruner |" in stdout and stdout.count("| hyperband |") == 1
+    assert "| pruner |" in stdout and stdout.count("| hyperband-ninth |") == 1 and stdout.count("| sh |") == 1
 
 
 def test_choices_quick_prints_every_section(tmp_path):

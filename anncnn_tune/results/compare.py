@@ -183,7 +183,7 @@ FIELDS: tuple[Field, ...] = (
     # Summed trial durations: the compute spent, independent of idle gaps between resumed runs.
     Field("search_seconds", lambda f: round(sum(_duration(t) for t in f.trials), 3)),
     Field("finished_trials", lambda f: f.states[TrialState.COMPLETE] + f.states[TrialState.PRUNED]),
-    Field("epochs_spent", lambda f: sum(int(TrialRecord.read(t).epochs_run or 0) for t in f.trials)),
+    Field("epochs_spent", lambda f: round(sum(TrialRecord.read(t).epochs_spent for t in f.trials), 3)),
     Field("test_scorings", lambda f: f.record.test_scorings),
     Field("test_per_seed", lambda f: f.test_field("per_seed_values"), csv=None),
     Field("test_correct", lambda f: f.test_field("correct"), csv=None),
@@ -430,7 +430,7 @@ TABLE: tuple[Column, ...] = (
     Column("epochs", lambda r: "—" if r["epochs_run"] is None else f"{r['best_epoch']}/{r['epochs_run']}"),
     Column("trials c/p/f", lambda r: f"{r['complete']}/{r['pruned']}/{r['failed']}"),
     Column("search s", lambda r: f"{r['search_seconds']:.1f}"),
-    Column("epochs spent", lambda r: str(r["epochs_spent"])),
+    Column("epochs spent", lambda r: f"{r['epochs_spent']:g}"),
     Column("FLOPs/sample", _or_dash("flops_per_sample", ",")),
     Column("ms/sample b1, b256", lambda r: "—" if r["latency_ms_b1"] is None
            else f"{r['latency_ms_b1']:.3f}, {r['latency_ms_b256']:.4f}"),

@@ -30,11 +30,14 @@ class TrialObserver(TimingObserver):
     progress lines, the checkpoint to its file, and the rows and time so far, which the objective
     records however the trial ends."""
 
-    def __init__(self, trial: optuna.Trial, epochs: int, progress, checkpoint: TrialCheckpoint | None,
-                 rows: list[dict]):
+    def __init__(self, trial: optuna.Trial, epochs: int, steps_per_epoch: int, progress,
+                 checkpoint: TrialCheckpoint | None, resumed: dict | None):
         super().__init__()
         self.trial, self.epochs, self.progress, self.checkpoint = trial, epochs, progress, checkpoint
-        self.rows = rows  # the resumed epochs, then this run's
+        self.steps_per_epoch = steps_per_epoch  # Optuna's step is 1/steps_per_epoch of an epoch
+        resumed = resumed or {}
+        self.rows = [dict(row) for row in resumed.get("history", [])]  # the resumed epochs, then this run's
+        self.partial = [dict(row) for row in resumed.get("partial", [])]  # rows inside the first epoch
         self.saves_checkpoints = checkpoint is not None
 
     def on_epoch(self, row: dict) -> None:
@@ -42,8 +45,11 @@ class TrialObserver(TimingObserver):
         if not self.saves_checkpoints:
             signals.check_stop()  # a safe point: the epoch is over (with checkpoints: once it is saved)
 
-    def on_value(self, epoch: int, value: float) -> None:
-        self.trial.report(value, epoch)
+    def on_partial(self, row: dict) -> None:
+        self.partial.append(row)
+
+    def on_value(self, epoch: float, value: float) -> None:
+        self.trial.report(value, round(epoch * self.steps_per_epoch))
         if self.progress:
             self.progress.epoch(self.trial.number, epoch, value, self.epochs)
         if self.trial.should_prune():
@@ -68,9 +74,13 @@ class TrialObserver(TimingObserver):
                 optuna.logging.get_logger("anncnn_tune").warning(message)
         signals.check_stop()  # a safe point: the epoch and its checkpoint are written
 
-    def record_timing(self, n_train: int) -> None:
+    def record_progress(self, n_train: int) -> None:
+        """What the trial trained, however it ends: its time, its resource, the rows inside epoch 1."""
         records.write_timing(self.trial, epochs_run=self.timing.epochs_run, train_seconds=self.timing.train_seconds,
-                             compile_seconds=self.timing.compile_seconds, n_train=n_train)
+                             compile_seconds=self.timing.compile_seconds, n_train=n_train,
+                             epochs_trained=self.timing.epochs_trained)
+        if self.partial:
+            records.write_partial_epochs(self.trial, self.partial)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -128,7 +138,8 @@ class Objective:
         n_train = len(self.data.y_train)
         records.write_setup(trial, n_params=models.count_params(model), device=str(self.options.device), seed=seed,
                             worker=self.worker)
-        observer = TrialObserver(trial, epochs, self.progress, checkpoint, self._resume(trial, checkpoint, model))
+        observer = TrialObserver(trial, epochs, self.spec.steps_per_epoch, self.progress, checkpoint,
+                                 self._resume(trial, checkpoint, model))
         if self.progress:
             self.progress.trial_started(trial.number, f"[{record.baseline}] " if record.baseline else "")
             if observer.rows:
@@ -136,14 +147,14 @@ class Objective:
                                       f"checkpoint after epoch {len(observer.rows)}")
         try:
             result = fit(model, self.data, params, epochs=epochs, metric=self.spec.metric, seed=seed,
-                         options=self.options, observer=observer)
+                         options=self.options, observer=observer, partial_epochs=self.spec.partial_epochs)
         except optuna.TrialPruned:
-            observer.record_timing(n_train)
+            observer.record_progress(n_train)
             self._finish(trial, checkpoint, model, observer.rows)
             raise
         except NonFiniteLoss as exc:
             # Pruned rather than failed: the sampler then learns that this region diverges.
-            observer.record_timing(n_train)
+            observer.record_progress(n_train)
             records.write_pruned_reason(trial, str(exc))
             self._finish(trial, checkpoint, model, observer.rows)
             raise optuna.TrialPruned(str(exc)) from None
@@ -174,19 +185,19 @@ class Objective:
             raise
         # Any other exception (a storage outage among them) leaves the checkpoint: the trial may stay
         # RUNNING in the storage and be retried from it.
-        observer.record_timing(n_train)
+        observer.record_progress(n_train)
         records.write_result(trial, best_epoch=result.best_epoch, stopped=result.stopped, history=result.history)
         self._finish(trial, checkpoint, model, result.history)
         return result.best_value
 
-    def _resume(self, trial: optuna.Trial, checkpoint: TrialCheckpoint | None, model) -> list[dict]:
-        """Record whether this trial continues a predecessor's checkpoint; the rows trained so far."""
+    def _resume(self, trial: optuna.Trial, checkpoint: TrialCheckpoint | None, model) -> dict | None:
+        """Record whether this trial continues a predecessor's checkpoint; the state it resumes from."""
         if checkpoint is None:
-            return []
+            return None
         state = checkpoint.peek(model)
         if checkpoint.original != trial.number:
             records.write_resumed(trial, from_trial=checkpoint.original, from_epoch=checkpoint.resumed_epoch)
-        return [dict(row) for row in state["history"]] if state else []
+        return state
 
     def _finish(self, trial: optuna.Trial, checkpoint, model, rows: list[dict]) -> None:
         """The trial trained to its end: leave its curve and summary for the dashboard. Its checkpoint

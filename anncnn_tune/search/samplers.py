@@ -25,7 +25,7 @@ class Kind:
     """One sampler or pruner: its options (as parameter declarations) and how to build it."""
 
     options: dict[str, Param]
-    build: Callable[[dict, int], object]  # (options, the study's epoch budget) -> sampler or pruner
+    build: Callable[[dict, int], object]  # (options, the study's budget in steps) -> sampler or pruner
 
 
 def _opts(*params: Param) -> dict[str, Param]:
@@ -43,28 +43,32 @@ def _flag(name: str, text: str) -> Param:
 SAMPLERS: dict[str, Kind] = {
     "tpe": Kind(_opts(SEED, N_STARTUP, _flag("multivariate", "joint TPE"), _flag("group", "group conditional params"),
                       _flag("constant_liar", "spread parallel workers")),
-                lambda o, _epochs: optuna.samplers.TPESampler(**o)),
-    "random": Kind(_opts(SEED), lambda o, _epochs: optuna.samplers.RandomSampler(**o)),
-    "cmaes": Kind(_opts(SEED, N_STARTUP), lambda o, _epochs: optuna.samplers.CmaEsSampler(**o)),
-    "gp": Kind(_opts(SEED, N_STARTUP), lambda o, _epochs: optuna.samplers.GPSampler(**o)),
+                lambda o, _steps: optuna.samplers.TPESampler(**o)),
+    "random": Kind(_opts(SEED), lambda o, _steps: optuna.samplers.RandomSampler(**o)),
+    "cmaes": Kind(_opts(SEED, N_STARTUP), lambda o, _steps: optuna.samplers.CmaEsSampler(**o)),
+    "gp": Kind(_opts(SEED, N_STARTUP), lambda o, _steps: optuna.samplers.GPSampler(**o)),
     # Needs the search space as well: make_sampler builds it from grid_space(spec).
-    "grid": Kind(_opts(SEED), lambda o, _epochs: None),
+    "grid": Kind(_opts(SEED), lambda o, _steps: None),
 }
 GRID_MAX = 100_000  # more combinations than any search here could visit: a mistake in the space
 
-MIN_RESOURCE = Param("min_resource", "pruner", "int", 1, "epochs before the first rung", low=1)
+MIN_RESOURCE = Param("min_resource", "pruner", "resource", 1,
+                     "epochs before the first rung; 1/K of an epoch (0.5, 0.111) puts the first rungs inside the "
+                     "first epoch, after a seeded part of the training split")
 REDUCTION = Param("reduction_factor", "pruner", "int", 3, "keep 1/reduction_factor per rung", low=2)
+BOOTSTRAP = Param("bootstrap_count", "pruner", "int", 0, "trials that must reach a rung before any is promoted",
+                  low=0)
 
 PRUNERS: dict[str, Kind] = {
-    # Hyperband's largest bracket spans the whole epoch budget.
-    "hyperband": Kind(_opts(MIN_RESOURCE, REDUCTION),
-                      lambda o, epochs: optuna.pruners.HyperbandPruner(max_resource=epochs, **o)),
+    # Hyperband's largest bracket spans the whole budget; the resources arrive in steps (make_pruner).
+    "hyperband": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP),
+                      lambda o, steps: optuna.pruners.HyperbandPruner(max_resource=steps, **o)),
     "median": Kind(_opts(Param("n_startup_trials", "pruner", "int", 5, "trials before pruning starts", low=0),
                          Param("n_warmup_steps", "pruner", "int", 0, "epochs before a trial can be pruned", low=0)),
-                   lambda o, _epochs: optuna.pruners.MedianPruner(**o)),
-    "successive_halving": Kind(_opts(MIN_RESOURCE, REDUCTION),
-                               lambda o, _epochs: optuna.pruners.SuccessiveHalvingPruner(**o)),
-    "none": Kind({}, lambda o, _epochs: optuna.pruners.NopPruner()),
+                   lambda o, _steps: optuna.pruners.MedianPruner(**o)),
+    "successive_halving": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP),
+                               lambda o, _steps: optuna.pruners.SuccessiveHalvingPruner(**o)),
+    "none": Kind({}, lambda o, _steps: optuna.pruners.NopPruner()),
 }
 
 DEFAULT_SAMPLER = {"type": "tpe", "multivariate": True, "group": True, "seed": 0}
@@ -147,4 +151,32 @@ def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
 
 def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
     options = {k: v for k, v in spec.pruner.items() if k != "type"}
-    return PRUNERS[spec.pruner["type"]].build(options, spec.epochs)
+    per_epoch = steps_per_epoch(spec.pruner)
+    if "min_resource" in options:  # in steps: 1/K of an epoch is one step of a K-step epoch
+        options["min_resource"] = round(options["min_resource"] * per_epoch)
+    return PRUNERS[spec.pruner["type"]].build(options, spec.epochs * per_epoch)
+
+
+# -- rungs inside the first epoch ------------------------------------------------------------------
+# A pruner whose min_resource is 1/K of an epoch judges trials after parts of the first epoch: the
+# first 1/K of the trial's (seeded) shuffled training split, then reduction_factor times as much, and
+# so on up to the whole epoch. Optuna counts a trial's steps in whole numbers, so such a study's
+# step is 1/K of an epoch (epoch e is step e*K), and every trial reports at the same steps: a rung
+# compares values after the same amount of training (the pruner compares like with like).
+
+
+def steps_per_epoch(pruner: dict) -> int:
+    """Optuna steps per epoch for a study with this pruner: K where min_resource is 1/K, else 1."""
+    amount = pruner.get("min_resource", 1)
+    return 1 if amount >= 1 else round(1 / amount)
+
+
+def partial_epochs(pruner: dict) -> tuple[float, ...]:
+    """The fractions of the first epoch where this pruner's rungs fall: min_resource * reduction**j < 1."""
+    per_epoch = steps_per_epoch(pruner)
+    reduction = int(pruner.get("reduction_factor", REDUCTION.default))
+    fractions, step = [], 1
+    while per_epoch > 1 and step < per_epoch:
+        fractions.append(step / per_epoch)
+        step *= reduction
+    return tuple(fractions)

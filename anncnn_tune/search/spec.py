@@ -100,6 +100,16 @@ class Spec:
     def direction(self) -> str:
         return metrics.direction(self.metric)
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optuna steps per epoch: 1, or K where the pruner's first rung is 1/K of an epoch."""
+        return samplers.steps_per_epoch(self.pruner)
+
+    @property
+    def partial_epochs(self) -> tuple[float, ...]:
+        """Fractions of the first epoch at which trials are validated for the pruner's first rungs."""
+        return samplers.partial_epochs(self.pruner)
+
     def with_overrides(self, *, epochs: int | None = None, seed: int | None = None, subset=None) -> Spec:
         """The spec with command-line overrides, each checked by the same rule as in a study file."""
         changed = {}

@@ -14,9 +14,12 @@ Study attributes:   spec (the study file as a dict), data (the data description:
                     test_scorings (how many retrains scored the test split),
                     classical_reference (`anncnn-tune reference`: model, setting, validation, test).
 Trial attributes:   baseline (name) and epochs (the baseline's epoch budget), set when enqueued;
-                    n_params, device, seed, worker at the start; epochs_run, train_seconds,
-                    samples_per_second, compile_seconds (timing); best_epoch, stopped, history
-                    (rows of {"epoch", "train_loss", "val_...": ...}) when complete;
+                    n_params, device, seed, worker at the start; epochs_run, epochs_trained (a float:
+                    epochs_run plus the part of a first epoch a pruned trial trained), train_seconds,
+                    samples_per_second, compile_seconds (timing); partial_epochs (the validations
+                    inside the first epoch of a pruner whose first rungs are parts of an epoch: rows
+                    of {"epoch": fraction, "samples", "train_loss", "val_...": ...}); best_epoch,
+                    stopped, history (rows of {"epoch", "train_loss", "val_...": ...}) when complete;
                     pruned_reason / fail_reason; resumed_from_trial, resumed_from_epoch on a retry
                     that continued a checkpoint.
 
@@ -180,12 +183,14 @@ class TrialRecord:
     seed: int | None = None
     worker: str | None = None  # host:pid
     epochs_run: int | None = None
+    epochs_trained: float | None = None  # epochs_run plus the part of a first epoch a pruned trial trained
     train_seconds: float | None = None
     samples_per_second: float | None = None
     compile_seconds: float | None = None
     best_epoch: int | None = None
     stopped: str | None = None  # "budget" or "early_stopping"
     history: list | None = None
+    partial_epochs: list | None = None  # rows validated inside the first epoch, with their "samples"
     pruned_reason: str | None = None
     fail_reason: str | None = None
     resumed_from_trial: int | None = None
@@ -204,6 +209,11 @@ class TrialRecord:
     def seed_or_default(self, spec_seed: int) -> int:
         """The recorded seed; trials that predate its recording trained with trial_seed(number)."""
         return int(self.seed) if self.seed is not None else trial_seed(spec_seed, self.number)
+
+    @property
+    def epochs_spent(self) -> float:
+        """The training this trial cost, in epochs (trials recorded before epochs_trained: epochs_run)."""
+        return float(self.epochs_trained if self.epochs_trained is not None else self.epochs_run or 0)
 
     def epochs_to_retrain(self, spec_epochs: int) -> int:
         """Epochs a retrain of this trial trains: its best epoch, else what it ran, else the budget."""
@@ -230,9 +240,10 @@ def write_setup(trial: optuna.Trial, *, n_params: int, device: str, seed: int, w
 
 
 def write_timing(trial: optuna.Trial, *, epochs_run: int, train_seconds: float, compile_seconds: float,
-                 n_train: int) -> None:
-    """Time spent so far; written whenever a trial ends, complete or pruned."""
+                 n_train: int, epochs_trained: float | None = None) -> None:
+    """Time and training spent so far; written whenever a trial ends, complete or pruned."""
     trial.set_user_attr("epochs_run", epochs_run)
+    trial.set_user_attr("epochs_trained", round(epochs_run if epochs_trained is None else epochs_trained, 6))
     trial.set_user_attr("train_seconds", round(train_seconds, 4))
     trial.set_user_attr("samples_per_second",
                         round(n_train * epochs_run / train_seconds, 1) if train_seconds else 0.0)
@@ -243,6 +254,12 @@ def write_result(trial: optuna.Trial, *, best_epoch: int, stopped: str, history:
     trial.set_user_attr("best_epoch", best_epoch)
     trial.set_user_attr("stopped", stopped)
     trial.set_user_attr("history", [{k: round(v, 6) for k, v in row.items()} for row in history])
+
+
+def write_partial_epochs(trial: optuna.Trial, rows: list[dict]) -> None:
+    """The validations inside the first epoch (a pruner's rungs below one epoch): each row's "epoch" is
+    the fraction and "samples" the training samples it had seen, the resource that rung used."""
+    trial.set_user_attr("partial_epochs", [{k: round(v, 6) for k, v in row.items()} for row in rows])
 
 
 def write_pruned_reason(trial: optuna.Trial, reason: str) -> None:
@@ -262,7 +279,7 @@ def write_resumed(trial: optuna.Trial, *, from_trial: int, from_epoch: int) -> N
 
 # What a retry does not inherit from the trial it retries: why that one ended, and its per-run setup
 # and results (the retry writes its own).
-_NOT_INHERITED = ("fail_reason", "pruned_reason", "best_epoch", "stopped", "history")
+_NOT_INHERITED = ("fail_reason", "pruned_reason", "best_epoch", "stopped", "history", "partial_epochs")
 
 
 def retry_user_attrs(attrs: dict) -> dict:

@@ -33,7 +33,7 @@ from torch import nn
 from anncnn_tune.data.base import Splits
 from anncnn_tune.training import metrics as M
 from anncnn_tune.training import params as P
-from anncnn_tune.training.observer import CallbackObserver, FitObserver, FitTiming
+from anncnn_tune.training.observer import FitObserver, FitTiming
 
 # Defaults and choices come from the parameter table (training/params.py), the one declaration of each.
 TRAIN_DEFAULTS = P.defaults("train")
@@ -113,6 +113,7 @@ class FitResult:
     samples_per_second: float
     stopped: str  # "budget" or "early_stopping"
     compile_seconds: float = 0.0  # torch.compile's tracing and code generation (0 without compile)
+    partial: list[dict] = field(default_factory=list)  # the rows validated inside the first epoch
 
 
 def seed_everything(seed: int) -> None:
@@ -308,10 +309,7 @@ def fit(
     seed: int = 0,
     options: RunOptions | None = None,
     observer: FitObserver | None = None,
-    report=None,
-    checkpoint=None,
-    timings: dict | None = None,
-    on_epoch=None,
+    partial_epochs: tuple[float, ...] = (),
 ) -> FitResult:
     """Train `model` on data.x_train for up to `epochs`, validating after each epoch.
 
@@ -321,19 +319,17 @@ def fit(
     epoch, value and timing; on_value may raise to stop. Where it saves checkpoints, training
     resumes from its load_checkpoint() and it gets a state after every finished epoch but the last
     (so a retried trial resumes, and its epochs and weights are exactly those of an uninterrupted run).
-    report, checkpoint, timings, on_epoch: the former way to say the same (CallbackObserver);
-    kept for callers not yet passing an observer, and not to be mixed with one.
+    partial_epochs: fractions of the first epoch, in (0, 1), after which to validate as well (the
+    cheap low rungs of a pruner: a bad configuration is stopped after a seeded part of the
+    training split). Each is reported to observer.on_partial and on_value(fraction, value) at the
+    first batch boundary at or past it; validating changes nothing in the training itself.
     Raises NonFiniteLoss when the training loss stops being finite, and torch.OutOfMemoryError
     for every allocation failure (also those torch raises as a plain RuntimeError).
     """
-    legacy = {"report": report, "checkpoint": checkpoint, "timings": timings, "on_epoch": on_epoch}
-    if any(v is not None for v in legacy.values()):
-        if observer is not None:
-            raise TypeError("fit(): pass an observer or report/checkpoint/timings/on_epoch, not both")
-        observer = CallbackObserver(**legacy)
     try:
         return _fit(model, data, params, epochs=epochs, metric=metric, seed=seed,
-                    options=options or RunOptions(device=data.device), observer=observer or FitObserver())
+                    options=options or RunOptions(device=data.device), observer=observer or FitObserver(),
+                    partial_epochs=partial_epochs if metric else ())
     except torch.OutOfMemoryError:
         raise
     except RuntimeError as exc:
@@ -370,14 +366,18 @@ class _Progress:
     """What changes from epoch to epoch, and what a checkpoint saves of it."""
 
     history: list = field(default_factory=list)
+    partial: list = field(default_factory=list)  # rows validated inside the first epoch (partial_epochs)
     best_value: float | None = None
     best_epoch: int = 0
     since_best: int = 0
     elapsed: float = 0.0
     compile_seconds: float = 0.0
 
-    def timing(self) -> FitTiming:
-        return FitTiming(len(self.history), self.elapsed, self.compile_seconds)
+    def timing(self, *, within_epoch: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> FitTiming:
+        """Time so far; within_epoch: (fraction of the running epoch trained, its seconds, its compiling)."""
+        fraction, seconds, compiling = within_epoch
+        return FitTiming(len(self.history), self.elapsed + seconds - compiling, self.compile_seconds + compiling,
+                         epochs_trained=len(self.history) + fraction)
 
     def track_best(self, epoch: int, value: float, metric: str) -> None:
         if M.is_better(value, self.best_value, metric):
@@ -427,7 +427,8 @@ def _resume(loop: _Loop, state: dict | None) -> _Progress:
         loop.scheduler.load_state_dict(state["scheduler"])
     loop.generator.set_state(state["generator"].to(loop.generator.get_state().device))
     _set_rng_state(state.get("rng"), loop.data.device)
-    return _Progress(history=state["history"], best_value=state["best_value"], best_epoch=state["best_epoch"],
+    return _Progress(history=state["history"], partial=state.get("partial", []), best_value=state["best_value"],
+                     best_epoch=state["best_epoch"],
                      since_best=state["since_best"], elapsed=state["elapsed"],
                      compile_seconds=state.get("compile_seconds", 0.0))
 
@@ -437,13 +438,16 @@ def _checkpoint_state(loop: _Loop, progress: _Progress) -> dict:
         "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict() if loop.scheduler is not None else None,
         "generator": loop.generator.get_state(), "rng": _rng_state(loop.data.device), "history": progress.history,
+        "partial": progress.partial,
         "best_value": progress.best_value, "best_epoch": progress.best_epoch, "since_best": progress.since_best,
         "elapsed": progress.elapsed, "compile_seconds": progress.compile_seconds,
     }
 
 
-def _train_epoch(loop: _Loop) -> tuple[torch.Tensor, float]:
-    """One pass over the training split: (the summed loss as a device tensor, seconds spent compiling)."""
+def _train_epoch(loop: _Loop, marks: dict[int, tuple[float, ...]]):
+    """One pass over the training split, as a generator: it yields (samples seen, the summed loss so far
+    as a device tensor, seconds spent compiling so far), each led by the steps done, after each step
+    count named in `marks` (see _marks) and once at the end of the epoch."""
     data, n, batch_size, steps = loop.data, loop.n, loop.batch_size, loop.steps
     compiling = 0.0
     loop.model.train()
@@ -473,13 +477,28 @@ def _train_epoch(loop: _Loop) -> tuple[torch.Tensor, float]:
             loop.sync()
             loop.compiled_sizes.add(size)
             compiling += time.perf_counter() - step_started
-    return loss_sum, compiling
+        if step + 1 in marks:
+            yield step + 1, (step + 1) * batch_size, loss_sum, compiling
+    yield steps, n, loss_sum, compiling
 
 
-def _epoch_values(loop: _Loop, loss_sum: torch.Tensor) -> dict[str, float]:
-    """The epoch's train loss and validation metrics, fetched in one device-to-host transfer."""
+def _marks(loop: _Loop, fractions: tuple[float, ...]) -> dict[int, tuple[float, ...]]:
+    """The step after which each fraction of an epoch is reached: the first batch boundary at or past
+    it (a fraction smaller than one batch waits for the first batch). Fractions that need the whole
+    epoch are left out: the epoch's own validation comes then. Several fractions may share a step."""
+    marks: dict[int, tuple[float, ...]] = {}
+    for fraction in sorted(set(fractions)):
+        step = max(1, math.ceil(fraction * loop.n / loop.batch_size - 1e-9))
+        if step < loop.steps:
+            marks[step] = (*marks.get(step, ()), fraction)
+    return marks
+
+
+def _epoch_values(loop: _Loop, loss_sum: torch.Tensor, seen: int) -> dict[str, float]:
+    """The train loss over the `seen` samples so far and the validation metrics, fetched in one
+    device-to-host transfer."""
     data = loop.data
-    summary = {"train_loss": loss_sum / loop.n}
+    summary = {"train_loss": loss_sum / seen}
     if data.x_val is not None:
         summary.update({f"val_{k}": v for k, v in evaluate(loop.model, data, data.x_val, data.y_val,
                                                            loop.options).items()})
@@ -487,16 +506,20 @@ def _epoch_values(loop: _Loop, loss_sum: torch.Tensor) -> dict[str, float]:
 
 
 def _fit(model, data: DeviceData, params: dict, *, epochs, metric, seed, options: RunOptions,
-         observer: FitObserver) -> FitResult:
+         observer: FitObserver, partial_epochs: tuple[float, ...]) -> FitResult:
     p = {**TRAIN_DEFAULTS, **params}
     loop = _prepare(model, data, p, epochs=epochs, seed=seed, options=options)
     progress = _resume(loop, observer.load_checkpoint() if observer.saves_checkpoints else None)
     observer.on_timing(progress.timing())
+    marks = _marks(loop, partial_epochs)
     stopped = "budget"
     for epoch in range(len(progress.history) + 1, epochs + 1):
         started = time.perf_counter()
-        loss_sum, compiling = _train_epoch(loop)
-        values = _epoch_values(loop, loss_sum)
+        for done, seen, loss_sum, compiling in _train_epoch(loop, marks if epoch == 1 else {}):
+            values = _epoch_values(loop, loss_sum, seen)
+            if done < loop.steps:  # a mark inside the first epoch
+                within = (seen / loop.n, time.perf_counter() - started, compiling)
+                _report_partial(progress, observer, marks[done], seen, values, metric, within)
         progress.elapsed += time.perf_counter() - started - compiling
         progress.compile_seconds += compiling
         row = {"epoch": epoch, **values}
@@ -525,4 +548,19 @@ def _fit(model, data: DeviceData, params: dict, *, epochs, metric, seed, options
         samples_per_second=loop.n * epochs_run / progress.elapsed if progress.elapsed > 0 else 0.0,
         stopped=stopped,
         compile_seconds=progress.compile_seconds,
+        partial=progress.partial,
     )
+
+
+def _report_partial(progress: _Progress, observer: FitObserver, fractions: tuple[float, ...], seen: int,
+                    values: dict, metric: str, within: tuple[float, float, float]) -> None:
+    """A validation inside the first epoch, once per fraction it stands for: a row (with the samples
+    actually trained on, the resource this rung used) and the value, which the observer may stop at."""
+    observer.on_timing(progress.timing(within_epoch=within))
+    for fraction in fractions:
+        row = {"epoch": round(fraction, 6), "samples": seen, **values}
+        progress.partial.append(row)
+        observer.on_partial(row)
+        if not math.isfinite(values["train_loss"]):
+            raise NonFiniteLoss(1)
+        observer.on_value(fraction, values[metric])

@@ -21,11 +21,16 @@ class FitTiming:
     epochs_run: int = 0
     train_seconds: float = 0.0
     compile_seconds: float = 0.0
+    # The resource spent, in epochs: epochs_run plus the fraction of a running first epoch where a
+    # validation inside it (fit's partial_epochs) is the last news.
+    epochs_trained: float = 0.0
 
 
 class FitObserver:
     """Base observer: override the hooks you need. Hooks run in this order after each epoch:
-    on_timing, on_epoch, (the non-finite-loss check), on_value, (early stopping), save_checkpoint."""
+    on_timing, on_epoch, (the non-finite-loss check), on_value, (early stopping), save_checkpoint;
+    and at a validation inside the first epoch: on_timing, then per fraction on_partial, (the check),
+    on_value."""
 
     # fit() builds a checkpoint state (a copy of the model and optimizer) only for observers that
     # keep one, as building it costs a state_dict per epoch.
@@ -37,8 +42,12 @@ class FitObserver:
     def on_epoch(self, row: dict) -> None:
         """Each epoch's history row ({"epoch", "train_loss", "val_...": ...}) once it is known."""
 
-    def on_value(self, epoch: int, value: float) -> None:
-        """The validation metric after an epoch (only with a metric); raise to stop training."""
+    def on_partial(self, row: dict) -> None:
+        """A row validated inside the first epoch ({"epoch": the fraction, "samples": trained on, ...})."""
+
+    def on_value(self, epoch: float, value: float) -> None:
+        """The validation metric after an epoch, or after a fraction of the first (only with a metric);
+        raise to stop training."""
 
     def load_checkpoint(self) -> dict | None:
         """A state that save_checkpoint was given, to resume from; None to start at epoch 1."""
@@ -56,33 +65,3 @@ class TimingObserver(FitObserver):
 
     def on_timing(self, timing: FitTiming) -> None:
         self.timing = timing
-
-
-class CallbackObserver(FitObserver):
-    """fit()'s former keyword arguments as one observer: report(epoch, value), on_epoch(row), a
-    checkpoint object with load() and save(state), and a timings dict kept current with
-    "epochs_run", "train_seconds" and "compile_seconds"."""
-
-    def __init__(self, *, report=None, on_epoch=None, checkpoint=None, timings: dict | None = None):
-        self._report, self._on_epoch, self._checkpoint, self._timings = report, on_epoch, checkpoint, timings
-        self.saves_checkpoints = checkpoint is not None
-
-    def on_timing(self, timing: FitTiming) -> None:
-        if self._timings is not None:
-            self._timings.update(epochs_run=timing.epochs_run, train_seconds=timing.train_seconds,
-                                 compile_seconds=timing.compile_seconds)
-
-    def on_epoch(self, row: dict) -> None:
-        if self._on_epoch is not None:
-            self._on_epoch(row)
-
-    def on_value(self, epoch: int, value: float) -> None:
-        if self._report is not None:
-            self._report(epoch, value)
-
-    def load_checkpoint(self) -> dict | None:
-        return self._checkpoint.load() if self._checkpoint is not None else None
-
-    def save_checkpoint(self, state: dict) -> None:
-        if self._checkpoint is not None:
-            self._checkpoint.save(state)

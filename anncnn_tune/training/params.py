@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from anncnn_tune.errors import UserError
 
 FAMILIES = ("ann", "cnn")
-KINDS = ("int", "float", "bool", "choice", "size")  # size: an int count or a float fraction in (0, 1]
+# size: an int count or a float fraction in (0, 1]; resource: whole epochs, or a fraction 1/K of one
+KINDS = ("int", "float", "bool", "choice", "size", "resource")
 # Every integer a user gives ends up in torch/numpy int64 arithmetic (shapes, seeds, counts).
 INT_LIMIT = 2**63 - 1
 SEED_MAX = 2**32 - 1  # numpy and scikit-learn seeds are unsigned 32-bit
@@ -47,6 +48,8 @@ class Param:
         """The valid range as a phrase that completes 'must be ...'."""
         if self.kind == "size":
             return "a positive count or a fraction in (0, 1]"
+        if self.kind == "resource":
+            return "a whole number of epochs, or a fraction 1/K of one (0.5, 0.25, 0.111)"
         if self.low is not None and self.high is not None:
             return f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}{')' if self.high_open else ']'}"
         if self.low is not None:
@@ -64,6 +67,8 @@ class Param:
             return value
         if self.kind == "size":
             return check_size(value, where)
+        if self.kind == "resource":
+            return check_resource(value, where)
         value = number(value, where, integer=self.kind == "int")
         below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
@@ -210,6 +215,26 @@ def check_size(value, where: str):
     return value
 
 
+RESOURCE_MAX_PARTS = 1000  # an epoch in more parts than this is a typo, and validating that often costs
+
+
+def check_resource(value, where: str):
+    """An amount of training in epochs: a whole number (>= 1), or 1/K of one epoch for a whole K in
+    2..1000 (written to about two digits: 0.33 and 0.333 both mean 1/3). Fractions that are not
+    1/K are refused: the rungs after a fractional first rung must land on the same steps for every
+    trial, and Optuna counts steps in whole numbers of the study's unit (1/K of an epoch)."""
+    amount = number(value, where)
+    if amount >= 1:
+        if not float(amount).is_integer():
+            raise UserError(f"{where} must be a whole number of epochs or a fraction 1/K of one, got {value!r}")
+        return int(amount)
+    parts = round(1 / amount) if amount > 0 else 0
+    if not 2 <= parts <= RESOURCE_MAX_PARTS or abs(amount * parts - 1) > 0.02:
+        raise UserError(f"{where} must be a whole number of epochs or a fraction 1/K of one (such as 0.5, 0.25, "
+                        f"0.111 for 1/9), got {value!r}")
+    return amount
+
+
 def check_seed(value, where: str) -> int:
     """A seed, checked once where it enters (study file, run file, --seed): 0 .. 2**32-1."""
     seed = number(value, where, integer=True)
@@ -234,6 +259,8 @@ def _describe(p: Param) -> str:
         allowed = "true | false" if p.kind == "bool" else " | ".join(p.choices)
     elif p.kind == "size":
         allowed = "count or fraction in (0, 1]"
+    elif p.kind == "resource":
+        allowed = "epochs, or a fraction 1/K of one"
     else:
         allowed = f"{p.kind} {p.range_text()}" + (", odd" if p.odd else "")
     default = str(p.default).lower() if isinstance(p.default, bool) else p.default

@@ -3,11 +3,14 @@ diverging trial ends as pruned with its reason recorded."""
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 import torch
 
 from anncnn_tune.data import load_dataset
+from anncnn_tune.errors import UserError
 from anncnn_tune.search.objective import Objective
 from anncnn_tune.search.spec import spec_from_dict
 from anncnn_tune.search.study import make_pruner
@@ -32,6 +35,13 @@ def setup():
     data = DeviceData.from_splits(splits, torch.device("cpu"))
     objective = Objective(spec, data, splits.input_shape, splits.out_dim, RunOptions())
     return spec, objective
+
+
+def _objective_for(raw: dict, name: str, setup) -> tuple:
+    spec = spec_from_dict(raw, source="test", name=name)
+    data = setup[1].data
+    splits_shape, out_dim = setup[1].input_shape, setup[1].out_dim
+    return spec, Objective(spec, data, splits_shape, out_dim, RunOptions())
 
 
 def test_median_pruner_stops_a_hopeless_trial(setup):
@@ -78,3 +88,48 @@ def test_completed_trial_records_what_compare_needs(setup):
     assert attrs["device"] == "cpu" and len(attrs["history"]) == attrs["epochs_run"]
     best = max(row["val_accuracy"] for row in attrs["history"])
     assert study.trials[0].value == pytest.approx(best)
+
+
+# -- cheap low rungs: a first rung below one epoch ------------------------------------------------
+
+LOW_RUNGS = {**RAW, "epochs": 3, "pruner": {"type": "successive_halving", "min_resource": 0.111, "reduction_factor": 3}}
+
+
+def test_a_fractional_min_resource_counts_steps_in_parts_of_an_epoch():
+    spec = spec_from_dict({**LOW_RUNGS, "pruner": {"type": "hyperband", "min_resource": 0.111}}, source="t",
+                          name="hb9")
+    assert spec.steps_per_epoch == 9 and spec.partial_epochs == (1 / 9, 3 / 9)
+    pruner = make_pruner(spec)
+    assert (pruner._min_resource, pruner._max_resource) == (1, 27)  # 1/9 epoch .. 3 epochs, in ninths
+    whole = spec_from_dict({**LOW_RUNGS, "pruner": {"type": "hyperband", "min_resource": 2}}, source="t", name="hb")
+    assert whole.steps_per_epoch == 1 and whole.partial_epochs == () and make_pruner(whole)._max_resource == 3
+    quarter = spec_from_dict({**LOW_RUNGS, "pruner": {"type": "successive_halving", "min_resource": 0.25,
+                                                      "reduction_factor": 2}}, source="t", name="sh4")
+    assert quarter.steps_per_epoch == 4 and quarter.partial_epochs == (0.25, 0.5)
+
+
+@pytest.mark.parametrize("value", [0.4, 1.5, 0.0, -1, 0.0005, "a"])
+def test_a_min_resource_that_is_no_whole_epoch_and_no_1_over_k_is_refused(value):
+    with pytest.raises(UserError, match=r"pruner.min_resource must be a (whole number of epochs|number)"):
+        spec_from_dict({**LOW_RUNGS, "pruner": {"type": "hyperband", "min_resource": value}}, source="t", name="x")
+
+
+def test_the_first_rungs_judge_trials_after_part_of_the_first_epoch_and_record_what_they_trained(setup):
+    spec, objective = _objective_for(LOW_RUNGS, "rungs", setup)
+    study = optuna.create_study(direction=spec.direction, pruner=make_pruner(spec))
+    study.enqueue_trial({"lr": 3e-3, "optimizer": "adam"})
+    study.enqueue_trial({"lr": 1e-6, "optimizer": "sgd"})  # learns nothing: behind at the first rung
+    study.optimize(objective, n_trials=2)
+    good, hopeless = study.trials
+    # Every trial reports at the same steps (ninths of an epoch): the rungs compare like with like.
+    assert sorted(good.intermediate_values) == [1, 3, 9, 18, 27]
+    n_train = len(objective.data.y_train)
+    rows = good.user_attrs["partial_epochs"]
+    assert [r["epoch"] for r in rows] == [0.111111, 0.333333]
+    assert [r["samples"] for r in rows] == [64 * math.ceil(n / 64) for n in (n_train / 9, n_train / 3)]
+    assert good.user_attrs["epochs_trained"] == good.user_attrs["epochs_run"] == 3
+    assert hopeless.state == optuna.trial.TrialState.PRUNED and sorted(hopeless.intermediate_values) == [1]
+    assert hopeless.user_attrs["epochs_run"] == 0
+    assert hopeless.user_attrs["epochs_trained"] == pytest.approx(64 * math.ceil(n_train / 9 / 64) / n_train,
+                                                                  abs=1e-6)
+    assert [r["epoch"] for r in hopeless.user_attrs["partial_epochs"]] == [0.111111]

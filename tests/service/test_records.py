@@ -90,13 +90,18 @@ def test_the_writers_write_the_layout_the_readers_and_old_code_expect():
     study.tell(trial, 0.5)
     attrs = study.trials[0].user_attrs
     assert attrs == {"baseline": "ref", "epochs": 3, "n_params": 10, "device": "cpu", "seed": 5, "worker": "h:1",
-                     "epochs_run": 3, "train_seconds": 1.2346, "samples_per_second": 243.0, "compile_seconds": 0.1235,
+                     "epochs_run": 3, "epochs_trained": 3, "train_seconds": 1.2346, "samples_per_second": 243.0, "compile_seconds": 0.1235,
                      "best_epoch": 2, "stopped": "early_stopping", "history": [{"epoch": 1, "train_loss": 0.123457}],
                      "resumed_from_trial": 0, "resumed_from_epoch": 2}
     second = study.ask()
     assert second.user_attrs == {"baseline": "ref2"}  # no epochs override where the baseline sets none
-    records.write_timing(second, epochs_run=0, train_seconds=0.0, compile_seconds=0.0, n_train=100)
+    records.write_timing(second, epochs_run=0, train_seconds=0.0, compile_seconds=0.0, n_train=100,
+                         epochs_trained=1 / 9)
+    records.write_partial_epochs(second, [{"epoch": 1 / 9, "samples": 12, "val_accuracy": 0.1234567}])
     assert second.user_attrs["samples_per_second"] == 0.0
+    stored = TrialRecord.read(second)
+    assert stored.epochs_trained == 0.111111 and stored.epochs_run == 0
+    assert stored.partial_epochs == [{"epoch": 0.111111, "samples": 12, "val_accuracy": 0.123457}]
     records.write_test_metrics(study, 0, {"mean": 0.4})
     records.write_test_metrics(study, 1, {"mean": 0.6})
     assert study.user_attrs["test_metrics"] == {"0": {"mean": 0.4}, "1": {"mean": 0.6}}

@@ -26,6 +26,7 @@ from anncnn_tune.training.fit import (
     predict,
     seed_everything,
 )
+from anncnn_tune.training.observer import FitObserver, TimingObserver
 from anncnn_tune.training.threads import available_cores, configure_threads
 
 CPU = torch.device("cpu")
@@ -255,18 +256,21 @@ def test_cuda_batch_loop_never_synchronises(monkeypatch):
     assert result.epochs_run == 2 and len(steps) == 16
 
 
-class MemoryCheckpoint:
-    """What TrialCheckpoint does, in memory: a serialised copy (weights_only, as on disk)."""
+class MemoryCheckpoint(FitObserver):
+    """What the objective's observer does with a TrialCheckpoint, in memory: a serialised copy
+    (weights_only, as on disk)."""
+
+    saves_checkpoints = True
 
     def __init__(self, stop_after_save: int | None = None):
         self.blob: bytes | None = None
         self.saves = 0
         self.stop_after_save = stop_after_save
 
-    def load(self):
+    def load_checkpoint(self):
         return None if self.blob is None else torch.load(io.BytesIO(self.blob), weights_only=True)
 
-    def save(self, state):
+    def save_checkpoint(self, state):
         buffer = io.BytesIO()
         torch.save(state, buffer)
         self.blob = buffer.getvalue()
@@ -305,10 +309,10 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(family, metric):
     checkpoint = MemoryCheckpoint(stop_after_save=2)  # the worker dies right after saving epoch 2
     with pytest.raises(KeyboardInterrupt):
         fit(_build(family, splits, seed), data, params, epochs=epochs, metric=metric, seed=seed,
-            checkpoint=checkpoint)
-    assert len(checkpoint.load()["history"]) == 2
+            observer=checkpoint)
+    assert len(checkpoint.load_checkpoint()["history"]) == 2
     resumed_model = _build(family, splits, seed)
-    resumed = fit(resumed_model, data, params, epochs=epochs, metric=metric, seed=seed, checkpoint=checkpoint)
+    resumed = fit(resumed_model, data, params, epochs=epochs, metric=metric, seed=seed, observer=checkpoint)
 
     assert resumed.history == expected.history  # floats compared exactly
     assert resumed.best_epoch == expected.best_epoch and resumed.best_value == expected.best_value
@@ -321,11 +325,11 @@ def test_checkpoint_saved_after_every_epoch_but_the_last_and_not_after_early_sto
     data = DeviceData.from_splits(splits, CPU)
     checkpoint = MemoryCheckpoint()
     fit(models.build("ann", {"width": 8}, (6,), 1), data, {"batch_size": 32}, epochs=3, metric="val_roc_auc",
-        checkpoint=checkpoint)
+        observer=checkpoint)
     assert checkpoint.saves == 2
     stopping = MemoryCheckpoint()
     result = fit(models.build("ann", {"width": 8}, (6,), 1), data, {"lr": 1e-9, "patience": 1, "batch_size": 32},
-                 epochs=10, metric="val_loss", checkpoint=stopping)
+                 epochs=10, metric="val_loss", observer=stopping)
     assert result.stopped == "early_stopping" and stopping.saves == result.epochs_run - 1
 
 
@@ -342,22 +346,28 @@ def test_history_rows_carry_every_metric_of_the_task():
 def test_on_epoch_sees_every_history_row_also_without_a_validation_split():
     data = DeviceData.from_splits(tabular_splits("binary"), CPU, merge_val=True)
     seen = []
-    result = fit(models.build("ann", {"width": 8}, (6,), 1), data, {}, epochs=3, metric=None, on_epoch=seen.append)
+
+    class Rows(FitObserver):
+        def on_epoch(self, row):
+            seen.append(row)
+
+    result = fit(models.build("ann", {"width": 8}, (6,), 1), data, {}, epochs=3, metric=None, observer=Rows())
     assert seen == result.history and [row["epoch"] for row in seen] == [1, 2, 3]
 
 
-def test_timings_stay_current_when_report_stops_training():
+def test_timing_stays_current_when_on_value_stops_training():
     data = DeviceData.from_splits(tabular_splits("binary"), CPU)
-    timings = {}
 
-    def stop_at_two(epoch, value):
-        if epoch == 2:
-            raise RuntimeError("pruned")
+    class StopAtTwo(TimingObserver):
+        def on_value(self, epoch, value):
+            if epoch == 2:
+                raise RuntimeError("pruned")
 
+    observer = StopAtTwo()
     with pytest.raises(RuntimeError, match="pruned"):
-        fit(models.build("ann", {"width": 8}, (6,), 1), data, {}, epochs=5, metric="val_loss", report=stop_at_two,
-            timings=timings)
-    assert timings["epochs_run"] == 2 and timings["train_seconds"] > 0 and timings["compile_seconds"] == 0
+        fit(models.build("ann", {"width": 8}, (6,), 1), data, {}, epochs=5, metric="val_loss", observer=observer)
+    timing = observer.timing
+    assert timing.epochs_run == 2 and timing.train_seconds > 0 and timing.compile_seconds == 0
 
 
 def test_a_last_batch_of_one_sample_is_folded_into_the_previous_batch():
@@ -461,3 +471,70 @@ def test_configure_threads_respects_omp_num_threads_and_rejects_nonsense(restore
     assert configure_threads(workers=1) == 1
     with pytest.raises(ValueError):
         configure_threads(workers=0)
+
+
+# -- validations inside the first epoch (a pruner's cheap low rungs) -------------------------------
+
+
+class Partial(TimingObserver):
+    """Keeps the rows validated inside the first epoch, the values reported, and may stop at a fraction."""
+
+    def __init__(self, stop_at: float | None = None):
+        super().__init__()
+        self.rows, self.values, self.stop_at = [], [], stop_at
+
+    def on_partial(self, row):
+        self.rows.append(row)
+
+    def on_value(self, epoch, value):
+        self.values.append(epoch)
+        if epoch == self.stop_at:
+            raise RuntimeError("pruned")
+
+
+def test_validating_inside_the_first_epoch_changes_nothing_in_the_training():
+    splits = image_splits(n=120, n_val=40)
+    data = DeviceData.from_splits(splits, CPU)
+    params = {"augment": "translate", "dropout": 0.2, "batch_norm": True, "batch_size": 16, "schedule": "cosine"}
+    plain_model = _build("ann", splits, 3)  # seeds the global generator (dropout) too, as the objective does
+    plain = fit(plain_model, data, params, epochs=3, metric="val_accuracy", seed=3)
+    observer = Partial()
+    marked_model = _build("ann", splits, 3)
+    marked = fit(marked_model, data, params, epochs=3, metric="val_accuracy", seed=3, observer=observer,
+                 partial_epochs=(1 / 9, 1 / 3))
+    assert marked.history == plain.history  # exactly: the same batches, dropout masks and updates
+    for name, tensor in plain_model.state_dict().items():
+        assert torch.equal(tensor, marked_model.state_dict()[name]), name
+    # 120 samples in batches of 16: 1/9 (13.3 samples) after the first batch, 1/3 (40) after the third.
+    assert [(r["epoch"], r["samples"]) for r in observer.rows] == [(0.111111, 16), (0.333333, 48)]
+    assert observer.values == [1 / 9, 1 / 3, 1, 2, 3] and marked.partial == observer.rows
+    assert set(observer.rows[0]) == set(plain.history[0]) | {"samples"}
+
+
+def test_fractions_wait_for_a_batch_boundary_and_those_needing_the_whole_epoch_are_the_epoch():
+    data = DeviceData.from_splits(tabular_splits("binary", n=150), CPU)
+    observer = Partial()
+    fit(models.build("ann", {"width": 8}, (6,), 1), data, {"batch_size": 32}, epochs=1, metric="val_loss",
+        observer=observer, partial_epochs=(0.5, 0.1, 0.111, 0.95))
+    # 5 batches (32 x 4 + 22): 0.1 and 0.111 share the first batch, 0.5 (75 samples) needs three,
+    # and 0.95 would need all five, which is the epoch's own validation.
+    assert [(r["epoch"], r["samples"]) for r in observer.rows] == [(0.1, 32), (0.111, 32), (0.5, 96)]
+    assert observer.values == [0.1, 0.111, 0.5, 1]
+
+
+def test_a_trial_stopped_inside_the_first_epoch_reports_the_part_it_trained():
+    data = DeviceData.from_splits(tabular_splits("binary", n=150), CPU)
+    observer = Partial(stop_at=1 / 3)
+    with pytest.raises(RuntimeError, match="pruned"):
+        fit(models.build("ann", {"width": 8}, (6,), 1), data, {"batch_size": 10}, epochs=4, metric="val_loss",
+            observer=observer, partial_epochs=(1 / 9, 1 / 3))
+    assert observer.timing.epochs_run == 0 and observer.timing.epochs_trained == pytest.approx(50 / 150)
+    assert observer.timing.train_seconds > 0
+
+
+def test_without_a_metric_there_is_nothing_to_validate_inside_an_epoch():
+    data = DeviceData.from_splits(tabular_splits("binary"), CPU, merge_val=True)
+    observer = Partial()
+    result = fit(models.build("ann", {"width": 8}, (6,), 1), data, {}, epochs=1, metric=None, observer=observer,
+                 partial_epochs=(0.5,))
+    assert observer.rows == [] and result.partial == []

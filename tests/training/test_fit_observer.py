@@ -83,7 +83,8 @@ def test_the_observer_holds_the_time_spent_when_on_value_stops_training():
 def test_the_final_timing_is_the_results():
     observer = TimingObserver()
     result = fit(_model(), _data(), {}, epochs=3, metric="val_loss", observer=observer)
-    assert observer.timing == FitTiming(result.epochs_run, result.train_seconds, result.compile_seconds)
+    assert observer.timing == FitTiming(result.epochs_run, result.train_seconds, result.compile_seconds,
+                                        epochs_trained=result.epochs_run)
 
 
 class MemoryCheckpoints(FitObserver):
@@ -123,16 +124,3 @@ def test_an_observer_that_keeps_no_checkpoints_is_never_asked_for_one():
             raise AssertionError("asked to save")
 
     fit(_model(), _data(), {}, epochs=2, metric="val_loss", observer=Refusing())
-
-
-def test_the_former_keywords_run_the_same_training_as_an_observer():
-    seen, timings = [], {}
-    old = fit(_model(), _data(), {}, epochs=3, metric="val_loss", seed=2, on_epoch=seen.append, timings=timings,
-              report=lambda epoch, value: None)
-    new = fit(_model(), _data(), {}, epochs=3, metric="val_loss", seed=2, observer=FitObserver())
-    assert old.history == new.history and seen == old.history and timings["epochs_run"] == 3
-
-
-def test_an_observer_and_the_former_keywords_do_not_mix():
-    with pytest.raises(TypeError, match="not both"):
-        fit(_model(), _data(), {}, epochs=1, metric="val_loss", observer=FitObserver(), on_epoch=print)
