@@ -142,8 +142,13 @@ def grid_size(spec: Spec) -> int | None:
     return grid_size_of(grid_space(spec)) if spec.sampler["type"] == "grid" else None
 
 
-def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: Spec, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The study's sampler, as worker number `worker` (0-based) of a launch runs it. Each worker draws
+    from its own stream (the seed plus its number): N workers with one seed would propose the same
+    random configurations during the startup trials, and run each of them N times."""
     options = {k: v for k, v in spec.sampler.items() if k != "type"}
+    if worker and "seed" in options:
+        options["seed"] = (options["seed"] + worker) % (SEED_MAX + 1)
     if spec.sampler["type"] == "grid":
         return optuna.samplers.GridSampler(grid_space(spec), **options)
     return SAMPLERS[spec.sampler["type"]].build(options, spec.epochs)

@@ -47,14 +47,16 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
     return None
 
 
-def open_study(spec: Spec, storage, data_description: dict, lock: StudyLock) -> optuna.Study:
-    """Create the study (spec and data in its user attributes, baselines enqueued) or resume it.
+def open_study(spec: Spec, storage, data_description: dict, lock: StudyLock, worker: int = 0) -> optuna.Study:
+    """Create the study (spec and data in its user attributes, baselines enqueued) or resume it, with
+    the sampler of worker number `worker` of this launch (samplers.make_sampler).
 
     Resuming with a different spec would mix incomparable trials, so that is refused.
     """
     with lock:
         study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction,
-                                    sampler=make_sampler(spec), pruner=make_pruner(spec), load_if_exists=True)
+                                    sampler=make_sampler(spec, worker), pruner=make_pruner(spec),
+                                    load_if_exists=True)
         record = StudyRecord.read(study)
         if not record.is_ours:
             study.set_metric_names([spec.metric])
