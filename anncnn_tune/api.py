@@ -65,7 +65,7 @@ def _storage_url(storage: str | None) -> str:
 
 def optimize(study: str, *, storage: str | None = None, n_trials: int | None = None, timeout: float | None = None,
              epochs: int | None = None, seed: int | None = None, subset: float | None = None,
-             device: str = "auto", devices: str | Sequence[str] | None = None, workers: int = 1,
+             device: str = "auto", devices: str | Sequence[str] | None = None, workers: int | str = 1,
              threads: int | None = None, data_dir: str | None = None, artifacts: str | None = None,
              compile: bool = False, heartbeat_interval: int | None = None, quiet: bool = False,
              study_name: str | None = None) -> OptimizeResult:
@@ -76,8 +76,9 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
     number resumes rather than repeats. epochs, seed and subset override the study file's (subset:
     a fraction in (0, 1] or a count of the training split, for a quick look on a CPU).
     device: auto, cpu, cuda or cuda:N; devices: several, taken round-robin by `workers` spawned
-    worker processes ("cuda:0,cuda:1" or a list). threads: torch CPU threads per worker (default
-    cores // workers, or OMP_NUM_THREADS). timeout: stop starting new trials after this many seconds.
+    worker processes ("cuda:0,cuda:1" or a list); workers="auto" picks their number from the cores
+    this process may use, the model's size and the memory (search/parallel.py). threads: torch CPU
+    threads per worker (default cores // workers, or OMP_NUM_THREADS). timeout: stop starting new trials after this many seconds.
     study_name: run the study file under this name, so variants of one file sit side by side.
 
     Returns an OptimizeResult: the trial counts by state, the best trial (value, number, params,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import REPO
 
 
@@ -86,3 +87,42 @@ def test_storage_load_quick_keeps_the_budget_exact_on_sqlite(tmp_path):
     assert report["states"] == {"COMPLETE": 6} and report["deadlocked_workers"] == 0
     assert positive(report["trials_per_second"]) and 0 <= report["lock_wait_share"] <= 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["storage_load.json"]  # the study and file are gone
+
+
+def test_workers_quick_times_both_ways_of_using_the_cores(tmp_path):
+    stdout, report = run("workers.py", tmp_path=tmp_path, threads=False)
+    (row,) = report["rows"]
+    assert positive(row["threads_s"]) and positive(row["processes_s"]) and positive(row["step_flops"])
+    assert row["ratio"] == row["threads_s"] / row["processes_s"]
+    assert f"| {row['model']} |" in stdout
+
+
+def test_the_plain_optuna_script_runs_trials_on_anncnn_tunes_splits(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'plain.db'}"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "plain_optuna.py"), "--dataset", "digits",
+                           "--timeout", "3", "--storage", storage], check=False, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import optuna
+
+    trials = optuna.load_study(study_name="plain", storage=storage).trials
+    assert trials and {"n_layers", "optimizer", "lr"} <= set(trials[0].params)
+    assert all(0 <= v <= 1 for t in trials for v in t.intermediate_values.values())
+
+
+def test_the_race_report_reads_anytime_curves_climbs_and_times_to_reach():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import race
+
+    def trial(seconds, value, baseline=None, state="COMPLETE"):
+        return {"seconds": seconds, "state": state, "value": value, "epochs": 2, "baseline": baseline}
+
+    plain = {"arm": "plain", "seed": 0, "trials": [trial(20, 0.80), trial(50, 0.85), trial(70, 0.6, state="PRUNED")]}
+    ours = {"arm": "anncnn:1", "seed": 0, "trials": [trial(10, 0.86, baseline="ref"), trial(40, 0.90)]}
+    summaries = [race.summarise(r, 60) for r in (plain, ours)]
+    assert summaries[0]["curve"] == {"30": 0.80, "60": 0.85} and summaries[0]["pruned"] == 1
+    assert summaries[1]["curve"] == {"30": 0.86, "60": 0.90}
+    assert summaries[1]["climb"] == {"30": 0.0, "60": pytest.approx(0.04)}
+    assert race.time_to_reach(ours["trials"], 0.85) == 10 and race.time_to_reach(plain["trials"], 0.90) is None
+    text = race.report(summaries, [plain, ours], ["plain", "anncnn:1"], 60)
+    assert "| 0 | anncnn:1 | 0.9000 | 0.8500 | 0.67 | 10 | - |" in text  # error 0.10 vs 0.15

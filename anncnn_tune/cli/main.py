@@ -13,7 +13,7 @@ import click
 from anncnn_tune.cli.datasets import datasets
 from anncnn_tune.cli.delete import delete
 from anncnn_tune.cli.init import init_command
-from anncnn_tune.cli.options import DEVICES, SECONDS, SEED, SUBSET, storage_option
+from anncnn_tune.cli.options import DEVICES, SECONDS, SEED, SUBSET, WORKERS, storage_option
 from anncnn_tune.cli.results import compare, export, reference, retrain
 from anncnn_tune.errors import UserError
 from anncnn_tune.service import storage as storage_mod
@@ -60,8 +60,10 @@ def cli():
               help="torch CPU threads per worker (default: cores // workers, or OMP_NUM_THREADS); "
                    "use 1 on a machine shared with other work.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes on this machine, each with max(1, cores // N) torch threads.")
+@click.option("--workers", type=WORKERS, default="1", show_default=True,
+              help="Worker processes on this machine, each with max(1, cores // N) torch threads; `auto` picks "
+                   "N from the cores this process may use (affinity, container quota), the model's size and the "
+                   "memory, and prints why.")
 @click.option("--devices", type=DEVICES, default=None, metavar="LIST",
               help="Comma-separated devices the workers take round-robin, e.g. cuda:0,cuda:1 (overrides --device).")
 @click.option("--artifacts", default=None, metavar="DIR",

@@ -75,7 +75,21 @@ class DeviceListType(_Checked):
         return tuple(entries)
 
 
+class WorkersType(_Checked):
+    """--workers: a whole number of worker processes, or `auto` (search/parallel.py's measured rule)."""
+
+    name = "N|auto"
+
+    def check(self, value, where):
+        if value.lower() == "auto":
+            return "auto"
+        if not value.isdigit() or int(value) < 1:
+            raise UserError(f"{where} must be a whole number of at least 1 or 'auto', got {value!r}")
+        return number(value, where, integer=True)
+
+
 SUBSET = SubsetType()
 SEED = SeedType()
 SECONDS = SecondsType()
 DEVICES = DeviceListType()
+WORKERS = WorkersType()

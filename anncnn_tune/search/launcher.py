@@ -34,6 +34,7 @@ import torch
 from anncnn_tune.data import load_dataset
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.names import check_study_name
+from anncnn_tune.search.parallel import plan_workers
 from anncnn_tune.search.samplers import grid_size
 from anncnn_tune.search.spec import fits_data, load_spec
 from anncnn_tune.search.study import WorkerResult, counts
@@ -62,7 +63,7 @@ class OptimizeRequest:
     heartbeat_interval: int = DEFAULT_HEARTBEAT
     quiet: bool = False
     artifacts: str | None = None  # None: $ANNCNN_TUNE_ARTIFACTS, else beside the storage (artifacts.resolve_dir)
-    workers: int = 1
+    workers: int | str = 1  # or "auto": search.parallel's measured rule picks the count
     devices: tuple[str, ...] = ()  # round-robin over the workers; empty: every worker uses `device`
     study_name: str | None = None  # run the study file under this name (variants side by side in one storage)
 
@@ -106,10 +107,30 @@ def optimize(request: OptimizeRequest) -> OptimizeResult:
               heartbeat_interval=request.heartbeat_interval, quiet=request.quiet)
     # From here on the workers see checked device names ("auto" has become "cpu" or "cuda").
     checked = replace(request, device=resolved[0], devices=resolved if request.devices else ())
-    if request.workers > 1:
-        return _run_workers(checked, job)
-    study, result = run_trials(job, Assignment(device=resolved[0]))  # only the first device is used
+    splits = None
+    if request.workers == AUTO:
+        splits = _checked_splits(spec, job)
+        plan = plan_workers(spec, splits, tuple(map(torch.device, resolved)), request.n_trials)
+        if not request.quiet:
+            print(f"--workers auto: {plan.workers} worker(s) x {plan.threads} thread(s): {plan.reason}",
+                  file=sys.stderr)
+        checked = replace(checked, workers=plan.workers)
+    if checked.workers > 1:
+        return _run_workers(checked, job, splits)
+    study, result = run_trials(job, Assignment(device=resolved[0]), splits)  # only the first device is used
     return summarize(study, result)
+
+
+AUTO = "auto"
+
+
+def _checked_splits(spec, job: Job):
+    """The study's data, loaded once here and checked against the spec (a user dataset's kind and
+    task are known only once it is read)."""
+    splits = load_dataset(spec.data_source or spec.dataset, data_dir=job.data_dir, seed=spec.seed, subset=spec.subset)
+    if spec.data_source is not None:
+        fits_data(spec, splits.kind, splits.task)
+    return splits
 
 
 DEFAULT_TRIALS = 30
@@ -133,8 +154,9 @@ def check_numbers(request: OptimizeRequest) -> None:
             raise UserError(f"{name} (--{name.replace('_', '-')}) must be a whole number of at least {minimum}, "
                             f"got {value!r}")
 
-    for name in ("workers", "heartbeat_interval"):
-        whole(name, 1)
+    if request.workers != AUTO:
+        whole("workers", 1)
+    whole("heartbeat_interval", 1)
     if request.n_trials is not None:  # None: the grid's size, or DEFAULT_TRIALS
         whole("n_trials", 1)
     for name in ("epochs", "threads"):
@@ -152,7 +174,7 @@ def for_worker(request: OptimizeRequest, index: int) -> Assignment:
     """Worker `index`'s share of `request.workers`: its device (round-robin over --devices), its
     share of the cores, and the label of its progress lines."""
     device = request.devices[index % len(request.devices)] if request.devices else request.device
-    return Assignment(device=device, share=request.workers, label=f"[worker {index + 1}] ")
+    return Assignment(device=device, share=request.workers, label=f"[worker {index + 1}] ", index=index)
 
 
 def summarize(study: optuna.Study, result: WorkerResult | None = None) -> OptimizeResult:
@@ -166,13 +188,11 @@ def summarize(study: optuna.Study, result: WorkerResult | None = None) -> Optimi
                    best_baseline=TrialRecord.read(best).baseline)
 
 
-def _run_workers(request: OptimizeRequest, job: Job) -> OptimizeResult:
+def _run_workers(request: OptimizeRequest, job: Job, splits=None) -> OptimizeResult:
     # The data (and --subset, --seed with it) is checked here before the schema is created: a
     # mistake there must leave the storage as it was. The workers load it again from the cache.
     spec = job.spec
-    splits = load_dataset(spec.data_source or spec.dataset, data_dir=job.data_dir, seed=spec.seed, subset=spec.subset)
-    if spec.data_source is not None:
-        fits_data(spec, splits.kind, splits.task)
+    splits = splits or _checked_splits(spec, job)
     for device in request.devices or (request.device,):
         check_sizes(spec, splits, torch.device(device))
     del splits

@@ -60,6 +60,7 @@ class Assignment:
     device: str  # a device name the launcher has resolved and checked ("cpu", "cuda:1")
     share: int = 1  # workers on this machine; each gets max(1, cores // share) torch threads
     label: str = ""  # prefix of this worker's progress lines ("[worker 2] ") when several run
+    index: int = 0  # this worker's number among the launch's (0-based): its sampler's stream
 
 
 class _Prefixed:
@@ -102,9 +103,10 @@ def check_sizes(spec: Spec, splits, device: torch.device) -> None:
                      len(splits.y_train), device, where=f"study {spec.name}")
 
 
-def run_trials(job: Job, assignment: Assignment) -> tuple[optuna.Study, WorkerResult]:
+def run_trials(job: Job, assignment: Assignment, splits=None) -> tuple[optuna.Study, WorkerResult]:
     """Run trials in this process until the study holds job.n_trials finished trials (all workers').
 
+    splits: the study's data where the caller has loaded and checked it already, else loaded here.
     SIGTERM (and SIGINT, unless this process ignores it, as spawned workers do) ends the running
     trial as failed with the reason; the handlers in place before are restored on return, so a
     notebook or another caller gets its own back.
@@ -112,10 +114,11 @@ def run_trials(job: Job, assignment: Assignment) -> tuple[optuna.Study, WorkerRe
     spec = job.spec
     device = torch.device(assignment.device)
     configure_threads(assignment.share, threads=job.threads)  # respects OMP_NUM_THREADS where it is set
-    splits = load_dataset(spec.data_source or spec.dataset, data_dir=job.data_dir, seed=spec.seed,
-                          subset=spec.subset)
-    if spec.data_source is not None:  # an array file's kind and an `auto` task are known only now
-        fits_data(spec, splits.kind, splits.task)
+    if splits is None:
+        splits = load_dataset(spec.data_source or spec.dataset, data_dir=job.data_dir, seed=spec.seed,
+                              subset=spec.subset)
+        if spec.data_source is not None:  # an array file's kind and an `auto` task are known only now
+            fits_data(spec, splits.kind, splits.task)
     check_sizes(spec, splits, device)
     storage = open_storage(job.storage_url, heartbeat_interval=job.heartbeat_interval, retry_stale=True)
     # Created only now that the data has loaded (the launcher checked it can be).
@@ -127,7 +130,7 @@ def run_trials(job: Job, assignment: Assignment) -> tuple[optuna.Study, WorkerRe
         signal.signal(signal.SIGINT, raise_keyboard_interrupt)
     try:
         lock = StudyLock(storage, job.storage_url, spec.name)
-        study = open_study(spec, storage, splits.describe(), lock)
+        study = open_study(spec, storage, splits.describe(), lock, worker=assignment.index)
         stream = _Prefixed(sys.stderr, assignment.label) if assignment.label else None
         progress = Progress(spec.name, spec.metric, spec.epochs, stream=stream, quiet=job.quiet)
         before = counts(study)

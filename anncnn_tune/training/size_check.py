@@ -62,6 +62,21 @@ def estimate(family: str, params: dict, in_shape: tuple[int, ...], out_dim: int,
                     bytes=total)
 
 
+def step_flops(family: str, params: dict, in_shape: tuple[int, ...], out_dim: int, batch_size: int) -> int:
+    """The FLOPs of one training step (forward and backward of one batch; a multiply-add counts 2),
+    counted by torch.utils.flop_counter on the meta device (allocates nothing). The quantity that
+    decides whether parallel trials or more threads per trial use a CPU better (search/parallel.py)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = models.build(family, params, tuple(in_shape), out_dim)
+        model.train()
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(torch.empty((max(batch_size, 2), *in_shape))).sum().backward()
+    return int(counter.get_total_flops())
+
+
 def available_memory(device: torch.device) -> tuple[int, str]:
     """Bytes a trial may use on `device`, and how to name them in a message."""
     if device.type == "cuda":

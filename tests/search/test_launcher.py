@@ -19,11 +19,11 @@ from anncnn_tune.search.worker import Assignment, Job, run_trials
 
 def test_what_only_a_worker_needs_is_not_in_the_users_request():
     request_fields = {f.name for f in dataclasses.fields(OptimizeRequest)}
-    assert {f.name for f in dataclasses.fields(Assignment)} == {"device", "share", "label"}
-    assert not request_fields & {"label", "share"}
+    assert {f.name for f in dataclasses.fields(Assignment)} == {"device", "share", "label", "index"}
+    assert not request_fields & {"label", "share", "index"}
     assignment = for_worker(OptimizeRequest(study="digits-ann", storage_url="sqlite://", n_trials=1, workers=3,
                                             device="cpu"), 2)
-    assert assignment == Assignment(device="cpu", share=3, label="[worker 3] ")
+    assert assignment == Assignment(device="cpu", share=3, label="[worker 3] ", index=2)
 
 
 def test_the_worker_module_does_not_import_the_launcher():
