@@ -130,7 +130,7 @@ class Objective:
                             worker=self.worker)
         observer = TrialObserver(trial, epochs, self.progress, checkpoint, self._resume(trial, checkpoint, model))
         if self.progress:
-            self.progress.trial_started(trial.number, f"[{record.baseline}] " if record.baseline else "")
+            self.progress.trial_started(trial.number)
             if observer.rows:
                 self.progress.message(f"trial {trial.number:>3} resumes trial {checkpoint.original} from its "
                                       f"checkpoint after epoch {len(observer.rows)}")

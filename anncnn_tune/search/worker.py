@@ -22,14 +22,14 @@ import torch
 from anncnn_tune.data import load_dataset
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.objective import Objective
-from anncnn_tune.search.progress import Progress
+from anncnn_tune.search.progress import Progress, start_line
 from anncnn_tune.search.spec import Spec, fits_data
 from anncnn_tune.search.study import WorkerResult, counts, open_study, run_worker
 from anncnn_tune.service.artifacts import open_store
 from anncnn_tune.service.budget_lock import StudyLock
 from anncnn_tune.service.optuna_private import failed_trial_logger
 from anncnn_tune.service.signals import raise_keyboard_interrupt
-from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, mask, open_storage
+from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, open_storage
 from anncnn_tune.training.fit import DeviceData, RunOptions
 from anncnn_tune.training.size_check import check_space_fits
 from anncnn_tune.training.threads import configure_threads
@@ -102,8 +102,12 @@ def check_sizes(spec: Spec, splits, device: torch.device) -> None:
                      len(splits.y_train), device, where=f"study {spec.name}")
 
 
-def run_trials(job: Job, assignment: Assignment) -> tuple[optuna.Study, WorkerResult]:
+def run_trials(job: Job, assignment: Assignment, *, own_view: bool = True,
+               trial_lines: bool = True) -> tuple[optuna.Study, WorkerResult]:
     """Run trials in this process until the study holds job.n_trials finished trials (all workers').
+
+    own_view=False: the launcher of several workers shows the study (a live area, or status lines
+    in a log); trial_lines=False as well, on a terminal: this worker prints only its messages.
 
     SIGTERM (and SIGINT, unless this process ignores it, as spawned workers do) ends the running
     trial as failed with the reason; the handlers in place before are restored on return, so a
@@ -129,15 +133,18 @@ def run_trials(job: Job, assignment: Assignment) -> tuple[optuna.Study, WorkerRe
         lock = StudyLock(storage, job.storage_url, spec.name)
         study = open_study(spec, storage, splits.describe(), lock)
         stream = _Prefixed(sys.stderr, assignment.label) if assignment.label else None
-        progress = Progress(spec.name, spec.metric, spec.epochs, stream=stream, quiet=job.quiet)
-        before = counts(study)
-        progress.message(f"study {spec.name} on {mask(job.storage_url)}: {before['complete'] + before['pruned']} "
-                         f"of {job.n_trials} trials finished; training on {device}; artifacts in {store.root}")
+        progress = Progress(spec.name, spec.metric, spec.epochs, stream=stream, quiet=job.quiet,
+                            n_trials=job.n_trials, view=own_view, trials=trial_lines)
+        if trial_lines:  # else the launcher prints the one start line of all its workers
+            before = counts(study)
+            progress.message(start_line(spec.name, job.storage_url, before["complete"] + before["pruned"],
+                                        job.n_trials, str(device), store.root))
         data = DeviceData.from_splits(splits, device)
         options = RunOptions(device=device, compile=job.compile)
         objective = Objective(spec, data, splits.input_shape, splits.out_dim, options, progress, store=store)
-        result = run_worker(study, objective, lock, n_trials=job.n_trials, timeout=job.timeout,
-                            progress=progress, catch=(torch.OutOfMemoryError,))
+        with progress.showing(study):
+            result = run_worker(study, objective, lock, n_trials=job.n_trials, timeout=job.timeout,
+                                progress=progress, catch=(torch.OutOfMemoryError,))
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
