@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import optuna
@@ -100,7 +99,7 @@ class Objective:
         self.progress = progress
         self.on_start = on_start  # called once the trial is RUNNING in the storage (releases the claim lock)
         self.store = store
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = records.worker_id(os.getpid())
         self.current_trial: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:

@@ -11,9 +11,11 @@ This module imports nothing from the launcher, so a spawned worker imports only 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import optuna
@@ -151,10 +153,19 @@ def run_trials(job: Job, assignment: Assignment, *, own_view: bool = True,
     return study, result
 
 
-def spawned_main(job: Job, assignment: Assignment) -> None:
-    """Entry point of one spawned worker: its exit code tells the launcher how it ended."""
+def spawned_main(job: Job, assignment: Assignment, relay: Connection | None = None) -> None:
+    """Entry point of one spawned worker: its exit code tells the launcher how it ended.
+
+    relay: the write end of a pipe the launcher reads, where it shows a live view on a terminal.
+    This process's stderr (its messages, errors, Optuna's warnings, a crash's traceback) goes
+    there, and the launcher prints it above the view, which would overwrite a direct write.
+    """
+    if relay is not None:
+        sys.stderr.flush()
+        os.dup2(relay.fileno(), sys.stderr.fileno())
+        relay.close()
     try:
-        _, result = run_trials(job, assignment)
+        _, result = run_trials(job, assignment, own_view=False, trial_lines=relay is None)
     except UserError as exc:
         print(f"{assignment.label}error: {exc}", file=sys.stderr, flush=True)
         sys.exit(getattr(exc, "exit_code", 2))  # 1: the run failed (storage.StorageLost)
