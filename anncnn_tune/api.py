@@ -82,7 +82,8 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
     study_name: run the study file under this name, so variants of one file sit side by side.
 
     Returns an OptimizeResult: the trial counts by state, the best trial (value, number, params,
-    baseline name) and `.study`, the stored optuna.Study (e.g. `.study.trials_dataframe()`).
+    baseline name), this launch's `wall_seconds` and `finished_here` (its complete or pruned
+    trials), and `.study`, the stored optuna.Study (e.g. `.study.trials_dataframe()`).
     A SIGINT/SIGTERM ends the running trial as failed with its reason and returns with
     `interrupted` set; the next call resumes.
     """

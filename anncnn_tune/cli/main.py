@@ -78,6 +78,7 @@ def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed
     worker died (its trial is retried by the next run).
     """
     from anncnn_tune import api
+    from anncnn_tune.search.live import duration_text
 
     result = api.optimize(study, storage=storage, n_trials=n_trials, timeout=timeout, device=device, epochs=epochs,
                           seed=seed, subset=subset, data_dir=data_dir, compile=compile_, threads=threads,
@@ -85,6 +86,7 @@ def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed
                           workers=workers, devices=devices, study_name=study_name)
     states = ", ".join(f"{n} {s}" for s, n in result.states.items())
     click.echo(f"study {result.study_name}: {states}")
+    click.echo(f"this launch: {result.finished_here} trial(s) finished, wall time {duration_text(result.wall_seconds)}")
     if result.timed_out:
         click.echo(f"--timeout reached after {result.ran_here} trial(s) here; run the same command to go on")
     if result.best_trial is not None:

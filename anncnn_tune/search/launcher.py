@@ -26,19 +26,24 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import optuna
 import torch
 
 from anncnn_tune.data import load_dataset
 from anncnn_tune.errors import UserError
+from anncnn_tune.search.live import make_view
 from anncnn_tune.search.names import check_study_name
 from anncnn_tune.search.parallel import plan_workers
 from anncnn_tune.search.samplers import grid_size
 from anncnn_tune.search.spec import fits_data, load_spec
-from anncnn_tune.search.study import WorkerResult, counts
+from anncnn_tune.search.study import FINISHED, WorkerResult, counts
+from anncnn_tune.search.watch import StudyWatch
 from anncnn_tune.search.worker import EXIT_INTERRUPTED, Assignment, Job, check_sizes, run_trials, spawned_main
+from anncnn_tune.service import records
 from anncnn_tune.service.artifacts import check_store_dir, resolve_dir
 from anncnn_tune.service.records import TrialRecord, study_best_trial
 from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, check_reachable, open_storage
@@ -84,11 +89,21 @@ class OptimizeResult:
     workers: int = 1
     worker_exit_codes: list[int | None] = field(default_factory=list)
     worker_failures: list[str] = field(default_factory=list)  # "worker 2 exited with code 1"
+    worker_ids: tuple[str, ...] = ()  # this launch's workers, as the trials record them (host:pid)
+    wall_seconds: float | None = None  # this launch, from the request's checks to the workers' end
+    finished_here: int = 0  # complete or pruned trials this launch's worker(s) ran
     study: optuna.Study | None = field(default=None, repr=False, compare=False)  # the stored study, to explore
 
 
 def optimize(request: OptimizeRequest) -> OptimizeResult:
     """Check everything that can be checked before touching the storage, then run the worker(s)."""
+    clock, since = time.perf_counter(), datetime.now()
+    result = _optimize(request)
+    return replace(result, wall_seconds=time.perf_counter() - clock,
+                   finished_here=_finished_by(result.study, result.worker_ids, since))
+
+
+def _optimize(request: OptimizeRequest) -> OptimizeResult:
     check_numbers(request)
     spec = load_spec(request.study).with_overrides(epochs=request.epochs, seed=request.seed,
                                                 subset=request.subset)
@@ -118,7 +133,7 @@ def optimize(request: OptimizeRequest) -> OptimizeResult:
     if checked.workers > 1:
         return _run_workers(checked, job, splits)
     study, result = run_trials(job, Assignment(device=resolved[0]), splits)  # only the first device is used
-    return summarize(study, result)
+    return replace(summarize(study, result), worker_ids=(records.worker_id(os.getpid()),))
 
 
 AUTO = "auto"
@@ -188,6 +203,15 @@ def summarize(study: optuna.Study, result: WorkerResult | None = None) -> Optimi
                    best_baseline=TrialRecord.read(best).baseline)
 
 
+def _finished_by(study: optuna.Study | None, workers: tuple[str, ...], since: datetime) -> int:
+    """Complete or pruned trials that `workers` started after `since` (a pid a later launch reuses
+    cannot claim an earlier launch's trials)."""
+    if study is None:
+        return 0
+    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED)
+               if TrialRecord.read(t).worker in workers and t.datetime_start and t.datetime_start >= since)
+
+
 def _run_workers(request: OptimizeRequest, job: Job, splits=None) -> OptimizeResult:
     # The data (and --subset, --seed with it) is checked here before the schema is created: a
     # mistake there must leave the storage as it was. The workers load it again from the cache.
@@ -201,6 +225,11 @@ def _run_workers(request: OptimizeRequest, job: Job, splits=None) -> OptimizeRes
     context = multiprocessing.get_context("spawn")
     processes = []
     stop = {"signals": 0}
+    # One view of the whole study, from the storage; on a terminal the workers' stderr comes
+    # through a pipe, to be printed above the live area (watch.py).
+    view = make_view(sys.stderr, quiet=request.quiet, title=spec.name, metric=spec.metric)
+    watch = StudyWatch(spec, request.storage_url, job.n_trials, request.workers, view)
+    relay, relay_end = context.Pipe(duplex=False) if watch.relays else (None, None)
 
     def on_signal(signum, frame):
         stop["signals"] += 1
@@ -212,16 +241,18 @@ def _run_workers(request: OptimizeRequest, job: Job, splits=None) -> OptimizeRes
     previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
     previous_term = signal.getsignal(signal.SIGTERM)
     try:
+        watch.start(f"{', '.join(dict.fromkeys(request.devices or (request.device,)))} ({request.workers} workers)",
+                    job.artifacts)
         for index in range(request.workers):
-            process = context.Process(target=spawned_main, args=(job, for_worker(request, index)),
+            process = context.Process(target=spawned_main, args=(job, for_worker(request, index), relay_end),
                                       name=f"anncnn-tune-worker-{index + 1}")
             process.start()
             processes.append(process)
+        if relay_end is not None:
+            relay_end.close()  # the workers hold it now: the relay ends when the last of them exits
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        while any(p.exitcode is None for p in processes):
-            for process in processes:
-                process.join(timeout=0.5)
+        watch.wait(processes, relay)
     finally:
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous_term)
@@ -229,6 +260,7 @@ def _run_workers(request: OptimizeRequest, job: Job, splits=None) -> OptimizeRes
             if process.exitcode is None:
                 process.kill()
                 process.join()
+        watch.close()
     codes = [p.exitcode for p in processes]
     failed = [f"worker {i + 1} exited with {_describe(code)}" for i, code in enumerate(codes)
               if code not in (0, EXIT_INTERRUPTED)]
@@ -239,7 +271,8 @@ def _run_workers(request: OptimizeRequest, job: Job, splits=None) -> OptimizeRes
     except KeyError:
         raise UserError(f"no worker got as far as creating study {job.spec.name!r}: " + "; ".join(failed)) from None
     return replace(summarize(study), workers=request.workers, worker_exit_codes=codes, worker_failures=failed,
-                   interrupted=bool(stop["signals"]) or EXIT_INTERRUPTED in codes)
+                   interrupted=bool(stop["signals"]) or EXIT_INTERRUPTED in codes,
+                   worker_ids=tuple(records.worker_id(p.pid) for p in processes))
 
 
 def _describe(code: int | None) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import optuna
@@ -110,7 +109,7 @@ class Objective:
         self.progress = progress
         self.on_start = on_start  # called once the trial is RUNNING in the storage (releases the claim lock)
         self.store = store
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = records.worker_id(os.getpid())
         self.current_trial: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -141,7 +140,7 @@ class Objective:
         observer = TrialObserver(trial, epochs, self.spec.steps_per_epoch, self.progress, checkpoint,
                                  self._resume(trial, checkpoint, model))
         if self.progress:
-            self.progress.trial_started(trial.number, f"[{record.baseline}] " if record.baseline else "")
+            self.progress.trial_started(trial.number)
             if observer.rows:
                 self.progress.message(f"trial {trial.number:>3} resumes trial {checkpoint.original} from its "
                                       f"checkpoint after epoch {len(observer.rows)}")

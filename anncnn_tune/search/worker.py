@@ -11,9 +11,11 @@ This module imports nothing from the launcher, so a spawned worker imports only 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import optuna
@@ -22,14 +24,14 @@ import torch
 from anncnn_tune.data import load_dataset
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.objective import Objective
-from anncnn_tune.search.progress import Progress
+from anncnn_tune.search.progress import Progress, start_line
 from anncnn_tune.search.spec import Spec, fits_data
 from anncnn_tune.search.study import WorkerResult, counts, open_study, run_worker
 from anncnn_tune.service.artifacts import open_store
 from anncnn_tune.service.budget_lock import StudyLock
 from anncnn_tune.service.optuna_private import failed_trial_logger
 from anncnn_tune.service.signals import raise_keyboard_interrupt
-from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, mask, open_storage
+from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, open_storage
 from anncnn_tune.training.fit import DeviceData, RunOptions
 from anncnn_tune.training.size_check import check_space_fits
 from anncnn_tune.training.threads import configure_threads
@@ -103,10 +105,14 @@ def check_sizes(spec: Spec, splits, device: torch.device) -> None:
                      len(splits.y_train), device, where=f"study {spec.name}")
 
 
-def run_trials(job: Job, assignment: Assignment, splits=None) -> tuple[optuna.Study, WorkerResult]:
+def run_trials(job: Job, assignment: Assignment, splits=None, *, own_view: bool = True,
+               trial_lines: bool = True) -> tuple[optuna.Study, WorkerResult]:
     """Run trials in this process until the study holds job.n_trials finished trials (all workers').
 
     splits: the study's data where the caller has loaded and checked it already, else loaded here.
+    own_view=False: the launcher of several workers shows the study (a live area, or status lines
+    in a log); trial_lines=False as well, on a terminal: this worker prints only its messages.
+
     SIGTERM (and SIGINT, unless this process ignores it, as spawned workers do) ends the running
     trial as failed with the reason; the handlers in place before are restored on return, so a
     notebook or another caller gets its own back.
@@ -132,25 +138,38 @@ def run_trials(job: Job, assignment: Assignment, splits=None) -> tuple[optuna.St
         lock = StudyLock(storage, job.storage_url, spec.name)
         study = open_study(spec, storage, splits.describe(), lock, worker=assignment.index)
         stream = _Prefixed(sys.stderr, assignment.label) if assignment.label else None
-        progress = Progress(spec.name, spec.metric, spec.epochs, stream=stream, quiet=job.quiet)
-        before = counts(study)
-        progress.message(f"study {spec.name} on {mask(job.storage_url)}: {before['complete'] + before['pruned']} "
-                         f"of {job.n_trials} trials finished; training on {device}; artifacts in {store.root}")
+        progress = Progress(spec.name, spec.metric, spec.epochs, stream=stream, quiet=job.quiet,
+                            n_trials=job.n_trials, view=own_view, trials=trial_lines,
+                            steps_per_epoch=spec.steps_per_epoch)
+        if trial_lines:  # else the launcher prints the one start line of all its workers
+            before = counts(study)
+            progress.message(start_line(spec.name, job.storage_url, before["complete"] + before["pruned"],
+                                        job.n_trials, str(device), store.root))
         data = DeviceData.from_splits(splits, device)
         options = RunOptions(device=device, compile=job.compile)
         objective = Objective(spec, data, splits.input_shape, splits.out_dim, options, progress, store=store)
-        result = run_worker(study, objective, lock, n_trials=job.n_trials, timeout=job.timeout,
-                            progress=progress, catch=(torch.OutOfMemoryError,))
+        with progress.showing(study):
+            result = run_worker(study, objective, lock, n_trials=job.n_trials, timeout=job.timeout,
+                                progress=progress, catch=(torch.OutOfMemoryError,))
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return study, result
 
 
-def spawned_main(job: Job, assignment: Assignment) -> None:
-    """Entry point of one spawned worker: its exit code tells the launcher how it ended."""
+def spawned_main(job: Job, assignment: Assignment, relay: Connection | None = None) -> None:
+    """Entry point of one spawned worker: its exit code tells the launcher how it ended.
+
+    relay: the write end of a pipe the launcher reads, where it shows a live view on a terminal.
+    This process's stderr (its messages, errors, Optuna's warnings, a crash's traceback) goes
+    there, and the launcher prints it above the view, which would overwrite a direct write.
+    """
+    if relay is not None:
+        sys.stderr.flush()
+        os.dup2(relay.fileno(), sys.stderr.fileno())
+        relay.close()
     try:
-        _, result = run_trials(job, assignment)
+        _, result = run_trials(job, assignment, own_view=False, trial_lines=relay is None)
     except UserError as exc:
         print(f"{assignment.label}error: {exc}", file=sys.stderr, flush=True)
         sys.exit(getattr(exc, "exit_code", 2))  # 1: the run failed (storage.StorageLost)

@@ -29,6 +29,7 @@ trial of a study is the best one.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
@@ -230,6 +231,11 @@ def baseline_attrs(name: str, epochs: int | None = None) -> dict:
     if epochs is not None:
         attrs["epochs"] = epochs
     return attrs
+
+
+def worker_id(pid: int) -> str:
+    """The `worker` a trial records: host:pid of the process that trained it."""
+    return f"{socket.gethostname()}:{pid}"
 
 
 def write_setup(trial: optuna.Trial, *, n_params: int, device: str, seed: int, worker: str) -> None:

@@ -67,3 +67,12 @@ def test_a_worker_runs_the_spec_it_is_handed_and_restores_the_signal_handlers(tm
     assert result.ran == 1 and not result.interrupted
     stored = optuna.load_study(study_name="tiny-ann", storage=job.storage_url)
     assert [t.state.name for t in stored.trials] in (["COMPLETE"], ["PRUNED"]) and study.study_name == "tiny-ann"
+
+
+def test_a_launch_reports_its_wall_time_and_only_the_trials_it_finished(tmp_path):
+    request = OptimizeRequest(study="digits-ann", storage_url=f"sqlite:///{tmp_path / 'x.db'}", n_trials=1,
+                              epochs=1, threads=1, quiet=True, artifacts=str(tmp_path / "art"))
+    first = optimize(request)
+    again = optimize(dataclasses.replace(request, n_trials=2))  # the study's first trial is no longer this launch's
+    assert (first.finished_here, again.finished_here) == (1, 1) and sum(again.states.values()) == 2
+    assert first.wall_seconds > 0 and again.wall_seconds > 0

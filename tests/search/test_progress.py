@@ -1,10 +1,12 @@
-"""What a worker prints into a log: a line per trial, and epoch lines only for trials that run long."""
+"""What a worker prints into a log: a line per trial, epoch lines only for trials that run long, and status lines."""
 
 import io
+import re
 
 import optuna
 
 from anncnn_tune.search import progress as progress_mod
+from anncnn_tune.search.live import STATUS_EVERY
 from anncnn_tune.search.progress import Progress
 
 
@@ -54,3 +56,32 @@ def test_quiet_prints_no_epoch_lines_however_long_a_trial_runs(monkeypatch):
     clock.now += 10 * progress_mod.LOG_EVERY
     progress.epoch(0, 1, 0.9)
     assert log.getvalue() == ""
+
+
+def test_a_log_gets_a_status_line_at_every_tenth_of_the_budget_and_after_a_minute(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(progress_mod.time, "perf_counter", clock)
+    study = optuna.create_study(direction="maximize")
+    log = io.StringIO()
+    progress = Progress("s", "val_accuracy", epochs=8, stream=log, n_trials=20)
+    with progress.showing(study):
+        for value in (0.5, 0.7):  # a tenth of 20 trials is 2: a status line after the second
+            trial = study.ask()
+            progress.trial_started(trial.number)
+            clock.now += 5
+            study.tell(trial, value)
+            progress.trial_finished(study, study.trials[-1])
+        trial = study.ask()
+        progress.trial_started(trial.number)
+        clock.now += STATUS_EVERY  # a minute without a status line: the next epoch brings one
+        progress.epoch(trial.number, 1, 0.6)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 5 and "\x1b" not in log.getvalue() and "\r" not in log.getvalue()
+    assert re.fullmatch(r"trial +0 complete epoch +0/8 val_accuracy=0\.5000 +5\.0s  best 0\.5000 \(#0\)", lines[0])
+    assert re.fullmatch(r"trial +1 complete epoch +0/8 val_accuracy=0\.7000 +5\.0s  best 0\.7000 \(#1\)", lines[1])
+    eta = r"ETA \d+\.\ds"  # from the trials' real durations (milliseconds)
+    assert re.fullmatch(r"status: 2/20 trials finished \(0 pruned, 0 failed\), 0 running, best val_accuracy "
+                        rf"0\.7000 \(trial 1\), elapsed 10\.0s, {eta}", lines[2])
+    assert lines[3] == "trial   2 epoch   1/8 val_accuracy=0.6000  running 60s"
+    assert re.fullmatch(r"status: 2/20 trials finished \(0 pruned, 0 failed\), 1 running, best val_accuracy "
+                        rf"0\.7000 \(trial 1\), elapsed 1m10s, {eta}", lines[4])
