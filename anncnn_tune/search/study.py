@@ -48,7 +48,7 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
 
 
 def open_study(spec: Spec, storage, data_description: dict, lock: StudyLock) -> optuna.Study:
-    """Create the study (spec and data in its user attributes, baselines enqueued) or resume it.
+    """Create the study (its record: spec and data, see service/records.py; baselines enqueued) or resume it.
 
     Resuming with a different spec would mix incomparable trials, so that is refused.
     """
