@@ -62,6 +62,12 @@ def summary_system_attrs(storage: BaseStorage, summary: StudySummary) -> dict:
     return storage.get_study_system_attrs(summary._study_id)
 
 
+def system_attrs_by_id(storage: BaseStorage, study_id: int) -> dict:
+    """The system attributes of the study with this storage id (KeyError where there is none): what
+    optuna-dashboard's API names a study by."""
+    return storage.get_study_system_attrs(study_id)
+
+
 def frozen_trial(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
     """A live trial's record in the storage: a live Trial does not expose its system attributes
     (where the stale-trial retry records the trial it retries)."""

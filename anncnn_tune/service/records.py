@@ -234,6 +234,20 @@ def write_reference(study: optuna.Study, entry: dict) -> None:
     _set(study, "classical_reference", entry)
 
 
+def compact_record(storage: optuna.storages.BaseStorage, study_id: int) -> dict:
+    """A compact study's record as stored (its anncnn-tune system attributes; empty for a flat or a
+    foreign study), to be carried onto a copy of the study with restore_compact_record."""
+    return {key: value for key, value in optuna_private.system_attrs_by_id(storage, study_id).items()
+            if key.startswith(SYSTEM_PREFIX)}
+
+
+def restore_compact_record(study: optuna.Study, stored: dict) -> None:
+    """Write a record read by compact_record onto `study`. optuna-dashboard renames a study by copying
+    its trials, user attributes and notes into a new study, not its other system attributes."""
+    for key, value in stored.items():
+        optuna_private.set_study_system_attr(study, key, value)
+
+
 def encode_correct(correct) -> dict:
     """(seeds, n_test) 0/1 correctness as packed bits in base64: 10,000 test examples are 1.7 kB a seed."""
     import base64

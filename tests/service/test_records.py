@@ -134,6 +134,17 @@ def test_a_flat_study_stays_flat_when_retrain_and_reference_write_to_it(tmp_path
     assert not any(k.startswith("anncnn-tune:") for k in optuna_private.study_system_attrs(study))
     record = StudyRecord.read(study)
     assert set(record.test_metrics) == {1, 2} and record.test_scorings == 1 and record.reference == REFERENCE
+    assert records.compact_record(study._storage, optuna_private.study_id(study)) == {}
+
+
+def test_a_compact_record_carries_over_to_a_copy_of_the_study(tmp_path):
+    url, _, compact = _flat_and_compact(tmp_path)
+    copy = optuna.create_study(study_name="copy", storage=url, direction="maximize")
+    for key, value in compact.user_attrs.items():  # what optuna-dashboard's rename copies by itself
+        copy.set_user_attr(key, value)
+    assert not StudyRecord.read(copy).is_ours
+    records.restore_compact_record(copy, records.compact_record(compact._storage, optuna_private.study_id(compact)))
+    assert dataclasses.replace(StudyRecord.read(copy), name="compact") == StudyRecord.read(compact)
 
 
 def test_the_summary_is_one_short_line_for_any_dataset():
