@@ -345,7 +345,7 @@ def leaderboard(url: str, datasets: tuple[str, ...] | list[str] | None = None) -
     storage = open_storage_readonly(url)
     rows, foreign = [], []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        if not StudyRecord.read(summary).is_ours:
+        if not StudyRecord.read_summary(summary, storage).is_ours:
             foreign.append(summary.study_name)  # a study some other tool made: nothing to compare it on
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)

@@ -42,7 +42,7 @@ def stored_studies(url: str) -> list[dict] | None:
     rows = []
     for summary in summaries:
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        spec = StudyRecord.read(summary).spec or {}
+        spec = StudyRecord.read_summary(summary, storage).spec or {}
         best = study_best_trial(study)
         rows.append({
             "name": summary.study_name,
@@ -61,9 +61,10 @@ def stored_sources(url: str) -> list[dict] | None:
     found = _summaries(url)
     if found is None:
         return None
+    storage, summaries = found
     rows = []
-    for summary in found[1]:
-        record = StudyRecord.read(summary)
+    for summary in summaries:
+        record = StudyRecord.read_summary(summary, storage)
         source = (record.spec or {}).get("dataset")
         if not isinstance(source, dict):  # a registry key: listed with the built-in datasets
             continue

@@ -124,7 +124,7 @@ class Spec:
         return replace(self, **changed)
 
     def to_dict(self) -> dict:
-        """The study-file form (what the study stores in its user attributes)."""
+        """The study-file form (what the study stores as its spec, service/records.py)."""
         params = {name: s.as_dict() for name, s in self.space.items()}
         params.update(self.fixed)
         d = {

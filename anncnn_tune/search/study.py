@@ -48,8 +48,8 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
 
 
 def open_study(spec: Spec, storage, data_description: dict, lock: StudyLock, worker: int = 0) -> optuna.Study:
-    """Create the study (spec and data in its user attributes, baselines enqueued) or resume it, with
-    the sampler of worker number `worker` of this launch (samplers.make_sampler).
+    """Create the study (its record: spec and data, see service/records.py; baselines enqueued) or
+    resume it, with the sampler of worker number `worker` of this launch (samplers.make_sampler).
 
     Resuming with a different spec would mix incomparable trials, so that is refused.
     """

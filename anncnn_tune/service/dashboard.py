@@ -8,7 +8,9 @@ Each study created by `optimize` carries a Markdown note (see study_note) that t
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socketserver
 import sys
@@ -16,9 +18,11 @@ import time
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import optuna
 import yaml
 
 from anncnn_tune.errors import UserError
+from anncnn_tune.service import records
 from anncnn_tune.service.artifacts import ENV_VAR as ARTIFACTS_ENV
 from anncnn_tune.service.artifacts import AtomicArtifactStore, resolve_dir
 from anncnn_tune.service.readonly import NoStudiesYet, open_storage_readonly
@@ -72,6 +76,43 @@ def artifacts_to_serve(flag: str | None, storage_url: str) -> Path | None:
     return None
 
 
+_RENAME = re.compile(r"^/api/studies/(\d+)/rename$")
+
+
+def keeping_records_on_rename(app, storage):
+    """optuna-dashboard's WSGI app, except that renaming a study keeps its anncnn-tune record.
+
+    The dashboard renames a study by copying its trials, user attributes and notes into a new study
+    and deleting the old one; a compact study's record lives in its other system attributes
+    (service/records.py), so it is read before the rename and written onto the new study after.
+    """
+    def wrapped(environ, start_response):
+        found = _RENAME.match(environ.get("PATH_INFO", ""))
+        if environ.get("REQUEST_METHOD") != "POST" or found is None:
+            return app(environ, start_response)
+        try:
+            saved = records.compact_record(storage, int(found.group(1)))
+        except KeyError:  # no such study: the dashboard answers that itself
+            saved = {}
+        status = []
+
+        def capture(line, headers, exc_info=None):
+            status.append(line)
+            return start_response(line, headers, exc_info)
+
+        answer = app(environ, capture)
+        try:
+            body = b"".join(answer)
+        finally:
+            getattr(answer, "close", lambda: None)()
+        if saved and status and status[-1].startswith("201"):
+            renamed = optuna.load_study(study_name=json.loads(body)["study_name"], storage=storage)
+            records.restore_compact_record(renamed, saved)
+        return [body]
+
+    return wrapped
+
+
 def make_dashboard_server(storage_url: str, host: str, port: int, artifacts_dir: Path | None):
     """The server, bound but not yet serving (tests use port 0 and read server_port)."""
     import optuna_dashboard  # 1-2 s to import; only this command needs it
@@ -79,7 +120,7 @@ def make_dashboard_server(storage_url: str, host: str, port: int, artifacts_dir:
     # Writable (the dashboard saves notes), but neither schema nor lock file is created.
     storage = open_storage_readonly(storage_url, read_only=False)
     store = AtomicArtifactStore(artifacts_dir) if artifacts_dir is not None else None  # checked to exist
-    app = optuna_dashboard.wsgi(storage, artifact_store=store)
+    app = keeping_records_on_rename(optuna_dashboard.wsgi(storage, artifact_store=store), storage)
     try:
         return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
     except OSError as exc:

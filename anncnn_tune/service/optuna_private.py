@@ -12,8 +12,9 @@ from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
+from optuna.study import StudySummary
 
 # The logger that reports failed trials. A logger's filters do not apply to its children's records,
 # so a filter must sit on this very logger, not on "optuna".
@@ -41,6 +42,30 @@ def heartbeat_enabled(study: optuna.Study) -> bool:
 def study_id(study: optuna.Study) -> int:
     """The storage's id of a study: two studies of one name (deleted and recreated) differ here."""
     return study._study_id
+
+
+def study_system_attrs(study: optuna.Study) -> dict:
+    """A study's system attributes, where service/records.py keeps the study's record. Optuna 5 has
+    no public reader or writer for them (neither Study nor StudySummary has `system_attrs`), so this
+    goes through the study's private storage and id, as optuna-dashboard does for its notes."""
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def set_study_system_attr(study: optuna.Study, key: str, value) -> None:
+    """Set one of a study's system attributes (JSON-serializable value); see study_system_attrs."""
+    study._storage.set_study_system_attr(study._study_id, key, value)
+
+
+def summary_system_attrs(storage: BaseStorage, summary: StudySummary) -> dict:
+    """The system attributes of a listed study: a StudySummary carries its user attributes only, and
+    its storage id is private (one query per study; it reads, never writes)."""
+    return storage.get_study_system_attrs(summary._study_id)
+
+
+def system_attrs_by_id(storage: BaseStorage, study_id: int) -> dict:
+    """The system attributes of the study with this storage id (KeyError where there is none): what
+    optuna-dashboard's API names a study by."""
+    return storage.get_study_system_attrs(study_id)
 
 
 def frozen_trial(trial: optuna.Trial) -> optuna.trial.FrozenTrial:

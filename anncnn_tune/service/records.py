@@ -1,18 +1,42 @@
-"""What anncnn-tune stores on a study and on its trials: the one schema of their user attributes.
+"""What anncnn-tune stores on a study and on its trials: the one schema of their attributes.
 
-Optuna keeps free-form user attributes (JSON values under string keys) on studies and trials;
+Optuna keeps free-form attributes (JSON values under string keys) on studies and trials;
 anncnn-tune keeps its whole record there, so a storage alone is enough to list, compare, export
 and retrain. This module is the only one that knows those keys and their shapes: the rest of the
 package reads a `StudyRecord` / `TrialRecord` (frozen, typed, like Optuna's FrozenTrial) and
-writes through the functions below. The layout is the one studies have always been written
-with, so studies made before this module read unchanged.
+writes through the functions below.
 
-Study attributes:   spec (the study file as a dict), data (the data description: dataset, task,
-                    fingerprint, split_seed, sizes...), created_by ("anncnn-tune"),
-                    test_metrics ({str(trial number): retrain's summary, with "per_seed_values"
-                    and "correct": each seed's test correctness, packed bits in base64}),
-                    test_scorings (how many retrains scored the test split),
-                    classical_reference (`anncnn-tune reference`: model, setting, validation, test).
+The study record, in one of two layouts (StudyRecord.read reads both into equal records):
+
+- compact (every study created since): the user attributes, which `optuna studies` prints in full
+  and optuna-dashboard shows, hold one short readable row:
+      created_by     "anncnn-tune"
+      summary        what the study is, in one line: "cnn on digits, val_accuracy, 20 epochs"
+  and the record itself lives in the study's system attributes:
+      anncnn-tune:spec                 the study file as a dict
+      anncnn-tune:data                 the data description: dataset, task, fingerprint, split_seed, sizes...
+      anncnn-tune:test_metrics         {str(trial number): retrain's summary, with "per_seed_values" and
+                                       "correct": each seed's test correctness, packed bits in base64}
+      anncnn-tune:test_scorings        how many retrains scored the test split
+      anncnn-tune:classical_reference  `anncnn-tune reference`: model, setting, validation, test
+- flat (studies created before the compact layout): spec, data, created_by, test_metrics,
+  test_scorings and classical_reference, all user attributes under those plain names. A study
+  with a `spec` user attribute is flat.
+
+Why these keys: system attributes are shared with Optuna (`study:metric_names`) and
+optuna-dashboard (`dashboard:note...`), each under an "owner:" prefix; ours take "anncnn-tune:"
+(the CREATOR string), followed by the flat layout's name, so a value has one name in both layouts.
+`created_by` keeps its name and place, so a listing tells our studies apart as it always has.
+`summary` is written once, from the spec, for people; nothing reads it back (StudyRecord.summary
+derives the same line from the spec, for flat studies too).
+
+A study keeps the layout it was created with: writers add to a flat study's user attributes.
+Optuna cannot delete an attribute, so moving a flat record would leave its old copy showing in
+`optuna studies` anyway, and anncnn-tune versions from before the compact layout keep reading a
+flat study whole. Those versions do not see a compact study's spec (to them it is some other
+tool's study), so workers of an older version must not run against a storage with compact studies.
+Trials keep every attribute in their user attributes, as they always have.
+
 Trial attributes:   baseline (name) and epochs (the baseline's epoch budget), set when enqueued;
                     n_params, device, seed, worker at the start; epochs_run, epochs_trained (a float:
                     epochs_run plus the part of a first epoch a pruned trial trained), train_seconds,
@@ -34,9 +58,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 import optuna
+from optuna.study import StudySummary
 from optuna.trial import FrozenTrial, TrialState
 
+from anncnn_tune.service import optuna_private
+
 CREATOR = "anncnn-tune"
+# The compact layout (see the module's docstring): the study record in system attributes under
+# SYSTEM_PREFIX + its flat name; in user attributes only created_by and the one-line summary.
+SYSTEM_PREFIX = f"{CREATOR}:"
+RECORD_KEYS = ("spec", "data", "test_metrics", "test_scorings", "classical_reference")
+SUMMARY_DATASET_CHARS = 40  # a long file or folder name is cut, so the summary stays one short line
 # What must match for an ANN-vs-CNN comparison to be fair (DESIGN.md, "Fair comparison").
 FAIR_KEYS = ("metric", "fingerprint", "split_seed", "subset", "epochs", "sampler", "pruner")
 SEED_STRIDE = 100_003  # trial seeds of two studies with adjacent spec seeds do not collide
@@ -80,9 +112,48 @@ def study_best_trial(study: optuna.Study) -> FrozenTrial | None:
 # -- the study record ------------------------------------------------------------------------------
 
 
+def _is_flat(user_attrs: dict) -> bool:
+    """A study written in the flat layout (its whole record in user attributes)."""
+    return "spec" in user_attrs
+
+
+def _record_values(user_attrs: dict, system_attrs: dict) -> dict:
+    """The study record's raw values under their flat names, from whichever layout the study has."""
+    if _is_flat(user_attrs):
+        return user_attrs
+    stored = {key: system_attrs[SYSTEM_PREFIX + key] for key in RECORD_KEYS if SYSTEM_PREFIX + key in system_attrs}
+    return {**stored, "created_by": user_attrs.get("created_by")}
+
+
+def _stored_values(study: optuna.Study) -> dict:
+    user_attrs = study.user_attrs
+    return _record_values(user_attrs, {} if _is_flat(user_attrs) else optuna_private.study_system_attrs(study))
+
+
+def _set(study: optuna.Study, key: str, value) -> None:
+    """One value of the study record, written where this study keeps its record (its layout)."""
+    if _is_flat(study.user_attrs):
+        study.set_user_attr(key, value)
+    else:
+        optuna_private.set_study_system_attr(study, SYSTEM_PREFIX + key, value)
+
+
+def summary_line(spec: dict, data: dict) -> str:
+    """What a study is, in one short line: "cnn on digits, val_accuracy, 20 epochs"."""
+    dataset = data.get("dataset") or spec.get("dataset")
+    if isinstance(dataset, dict):  # a user's source without a recorded key: its file or folder name
+        dataset = str(dataset.get("path", "?")).rstrip("/").rsplit("/", 1)[-1]
+    dataset = str(dataset)
+    if len(dataset) > SUMMARY_DATASET_CHARS:
+        dataset = dataset[:SUMMARY_DATASET_CHARS - 1] + "…"
+    epochs = spec.get("epochs")
+    line = f"{spec.get('model')} on {dataset}, {spec.get('metric')}, {epochs} epoch{'' if epochs == 1 else 's'}"
+    return line + (f", subset {spec['subset']}" if spec.get("subset") is not None else "")
+
+
 @dataclass(frozen=True)
 class StudyRecord:
-    """A study's anncnn-tune attributes. `read` takes a Study or a StudySummary (both carry them)."""
+    """A study's anncnn-tune record: `read` takes a Study, `read_summary` a StudySummary and its storage."""
 
     name: str
     spec: dict | None  # None: a study some other tool made
@@ -93,10 +164,23 @@ class StudyRecord:
     reference: dict | None = None  # the classical reference (results/reference.py), where fitted
 
     @classmethod
-    def read(cls, study) -> StudyRecord:
-        attrs = study.user_attrs
+    def read(cls, study: optuna.Study) -> StudyRecord:
+        if isinstance(study, StudySummary):  # its user attributes alone would read a compact study as foreign
+            raise TypeError("a StudySummary carries no system attributes: use StudyRecord.read_summary(summary, "
+                            "storage)")
+        return cls._from_values(study.study_name, _stored_values(study))
+
+    @classmethod
+    def read_summary(cls, summary: StudySummary, storage: optuna.storages.BaseStorage) -> StudyRecord:
+        """The record of a listed study (optuna.get_all_study_summaries on `storage`); reads only."""
+        user_attrs = summary.user_attrs
+        system_attrs = {} if _is_flat(user_attrs) else optuna_private.summary_system_attrs(storage, summary)
+        return cls._from_values(summary.study_name, _record_values(user_attrs, system_attrs))
+
+    @classmethod
+    def _from_values(cls, name: str, attrs: dict) -> StudyRecord:
         tests = attrs.get("test_metrics") or {}
-        return cls(name=study.study_name, spec=attrs.get("spec"), data=attrs.get("data") or {},
+        return cls(name=name, spec=attrs.get("spec"), data=attrs.get("data") or {},
                    created_by=attrs.get("created_by"),
                    test_metrics={int(number): entry for number, entry in tests.items()},
                    test_scorings=int(attrs.get("test_scorings") or 0), reference=attrs.get("classical_reference"))
@@ -105,6 +189,11 @@ class StudyRecord:
     def is_ours(self) -> bool:
         """Created by anncnn-tune (it has a stored spec, the one thing every command needs)."""
         return self.spec is not None
+
+    @property
+    def summary(self) -> str | None:
+        """The one-line summary a compact study shows in `optuna studies` (derived, for either layout)."""
+        return summary_line(self.spec, self.data) if self.spec is not None else None
 
     @property
     def fingerprint(self) -> str | None:
@@ -122,29 +211,45 @@ class StudyRecord:
 
 
 def write_study_created(study: optuna.Study, spec: dict, data: dict) -> None:
-    """A new study's record: its spec and data description, marked as ours."""
-    study.set_user_attr("spec", spec)
-    study.set_user_attr("data", data)
+    """A new study's record, in the compact layout: the readable row in its user attributes first,
+    then data, and the spec last, so a study that has a spec has the rest of its record too."""
     study.set_user_attr("created_by", CREATOR)
+    study.set_user_attr("summary", summary_line(spec, data))
+    optuna_private.set_study_system_attr(study, SYSTEM_PREFIX + "data", data)
+    optuna_private.set_study_system_attr(study, SYSTEM_PREFIX + "spec", spec)
 
 
 def write_test_metrics(study: optuna.Study, trial_number: int, entry: dict) -> None:
     """Retrain's summary of one trial (metric, mean, std, seeds, ..., retrained_at), beside earlier ones."""
-    recorded = dict(study.user_attrs.get("test_metrics") or {})
+    recorded = dict(_stored_values(study).get("test_metrics") or {})
     recorded[str(trial_number)] = entry
-    study.set_user_attr("test_metrics", recorded)
+    _set(study, "test_metrics", recorded)
 
 
 def write_test_scored(study: optuna.Study) -> int:
     """One more retrain scored this study's test split; returns the new count."""
-    count = int(study.user_attrs.get("test_scorings") or 0) + 1
-    study.set_user_attr("test_scorings", count)
+    count = int(_stored_values(study).get("test_scorings") or 0) + 1
+    _set(study, "test_scorings", count)
     return count
 
 
 def write_reference(study: optuna.Study, entry: dict) -> None:
     """The classical reference fitted on this study's splits (replaces an earlier one)."""
-    study.set_user_attr("classical_reference", entry)
+    _set(study, "classical_reference", entry)
+
+
+def compact_record(storage: optuna.storages.BaseStorage, study_id: int) -> dict:
+    """A compact study's record as stored (its anncnn-tune system attributes; empty for a flat or a
+    foreign study), to be carried onto a copy of the study with restore_compact_record."""
+    return {key: value for key, value in optuna_private.system_attrs_by_id(storage, study_id).items()
+            if key.startswith(SYSTEM_PREFIX)}
+
+
+def restore_compact_record(study: optuna.Study, stored: dict) -> None:
+    """Write a record read by compact_record onto `study`. optuna-dashboard renames a study by copying
+    its trials, user attributes and notes into a new study, not its other system attributes."""
+    for key, value in stored.items():
+        optuna_private.set_study_system_attr(study, key, value)
 
 
 def encode_correct(correct) -> dict:

@@ -41,6 +41,20 @@ def test_optimize_writes_a_study_optuna_itself_reads(demo):
     assert value == pytest.approx(printed, rel=1e-5)
 
 
+def test_optuna_studies_shows_each_study_in_one_readable_row(demo):
+    """Optuna's own listing prints every user attribute: a study's record stays out of it (issue 9)."""
+    cwd, _ = demo
+    url = f"sqlite:///{cwd / 'anncnn-tune.db'}"
+    table = subprocess.run([OPTUNA, "studies", "--storage", url], capture_output=True, text=True, check=True).stdout
+    assert max(len(line) for line in table.splitlines()) <= 200, table
+    (row,) = [line for line in table.splitlines() if "digits-ann" in line]
+    assert "ann on digits, val_accuracy, 3 epochs" in row and "anncnn-tune" in row
+    listed = subprocess.run([OPTUNA, "studies", "--storage", url, "-f", "json"],
+                            capture_output=True, text=True, check=True)
+    (study,) = json.loads(listed.stdout)
+    assert study["user_attrs"] == {"created_by": "anncnn-tune", "summary": "ann on digits, val_accuracy, 3 epochs"}
+
+
 def test_progress_and_summary_are_printed(demo):
     _, first = demo
     assert re.search(r"trial +0 (complete|pruned) +epoch +\d+/3 val_accuracy=0\.\d{4}.*\[keras-mlp-128-64\]",
@@ -62,9 +76,12 @@ def test_the_study_stores_its_spec_and_data(demo):
     import optuna
 
     cwd, _ = demo
+    from anncnn_tune.service.records import StudyRecord
+
     study = optuna.load_study(study_name="digits-ann", storage=f"sqlite:///{cwd / 'anncnn-tune.db'}")
-    assert study.user_attrs["spec"]["epochs"] == 3 and study.user_attrs["spec"]["model"] == "ann"
-    assert study.user_attrs["data"]["n_train"] == 1257 and len(study.user_attrs["data"]["fingerprint"]) == 64
+    record = StudyRecord.read(study)
+    assert record.spec["epochs"] == 3 and record.spec["model"] == "ann" and record.created_by == "anncnn-tune"
+    assert record.data["n_train"] == 1257 and len(record.fingerprint) == 64
     baseline = study.trials[0]
     assert baseline.user_attrs["baseline"] == "keras-mlp-128-64" and baseline.params["width"] == 128
 
@@ -184,9 +201,12 @@ def test_subset_trains_on_part_of_the_training_split(tmp_path):
     assert result.returncode == 0, result.stderr
     import optuna
 
+    from anncnn_tune.service.records import StudyRecord
+
     study = optuna.load_study(study_name="digits-ann", storage=f"sqlite:///{tmp_path / 'anncnn-tune.db'}")
-    assert study.user_attrs["spec"]["subset"] == 0.25
-    assert study.user_attrs["data"]["n_train"] == round(1257 * 0.25) and study.user_attrs["data"]["n_val"] == 270
+    record = StudyRecord.read(study)
+    assert record.spec["subset"] == 0.25 and record.summary.endswith(", subset 0.25")
+    assert record.data["n_train"] == round(1257 * 0.25) and record.data["n_val"] == 270
 
 
 def test_bad_subset_is_a_one_line_error(tmp_path):

@@ -17,6 +17,8 @@ from helpers import main_in_process as cli
 
 from anncnn_tune.results import plots
 from anncnn_tune.results.compare import COLUMNS
+from anncnn_tune.service import optuna_private, records
+from anncnn_tune.service.records import StudyRecord
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +124,8 @@ def test_unfair_comparison_is_flagged(db, tmp_path, capsys):
     copy = tmp_path / "unfair.db"
     shutil.copy(db, copy)
     study = optuna.load_study(study_name="digits-ann", storage=url(copy))
-    study.set_user_attr("spec", {**study.user_attrs["spec"], "epochs": 20})  # as if searched with 20 epochs
+    spec = {**StudyRecord.read(study).spec, "epochs": 20}  # as if searched with 20 epochs: the raw record edited
+    optuna_private.set_study_system_attr(study, records.SYSTEM_PREFIX + "spec", spec)
     code, out, _ = cli(capsys, "compare", "--storage", url(copy))
     assert code == 0
     assert "NOT COMPARABLE" in out and 'epochs: digits-ann=20, digits-cnn=4' in out

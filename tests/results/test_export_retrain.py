@@ -19,6 +19,8 @@ from anncnn_tune.results import export as export_mod
 from anncnn_tune.results.weights import load_weights
 from anncnn_tune.search.spec import suggest
 from anncnn_tune.search.study import stored_spec
+from anncnn_tune.service import records
+from anncnn_tune.service.records import StudyRecord
 
 FILES = ("run.yaml", "metrics.json", "report.md", "model.pt", "model.onnx", "learning_curves.png",
          "confusion_matrix.png")
@@ -56,7 +58,7 @@ def test_export_writes_the_best_trial_as_a_run_file(retrained):
     assert raw["dataset"] == "digits" and raw["model"] == "cnn" and raw["metric"] == "val_accuracy"
     assert raw["params"] == suggest(stored_spec(study), optuna.trial.FixedTrial(best.params))
     assert raw["epochs"] == best.user_attrs["best_epoch"] and raw["seed"] == best.user_attrs["seed"]
-    assert raw["data"] == {"fingerprint": study.user_attrs["data"]["fingerprint"], "split_seed": 0}
+    assert raw["data"] == {"fingerprint": StudyRecord.read(study).fingerprint, "split_seed": 0}
     assert raw["source"]["study"] == "digits-cnn" and raw["source"]["trial"] == best.number
     assert raw["source"]["value"] == best.value
     assert raw["source"]["storage"] == f"sqlite:///{work / 'anncnn-tune.db'}"  # absolute, found from any folder
@@ -144,7 +146,7 @@ def test_compare_shows_the_recorded_test_metrics(retrained, capsys):
     work, _, _ = retrained
     metrics = json.loads((work / "out" / "metrics.json").read_text())
     study = optuna.load_study(study_name="digits-cnn", storage=url(work / "anncnn-tune.db"))
-    recorded = study.user_attrs["test_metrics"][str(study.best_trial.number)]
+    recorded = StudyRecord.read(study).test_metrics[study.best_trial.number]
     assert recorded["mean"] == metrics["test"]["mean"] and recorded["seeds"] == 2
     code, out, _ = cli(capsys, "compare", "--storage", url(work / "anncnn-tune.db"), "--format", "json")
     assert code == 0
@@ -194,8 +196,8 @@ def _empty_study(db: Path) -> None:
     source = optuna.load_study(study_name="digits-cnn", storage=url(db))
     study = optuna.create_study(study_name="digits-cnn-empty", storage=url(db), direction="maximize",
                                 load_if_exists=True)
-    for key in ("spec", "data"):
-        study.set_user_attr(key, source.user_attrs[key])
+    stored = StudyRecord.read(source)
+    records.write_study_created(study, stored.spec, stored.data)
     if not study.trials:
         trial = study.ask()
         study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -14,6 +14,7 @@ import pytest
 from helpers import run_cli, sqlite_snapshot
 
 from anncnn_tune.results.compare import dataset_entry, fairness_note
+from anncnn_tune.service import optuna_private, records
 
 TINY = ("--n-trials", "2", "--epochs", "1", "--subset", "300", "--device", "cpu", "--quiet")
 
@@ -107,13 +108,14 @@ def test_one_seed_or_no_retrain_withholds_the_verdict(pair, tmp_path):
         src.backup(dst)  # with what is still in the write-ahead log
     shutil.copy(pair / "digits-cnn.yaml", tmp_path / "digits-cnn.yaml")
     url = f"sqlite:///{tmp_path / 'anncnn-tune.db'}"
-    optuna.load_study(study_name="digits-ann", storage=url).set_user_attr("test_metrics", {})
+    tested = records.SYSTEM_PREFIX + "test_metrics"  # the raw record edited: as if digits-ann were not retrained
+    optuna_private.set_study_system_attr(optuna.load_study(study_name="digits-ann", storage=url), tested, {})
     assert board(tmp_path)["verdict"]["line"].startswith("not retrained yet (digits-ann)")
     result = run_cli("retrain", "digits-cnn.yaml", "--out", "one", "--device", "cpu", "--storage", url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    optuna.load_study(study_name="digits-ann", storage=url).set_user_attr(
-        "test_metrics", optuna.load_study(study_name="digits-ann", storage=f"sqlite:///{pair / 'anncnn-tune.db'}")
-        .user_attrs["test_metrics"])
+    original = optuna.load_study(study_name="digits-ann", storage=f"sqlite:///{pair / 'anncnn-tune.db'}")
+    optuna_private.set_study_system_attr(optuna.load_study(study_name="digits-ann", storage=url), tested,
+                                         optuna_private.study_system_attrs(original)[tested])
     verdict = board(tmp_path)["verdict"]
     assert verdict["status"] == "one_seed" and "no verdict from one seed" in verdict["line"]
 

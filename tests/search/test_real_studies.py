@@ -10,6 +10,8 @@ import optuna
 import pytest
 from helpers import SHARED_DATASETS, run_cli
 
+from anncnn_tune.service.records import StudyRecord
+
 SHARED = SHARED_DATASETS
 FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "california-housing": "california-housing",
            "churn": "telco-churn"}
@@ -37,11 +39,12 @@ def test_short_real_study(tmp_path, study, flags, bound):
     assert len(finished) == 3
     kind, limit = bound
     assert (stored.best_value >= limit) if kind == "min" else (stored.best_value <= limit), stored.best_value
-    data = stored.user_attrs["data"]
+    record = StudyRecord.read(stored)
+    data = record.data
     assert data["dataset"] == dataset and len(data["fingerprint"]) == 64 and data["split_seed"] == 0
     baseline = stored.trials[0]
     assert baseline.user_attrs["baseline"] and baseline.params == {
-        k: v for k, v in stored.user_attrs["spec"]["baselines"][0]["params"].items()}
+        k: v for k, v in record.spec["baselines"][0]["params"].items()}
     if dataset == "churn":
         history = baseline.user_attrs["history"][-1]
         assert {"val_accuracy", "val_precision", "val_recall", "val_f1", "val_roc_auc"} <= set(history)

@@ -3,6 +3,7 @@ its trials and their files, and headless Chromium renders the trials page with t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -89,3 +90,56 @@ def test_chromium_renders_the_trials_with_their_learning_curves(served, tmp_path
     assert screenshot.is_file(), shot.stderr[-2000:]
     data = Path(screenshot).read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 20_000  # a rendered page, not a blank one
+
+
+def _rename(app, study_id: int, name: str) -> str:
+    """POST the dashboard's own rename request to a WSGI app; its status line."""
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    body = json.dumps({"study_name": name}).encode()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": f"/api/studies/{study_id}/rename",
+               "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+    setup_testing_defaults(environ)
+    status = []
+    b"".join(app(environ, lambda line, headers, exc_info=None: status.append(line)))
+    return status[-1]
+
+
+def test_renaming_a_study_in_the_dashboard_keeps_its_record(tmp_path):
+    """optuna-dashboard's rename copies user attributes and notes, not the system attributes where a
+    compact study keeps its record; `anncnn-tune dashboard` carries the record over."""
+    import optuna
+    import optuna_dashboard
+
+    from anncnn_tune.service import optuna_private, records
+    from anncnn_tune.service.dashboard import make_dashboard_server
+    from anncnn_tune.service.readonly import close_readonly
+    from anncnn_tune.service.records import StudyRecord
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    spec = {"dataset": "digits", "model": "cnn", "metric": "val_accuracy", "epochs": 3}
+    storage = optuna.storages.RDBStorage(url)
+    for name in ("ours", "bare"):
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        records.write_study_created(study, spec, {"dataset": "digits", "fingerprint": "f"})
+        records.write_test_metrics(study, 0, {"mean": 0.9})
+        study.tell(study.ask(), 0.5)
+    before = StudyRecord.read(optuna.load_study(study_name="ours", storage=storage))
+
+    bare = optuna_private.study_id(optuna.load_study(study_name="bare", storage=storage))
+    assert _rename(optuna_dashboard.wsgi(storage), bare, "bare-renamed").startswith("201")
+    assert not StudyRecord.read(optuna.load_study(study_name="bare-renamed", storage=storage)).is_ours  # why
+
+    server = make_dashboard_server(url, "127.0.0.1", 0, None)
+    try:
+        ours = optuna_private.study_id(optuna.load_study(study_name="ours", storage=storage))
+        assert _rename(server.get_app(), ours, "renamed").startswith("201")
+        missing = _rename(optuna_dashboard.wsgi(storage), 10_000, "nothing")  # the dashboard's own answer
+        assert _rename(server.get_app(), 10_000, "nothing") == missing and not missing.startswith("2")
+    finally:
+        server.server_close()
+        close_readonly()
+    renamed = StudyRecord.read(optuna.load_study(study_name="renamed", storage=storage))
+    assert renamed == dataclasses.replace(before, name="renamed") and renamed.test_metrics == {0: {"mean": 0.9}}
+    assert "ours" not in optuna.get_all_study_names(storage)

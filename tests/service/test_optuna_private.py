@@ -39,6 +39,31 @@ def test_study_id_tells_a_recreated_study_of_the_same_name_apart(tmp_path):
     assert isinstance(first, int) and first != second == storage.get_study_id_from_name("s")
 
 
+@pytest.mark.parametrize("kind", ["rdb", "journal", "memory"])
+def test_study_system_attributes_are_read_and_written_by_study_by_summary_and_by_id(tmp_path, kind):
+    """Where service/records.py keeps a study's record: there is no public API for it."""
+    storage = {"rdb": lambda: optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'e.db'}"),
+               "journal": lambda: optuna.storages.JournalStorage(
+                   optuna.storages.journal.JournalFileBackend(str(tmp_path / "e.log"))),
+               "memory": optuna.storages.InMemoryStorage}[kind]()
+    assert not hasattr(optuna.Study, "system_attrs")  # why these are needed
+    assert not hasattr(optuna.study.StudySummary, "system_attrs")
+    optuna.create_study(study_name="other", storage=storage)
+    study = optuna.create_study(study_name="s", storage=storage)
+    optuna_private.set_study_system_attr(study, "anncnn-tune:spec", {"model": "cnn", "epochs": 3})
+    assert optuna_private.study_system_attrs(study)["anncnn-tune:spec"] == {"model": "cnn", "epochs": 3}
+    assert "anncnn-tune:spec" not in study.user_attrs
+    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    assert optuna_private.summary_system_attrs(storage, summaries["s"])["anncnn-tune:spec"]["epochs"] == 3
+    assert "anncnn-tune:spec" not in optuna_private.summary_system_attrs(storage, summaries["other"])
+    by_id = optuna_private.system_attrs_by_id(storage, optuna_private.study_id(study))
+    assert by_id == optuna_private.study_system_attrs(study)
+    with pytest.raises(KeyError):  # the dashboard's rename of a study that is not there
+        optuna_private.system_attrs_by_id(storage, 10_000)
+    again = optuna.load_study(study_name="s", storage=storage)  # another Study object on the same storage
+    assert optuna_private.study_system_attrs(again)["anncnn-tune:spec"]["model"] == "cnn"
+
+
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_frozen_trial_carries_the_system_attributes_of_a_live_trial():
     study = optuna.create_study()

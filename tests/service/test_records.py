@@ -1,13 +1,16 @@
-"""service/records.py: studies written with today's raw attribute layout read through the records,
-the writers write that same layout, and the seed and best-trial rules are the ones every command uses."""
+"""service/records.py: studies written with the flat raw attribute layout (every study before the
+compact one) read through the records, compact studies read into the same records, the writers write
+the layout each study has, and the seed and best-trial rules are the ones every command uses."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from anncnn_tune.service import records
+from anncnn_tune.service import optuna_private, records
 from anncnn_tune.service.records import StudyRecord, TrialRecord
 
 SPEC = {"dataset": "digits", "model": "cnn", "metric": "val_accuracy", "epochs": 4, "seed": 7,
@@ -66,8 +69,11 @@ def test_a_study_written_before_the_records_module_reads_through_it(tmp_path):
 
 def test_the_summary_of_a_study_reads_like_the_study(tmp_path):
     _old_study(tmp_path)
-    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'old.db'}", include_best_trial=False)
-    assert StudyRecord.read(summary).spec == SPEC
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'old.db'}")
+    (summary,) = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    assert StudyRecord.read_summary(summary, storage).spec == SPEC
+    with pytest.raises(TypeError, match="read_summary"):  # its user attributes alone miss a compact record
+        StudyRecord.read(summary)
 
 
 def test_a_foreign_study_is_told_apart():
@@ -75,10 +81,85 @@ def test_a_foreign_study_is_told_apart():
     assert not record.is_ours and record.data == {} and record.test_metrics == {} and record.fingerprint is None
 
 
-def test_the_writers_write_the_layout_the_readers_and_old_code_expect():
+REFERENCE = {"model": "logistic regression", "setting": {"C": 1.0}, "validation": 0.9, "test": 0.91}
+TESTED = {"metric": "accuracy", "mean": 0.95, "std": 0.01, "seeds": 1, "retrained_at": "2026-01-01T00:00:00+00:00",
+          "correct": records.encode_correct([[1, 0, 1, 1]])}
+
+
+def _flat_and_compact(tmp_path) -> tuple[str, optuna.Study, optuna.Study]:
+    """One record twice in one storage: "flat" as anncnn-tune wrote studies before the compact layout
+    (raw set_user_attr, every key), "compact" through today's writers."""
+    url = f"sqlite:///{tmp_path / 'both.db'}"
+    flat = optuna.create_study(study_name="flat", storage=url, direction="maximize")
+    for key, value in {"spec": SPEC, "data": DATA, "created_by": "anncnn-tune", "test_metrics": {"3": TESTED},
+                       "test_scorings": 2, "classical_reference": REFERENCE}.items():
+        flat.set_user_attr(key, value)
+    compact = optuna.create_study(study_name="compact", storage=url, direction="maximize")
+    records.write_study_created(compact, SPEC, DATA)
+    records.write_test_metrics(compact, 3, TESTED)
+    records.write_test_scored(compact)
+    assert records.write_test_scored(compact) == 2
+    records.write_reference(compact, REFERENCE)
+    return url, flat, compact
+
+
+def test_a_compact_study_reads_into_the_record_a_flat_one_does(tmp_path):
+    url, flat, compact = _flat_and_compact(tmp_path)
+    read = {study.study_name: StudyRecord.read(study) for study in (flat, compact)}
+    assert dataclasses.replace(read["compact"], name="flat") == read["flat"]
+    assert read["flat"].test_metrics == {3: TESTED} and read["flat"].test_scorings == 2
+    assert read["flat"].reference == REFERENCE and read["flat"].fairness()["fingerprint"] == "f1ng3r"
+    assert read["compact"].summary == read["flat"].summary == "cnn on digits, val_accuracy, 4 epochs"
+    storage = optuna.storages.RDBStorage(url)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    assert {s.study_name: StudyRecord.read_summary(s, storage) for s in summaries} == read
+    # what `optuna studies` prints of the compact study: one short row; the record is in system attributes
+    assert compact.user_attrs == {"created_by": "anncnn-tune", "summary": "cnn on digits, val_accuracy, 4 epochs"}
+    stored = optuna_private.study_system_attrs(compact)
+    assert {k for k in stored if k.startswith("anncnn-tune:")} == {
+        "anncnn-tune:spec", "anncnn-tune:data", "anncnn-tune:test_metrics", "anncnn-tune:test_scorings",
+        "anncnn-tune:classical_reference"}
+    assert not any(k.startswith("anncnn-tune:") for k in optuna_private.study_system_attrs(flat))
+
+
+def test_a_flat_study_stays_flat_when_retrain_and_reference_write_to_it(tmp_path):
+    """Older anncnn-tune versions read a flat study's user attributes: new entries go there too."""
+    study = _old_study(tmp_path)
+    records.write_test_metrics(study, 2, {"mean": 0.5})
+    assert records.write_test_scored(study) == 1
+    records.write_reference(study, REFERENCE)
+    attrs = study.user_attrs
+    assert set(attrs["test_metrics"]) == {"1", "2"} and attrs["test_metrics"]["1"]["mean"] == 0.95
+    assert attrs["test_scorings"] == 1 and attrs["classical_reference"] == REFERENCE and "summary" not in attrs
+    assert not any(k.startswith("anncnn-tune:") for k in optuna_private.study_system_attrs(study))
+    record = StudyRecord.read(study)
+    assert set(record.test_metrics) == {1, 2} and record.test_scorings == 1 and record.reference == REFERENCE
+    assert records.compact_record(study._storage, optuna_private.study_id(study)) == {}
+
+
+def test_a_compact_record_carries_over_to_a_copy_of_the_study(tmp_path):
+    url, _, compact = _flat_and_compact(tmp_path)
+    copy = optuna.create_study(study_name="copy", storage=url, direction="maximize")
+    for key, value in compact.user_attrs.items():  # what optuna-dashboard's rename copies by itself
+        copy.set_user_attr(key, value)
+    assert not StudyRecord.read(copy).is_ours
+    records.restore_compact_record(copy, records.compact_record(compact._storage, optuna_private.study_id(compact)))
+    assert dataclasses.replace(StudyRecord.read(copy), name="compact") == StudyRecord.read(compact)
+
+
+def test_the_summary_is_one_short_line_for_any_dataset():
+    assert records.summary_line(SPEC, DATA) == "cnn on digits, val_accuracy, 4 epochs"
+    own = {**SPEC, "model": "ann", "dataset": {"path": "data/" + "x" * 200 + ".csv"}, "epochs": 1, "subset": 0.1}
+    assert records.summary_line(own, {"dataset": "housing"}) == "ann on housing, val_accuracy, 1 epoch, subset 0.1"
+    line = records.summary_line(own, {})  # no recorded key: the file's name, cut short
+    assert line.startswith("ann on xxx") and line.endswith("…, val_accuracy, 1 epoch, subset 0.1") and len(line) < 90
+
+
+def test_the_writers_write_the_layout_the_readers_expect():
     study = optuna.create_study(direction="maximize")
     records.write_study_created(study, SPEC, DATA)
-    assert study.user_attrs == {"spec": SPEC, "data": DATA, "created_by": "anncnn-tune"}
+    assert study.user_attrs == {"created_by": "anncnn-tune", "summary": "cnn on digits, val_accuracy, 4 epochs"}
+    assert optuna_private.study_system_attrs(study) == {"anncnn-tune:spec": SPEC, "anncnn-tune:data": DATA}
     study.enqueue_trial({}, user_attrs=records.baseline_attrs("ref", 3))
     study.enqueue_trial({}, user_attrs=records.baseline_attrs("ref2"))
     trial = study.ask()
@@ -104,7 +185,8 @@ def test_the_writers_write_the_layout_the_readers_and_old_code_expect():
     assert stored.partial_epochs == [{"epoch": 0.111111, "samples": 12, "val_accuracy": 0.123457}]
     records.write_test_metrics(study, 0, {"mean": 0.4})
     records.write_test_metrics(study, 1, {"mean": 0.6})
-    assert study.user_attrs["test_metrics"] == {"0": {"mean": 0.4}, "1": {"mean": 0.6}}
+    assert optuna_private.study_system_attrs(study)["anncnn-tune:test_metrics"] == {"0": {"mean": 0.4},
+                                                                                   "1": {"mean": 0.6}}
     assert StudyRecord.read(study).test_metrics == {0: {"mean": 0.4}, 1: {"mean": 0.6}}
 
 
