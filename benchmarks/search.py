@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import logging
+import math
 import platform
 import statistics
 import sys
@@ -58,6 +59,9 @@ def arms(spec) -> dict[str, dict]:
 
 
 ARM_NAMES = ("none", "median", "study", "hyperband-ninth")
+# A safety net, not a budget: a pruner whose trials cost a fraction of an epoch runs many trials
+# before it has spent the unpruned search's epochs, the limit that should end it.
+MAX_TRIALS_FACTOR = 25
 
 
 def _extra_arm(text: str) -> tuple[str, dict]:
@@ -71,7 +75,8 @@ def better_or_equal(value, target, direction: str) -> bool:
 
 def run_arm(spec, data: DeviceData, splits, n_trials: int, device: torch.device, target: float | None = None,
             epoch_budget: int | None = None) -> dict:
-    """Run n_trials; with a target, go on (up to 5 x n_trials) until a trial reaches it or epochs run out."""
+    """Run n_trials; with a target, go on (up to MAX_TRIALS_FACTOR x n_trials) until a trial reaches it or
+    the epochs run out."""
     # A fixed name: Hyperband assigns trials to brackets by a hash of the study name and trial number.
     name = f"{spec.name}-{spec.pruner['type']}-seed{spec.seed}"
     study = optuna.create_study(study_name=name, direction=spec.direction, sampler=make_sampler(spec),
@@ -97,7 +102,7 @@ def run_arm(spec, data: DeviceData, splits, n_trials: int, device: torch.device,
     if target is None:
         study.optimize(objective, n_trials=n_trials)
     else:
-        study.optimize(objective, n_trials=5 * n_trials, callbacks=[stop_when_done])
+        study.optimize(objective, n_trials=MAX_TRIALS_FACTOR * n_trials, callbacks=[stop_when_done])
     wall = time.perf_counter() - started
     trials = []
     for t in sorted(study.trials, key=lambda t: t.number):
@@ -129,45 +134,80 @@ def reach(result: dict, target: float | None, direction: str) -> dict:
 
 
 def summarise(runs: list[dict], names: list[str]) -> list[dict]:
+    """Medians over the seeds per arm. The fraction of the unpruned epochs needed to reach the unpruned
+    best counts a seed that never reached it as infinitely many (more than 1: it spent all of them
+    without getting there), so a median over seeds is not flattered by the seeds that did."""
     def median(values):
         values = [v for v in values if v is not None]
         return statistics.median(values) if values else None
+
+    def fraction(r, key):
+        return r[key]["epochs"] / r["unpruned_epochs"] if r[key]["reached"] else math.inf
 
     rows = []
     for name in names:
         mine = [r for r in runs if r["arm"] == name]
         reached = [r for r in mine if r["reach"]["reached"]]
-        rows.append({
+        row = {
             "arm": name, "seeds": len(mine),
             "epochs_at_n": median(r["epochs_at_n"] for r in mine),
             "best_at_n": median(r["best_at_n"] for r in mine),
             "pruned_at_n": median(r["pruned_at_n"] for r in mine),
             "reached": f"{len(reached)}/{len(mine)}",
-            "epochs_to_target": median(r["reach"]["epochs"] for r in reached),
-            "epochs_to_target_fraction": median(r["reach"]["epochs"] / r["unpruned_epochs"] for r in reached),
+            "epochs_to_target_fraction": median(fraction(r, "reach") for r in mine),
+            "fractions": [fraction(r, "reach") for r in mine],
             "seconds_to_target": median(r["reach"]["seconds"] for r in reached),
             "n_trials": median(r["n_trials"] for r in mine),
             "total_epochs": median(r["total_epochs"] for r in mine),
             "wall_seconds": median(r["wall_seconds"] for r in mine),
-        })
+        }
+        if all("near" in r for r in mine):
+            row["near_fraction"] = median(fraction(r, "near") for r in mine)
+            row["near_fractions"] = [fraction(r, "near") for r in mine]
+        rows.append(row)
     return rows
 
 
-def table(rows: list[dict], n_trials: int) -> str:
+def table(rows: list[dict], n_trials: int, tolerance: float = 0.0) -> str:
+    near = tolerance > 0
     head = (f"| pruner | epochs, first {n_trials} trials | best, first {n_trials} trials | pruned of them "
-            "| reached unpruned best | epochs to reach it | fraction of unpruned epochs | seconds to reach it "
-            "| trials run | epochs run | wall s |")
+            "| reached unpruned best | fraction of unpruned epochs to reach it (median; per seed) "
+            + (f"| the same within {tolerance:g} " if near else "")
+            + "| seconds to reach it | trials run | epochs run | wall s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
 
     def num(value, fmt):
-        return "-" if value is None else format(value, fmt)
+        if value is None:
+            return "-"
+        return "never" if value == math.inf else format(value, fmt)
+
+    def fractions(median, values):
+        return f"{num(median, '.2f')} ({', '.join(num(v, '.2f') for v in values)})"
 
     for r in rows:
         lines.append(f"| {r['arm']} | {num(r['epochs_at_n'], '.0f')} | {num(r['best_at_n'], '.4f')} | "
-                     f"{num(r['pruned_at_n'], '.0f')} | {r['reached']} | {num(r['epochs_to_target'], '.0f')} | "
-                     f"{num(r['epochs_to_target_fraction'], '.2f')} | {num(r['seconds_to_target'], '.1f')} | "
-                     f"{num(r['n_trials'], '.0f')} | {num(r['total_epochs'], '.0f')} | {num(r['wall_seconds'], '.1f')} |")
+                     f"{num(r['pruned_at_n'], '.0f')} | {r['reached']} | "
+                     f"{fractions(r['epochs_to_target_fraction'], r['fractions'])} | "
+                     + (f"{fractions(r['near_fraction'], r['near_fractions'])} | " if near else "")
+                     + f"{num(r['seconds_to_target'], '.1f')} | {num(r['n_trials'], '.0f')} | "
+                     f"{num(r['total_epochs'], '.0f')} | {num(r['wall_seconds'], '.1f')} |")
     return "\n".join(lines)
+
+
+def near_target(best: float, direction: str, tolerance: float) -> float:
+    return best - tolerance if direction == "maximize" else best + tolerance
+
+
+def resummarise(path: Path, tolerance: float) -> None:
+    """The tables of an earlier run's JSON, with reach also counted within `tolerance` of the unpruned best."""
+    saved = json.loads(path.read_text())
+    runs, direction = saved["runs"], saved["info"].get("direction", "maximize")
+    for r in runs:
+        best = next(u["best_value"] for u in runs if u["arm"] == "none" and u["seed"] == r["seed"])
+        r["near"] = reach(r, near_target(best, direction, tolerance), direction)
+    names = list(dict.fromkeys(r["arm"] for r in runs))
+    print(f"# {path}: {saved['info']}")
+    print(table(summarise(runs, names), saved["info"]["trials"], tolerance))
 
 
 def loaded(spec, device: torch.device):
@@ -195,7 +235,15 @@ def main(argv=None) -> dict:
                              '"reduction_factor": 4}\' (repeatable)')
     parser.add_argument("--quick", action="store_true", help="a few short trials: checks the script only")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--tolerance", type=float, default=0.0,
+                        help="also count a search as having reached the unpruned best once a trial is within this "
+                             "of it (the validation metric's noise: e.g. one validation sample's accuracy)")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="print the tables of an earlier --json run (with --tolerance) instead of running")
     args = parser.parse_args(argv)
+    if args.from_json:
+        resummarise(args.from_json, args.tolerance)
+        return {}
 
     optuna.logging.set_verbosity(logging.WARNING)
     device = torch.device(args.device)
@@ -205,7 +253,7 @@ def main(argv=None) -> dict:
     epochs = args.epochs or (3 if args.quick else None)
 
     base = load_spec(args.study)
-    info = {"study": base.name, "trials": n_trials, "seeds": seeds, "epochs": epochs or base.epochs,
+    info = {"study": base.name, "direction": base.direction, "trials": n_trials, "seeds": seeds, "epochs": epochs or base.epochs,
             "early_stopping": not args.no_early_stopping, "device": str(device), "torch_threads": threads,
             "cores": available_cores(), "torch": torch.__version__, "optuna": optuna.__version__,
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}
@@ -231,6 +279,9 @@ def main(argv=None) -> dict:
                                  target=unpruned["best_value"], epoch_budget=unpruned["total_epochs"])
             result.update(arm=name, seed=seed, unpruned_epochs=unpruned["total_epochs"],
                           reach=reach(result, unpruned["best_value"], spec.direction))
+            if args.tolerance:
+                result["near"] = reach(result, near_target(unpruned["best_value"], spec.direction, args.tolerance),
+                                       spec.direction)
             runs.append(result)
             print(f"# seed {seed} {name:>9}: first {n_trials} trials {result['epochs_at_n']:>4} epochs, best "
                   f"{result['best_at_n']:.4f}; reached {unpruned['best_value']:.4f}: {result['reach']['reached']} "
@@ -238,7 +289,7 @@ def main(argv=None) -> dict:
                   f"{result['total_epochs']} epochs, {result['wall_seconds']:.1f} s", flush=True)
     rows = summarise(runs, names)
     print(f"\nmedians over {len(seeds)} seed(s); {n_trials} trials per unpruned search:\n")
-    print(table(rows, n_trials))
+    print(table(rows, n_trials, args.tolerance))
     out = {"info": info, "summary": rows, "runs": runs}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
