@@ -163,9 +163,20 @@ def start_cli(*args, cwd, env=None, log: Path | None = None) -> subprocess.Popen
     full_env.setdefault("OMP_NUM_THREADS", "1")
     full_env.update(env or {})
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "anncnn_tune.cli", *map(str, args)], cwd=cwd, env=full_env,
-                            stdout=out, stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
-                            start_new_session=True)
+    # A suite started as a background job (`make test &`, a non-interactive shell's `cmd &`) runs
+    # with SIGINT ignored, and an ignored signal stays ignored through exec: the CLI would then leave
+    # Ctrl-C alone, as it does in the workers it spawns, and the tests that send SIGINT would wait in
+    # vain. Start it as from a terminal, where SIGINT is not ignored.
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen([sys.executable, "-m", "anncnn_tune.cli", *map(str, args)], cwd=cwd, env=full_env,
+                                stdout=out, stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+                                start_new_session=True)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def stop_all(processes) -> None:

@@ -8,6 +8,7 @@ where it would load data, so thousands of cases take seconds.
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import tempfile
@@ -123,7 +124,7 @@ def paths(node, prefix=()):
 
 
 def mutate(base: dict, path: tuple, operation: str, value, key) -> object:
-    doc = yaml.safe_load(yaml.safe_dump(base))
+    doc = copy.deepcopy(base)  # plain dicts, lists and scalars (a YAML round trip cost a third of each case)
     if not path:
         return value if operation == "set" else doc
     parent = doc

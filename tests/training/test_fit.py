@@ -288,7 +288,12 @@ def _build(family: str, splits: Splits, seed: int) -> nn.Module:
 
 @pytest.fixture
 def default_threads():
-    """The process's own thread count (see single_thread)."""
+    """The thread count torch picks on its own, one per core (see single_thread; conftest.py gives the
+    test processes one thread, and this fixture undoes that for the test)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(available_cores())
+    yield
+    torch.set_num_threads(before)
 
 
 def test_resume_is_exact_under_the_default_thread_count_too(default_threads):
