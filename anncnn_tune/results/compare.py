@@ -45,7 +45,9 @@ FORMATS = ("table", "markdown", "csv", "json", "html")
 FAMILY_ORDER = {"ann": 0, "cnn": 1}
 # Search budgets are comparable when the larger is at most this many times the smaller, both in
 # finished trials (complete + pruned) and in epochs trained over all trials (the compute spent,
-# in the unit the two families share; seconds would charge the CNN for being slower per epoch).
+# in the unit the two families share; seconds would charge the CNN for being slower per epoch),
+# or when they differ by less than one trial's worth (one trial, or one trial's epoch budget): with
+# the same settings a pruner's decisions alone make the epochs spent differ by that much.
 BUDGET_TOLERANCE = 1.5
 BUDGET_KEYS = ("finished_trials", "epochs_spent")
 FRACTION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")  # shown in points (×100)
@@ -225,10 +227,11 @@ def dataset_entry(dataset: str, rows: list[dict]) -> dict:
         else:
             differs[key] = values
     if len(rows) >= 2:
+        one_trial = {"finished_trials": 1, "epochs_spent": max(r["epochs"] or 0 for r in rows)}
         for key in BUDGET_KEYS:
             values = {r["study"]: r[key] for r in rows}
             low, high = min(values.values()), max(values.values())
-            if high > BUDGET_TOLERANCE * max(low, 1):
+            if high > BUDGET_TOLERANCE * max(low, 1) and high - low > one_trial[key]:
                 differs[key] = values
     scored = [r for r in rows if r["best_value"] is not None]
     winner = []

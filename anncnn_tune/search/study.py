@@ -144,6 +144,9 @@ def run_worker(study: optuna.Study, objective, lock: StudyLock, *, n_trials: int
                     ended = _step(study, objective, lock, n_trials, deadline, poll_seconds, progress, callbacks,
                                   catch, state)
                 except Exception as exc:
+                    # A SQLite file deleted under the run fails its next commit as an outage would: that
+                    # is StorageLost (one line, exit 1), not two minutes of retries.
+                    check_storage_file(study)
                     error = outage.storage_error(exc)
                     state["outages"] += 1
                     # An error that comes back every time the storage answers is no outage: a bug.

@@ -91,6 +91,18 @@ def test_force_warns_and_counts_the_second_test_scoring(pair):
     assert "2x" in run_cli("compare", cwd=pair).stdout
 
 
+def test_budgets_apart_by_less_than_one_trials_worth_stay_fair(pair):
+    # A pruner alone makes two searches of the same settings spend different epochs: one trial pruned
+    # after a ninth of an epoch where the other ran its whole budget. That is no unequal budget.
+    rows = board(pair)["studies"]
+    budget = rows[0]["epochs"]
+    small = [{**rows[0], "finished_trials": 2, "epochs_spent": 1.0},
+             {**rows[1], "finished_trials": 3, "epochs_spent": 1.0 + budget - 0.01}]  # more than 1.5x
+    assert dataset_entry("digits", small)["fair"]
+    small[1]["epochs_spent"] = 1.0 + budget + 0.01
+    assert set(dataset_entry("digits", small)["differs"]) == {"epochs_spent"}
+
+
 def test_unequal_search_budgets_are_unfair_and_say_by_how_much(pair, tmp_path):
     rows = board(pair)["studies"]
     assert dataset_entry("digits", [dict(r) for r in rows])["fair"]

@@ -55,7 +55,12 @@ def test_the_api_lists_the_study_its_trials_note_and_artifacts(served):
     assert len(detail["trials"]) == N_TRIALS
     assert "keras-mlp-128-64" in detail["note"]["body"] and "digits" in detail["note"]["body"]
     for trial in detail["trials"]:
-        assert {a["filename"] for a in trial["artifacts"]} == {"learning-curve.png", "model.txt"}
+        # A trial pruned inside its first epoch (digits-ann's first rung is 1/9 of one) has no epoch to
+        # draw: its values are in the dashboard's own intermediate-value plot, and drawing a PNG would
+        # cost more than its training did.
+        whole_epochs = max(v["step"] for v in trial["intermediate_values"]) >= 9
+        expected = {"learning-curve.png", "model.txt"} if whole_epochs else {"model.txt"}
+        assert {a["filename"] for a in trial["artifacts"]} == expected
         assert trial["intermediate_values"]
     first = detail["trials"][0]
     png = next(a for a in first["artifacts"] if a["filename"] == "learning-curve.png")

@@ -28,7 +28,7 @@ def test_a_checkpoint_that_cannot_be_written_is_a_warning(tmp_path, caplog):
     study = optuna.create_study()
     trial = study.ask()
     checkpoint = _FullDisk(tmp_path / "checkpoints" / "trial-0.pt")
-    observer = TrialObserver(trial, 5, None, checkpoint, [])
+    observer = TrialObserver(trial, 5, 1, None, checkpoint, None)
     with caplog.at_level("WARNING", logger="anncnn_tune"):
         observer.save_checkpoint({"history": []})  # no exception: training goes on
     assert not observer.saves_checkpoints and checkpoint.saves == 1

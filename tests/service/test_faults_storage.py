@@ -8,6 +8,7 @@ import subprocess
 
 import optuna
 import pytest
+import sqlalchemy
 from helpers import start_cli, stop_all, wait_for
 
 from anncnn_tune.search.study import run_worker
@@ -33,6 +34,24 @@ def test_run_worker_stops_when_its_sqlite_file_is_deleted(tmp_path):
     with pytest.raises(StorageLost, match="deleted or replaced") as caught:
         run_worker(study, DeletesTheFile(), StudyLock(storage, url, "s"), n_trials=5, poll_seconds=0.1)
     assert caught.value.exit_code == 1 and str(db) in str(caught.value)
+
+
+def test_a_commit_that_fails_because_the_file_was_deleted_is_no_outage(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    url = f"sqlite:///{db}"
+    storage = open_storage(url, heartbeat_interval=30, retry_stale=True)
+    study = optuna.create_study(study_name="s", storage=storage)
+
+    class DeletedMidCommit:
+        on_start = None
+
+        def __call__(self, trial):
+            os.remove(db)
+            raise sqlalchemy.exc.OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    with pytest.raises(StorageLost, match="deleted or replaced"):
+        run_worker(study, DeletedMidCommit(), StudyLock(storage, url, "s"), n_trials=5, poll_seconds=0.1)
+    assert "storage unreachable" not in capsys.readouterr().err  # no minutes of retries first
 
 
 @pytest.mark.slow
