@@ -9,7 +9,8 @@ its reference baselines (best minus the best baseline trial, by time t). For eac
 reports the time each side needed to reach the other's final best.
 
 Arms: `plain` is benchmarks/plain_optuna.py (optuna-examples' pytorch_simple.py style); `anncnn:W`
-is `anncnn-tune optimize --study STUDY --workers W` (W a number or auto). The arms of one seed run
+is `anncnn-tune optimize --study STUDY --workers W` (W a number or auto; `anncnn:W@FILE` races another
+study file, a variant of the study, beside it). The arms of one seed run
 one after another, their order rotating from seed to seed; nothing else of this script runs
 meanwhile.
 
@@ -51,16 +52,24 @@ def command(arm: str, args, seed: int, storage: str, workdir: Path) -> list[str]
     if arm == "plain":
         return [python, str(ROOT / "benchmarks" / "plain_optuna.py"), "--dataset", args.dataset, "--timeout",
                 str(args.budget), "--storage", storage, "--seed", str(seed)]
-    workers = arm.split(":", 1)[1]
+    workers, study = _anncnn_arm(arm, args)
     extra = ["--epochs", str(args.epochs)] if args.epochs else []
-    return [python, "-m", "anncnn_tune.cli", "optimize", "--study", args.study, "--timeout", str(args.budget),
+    return [python, "-m", "anncnn_tune.cli", "optimize", "--study", study, "--timeout", str(args.budget),
             "--n-trials", "100000", "--storage", storage, "--seed", str(seed), "--workers", workers,
-            "--artifacts", str(workdir / "artifacts"), "--quiet", *extra]
+            # Artifacts (and checkpoints) beside the arm's own storage: a trial killed at one arm's deadline
+            # leaves a checkpoint that a later arm's trial of the same number must not resume from.
+            "--artifacts", storage.removeprefix("sqlite:///").removesuffix(".db") + "-artifacts", "--quiet", *extra]
+
+
+def _anncnn_arm(arm: str, args) -> tuple[str, str]:
+    """`anncnn:W` or `anncnn:W@STUDY`: the worker count and the study (a name or a file; default --study)."""
+    workers, _, study = arm.split(":", 1)[1].partition("@")
+    return workers, study or args.study
 
 
 def run_arm(arm: str, args, seed: int, workdir: Path) -> dict:
     """Run one arm for the budget; its trials as (seconds from start, state, value, epochs, baseline)."""
-    db = workdir / f"{arm.replace(':', '-')}-seed{seed}.db"
+    db = workdir / f"{arm.replace(':', '-').replace('@', '-').replace('/', '_')}-seed{seed}.db"
     storage = f"sqlite:///{db}"
     log = (workdir / f"{db.stem}.log").open("w")
     started = time.time()
@@ -74,7 +83,8 @@ def run_arm(arm: str, args, seed: int, workdir: Path) -> dict:
         process.wait()
     log.close()
     deadline = datetime.datetime.fromtimestamp(started + args.budget)
-    study = optuna.load_study(study_name="plain" if arm == "plain" else Path(args.study).stem, storage=storage)
+    study = optuna.load_study(study_name="plain" if arm == "plain" else Path(_anncnn_arm(arm, args)[1]).stem,
+                              storage=storage)
     trials = []
     for t in study.get_trials(deepcopy=False):
         if t.datetime_complete is None or t.datetime_complete > deadline or not t.state.is_finished():

@@ -80,7 +80,8 @@ def pg_url():
 
 # Modules whose fixtures share one storage: helpers.build_digits_demo searches it once per test
 # process, so its users go to one process.
-SAME_GROUP = {"tests/results/test_compare.py": "digits-demo", "tests/results/test_export_retrain.py": "digits-demo"}
+SAME_GROUP = {"tests/results/test_compare.py": "digits-demo", "tests/results/test_export_retrain.py": "digits-demo",
+              "tests/results/test_flat_studies.py": "digits-demo"}
 
 
 def _group(item) -> str | None:

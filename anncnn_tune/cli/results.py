@@ -95,7 +95,7 @@ def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record, forc
     click.echo(f"wrote {folder}: " + " ".join(sorted(Path(p).name for p in result.files.values())))
     if result.recorded:
         click.echo(f"recorded on study {result.run['source']['study']} "
-                   f"(user attr test_metrics, trial {result.run['source']['trial']}); see `anncnn-tune compare`")
+                   f"(test_metrics, trial {result.run['source']['trial']}); see `anncnn-tune compare`")
 
 
 @click.command()

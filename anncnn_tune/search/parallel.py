@@ -30,9 +30,12 @@ from anncnn_tune.training.fit import resolve_batch_size
 from anncnn_tune.training.size_check import available_memory, largest, step_flops
 from anncnn_tune.training.threads import available_cores
 
-# The step work one extra thread must have to pay for itself: from benchmarks/workers.py on this
-# project's 2-core machine (benchmarks/RESULTS.md, "Parallel trials").
-STEP_FLOPS_PER_THREAD = 11e9
+# Measured on this project's 2-core machine (benchmarks/workers.py, benchmarks/RESULTS.md "Parallel
+# trials", 2026-12-05): two single-threaded processes did the same trials 1.03-1.82x faster than one
+# process with two threads for every model from 0.1 MFLOP to 29 GFLOP per step, and 0.94x (threads
+# 6% faster) at 118 GFLOP; interpolated, the two ways tie near 70 GFLOP per step. A worker is given
+# a second thread where its step reaches that: 35 GFLOP of step work per thread.
+STEP_FLOPS_PER_THREAD = 35e9
 MEMORY_SHARE = 0.8  # of the memory available now: the rest for the launcher, the OS and other work
 
 

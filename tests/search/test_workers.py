@@ -47,6 +47,16 @@ def test_four_local_workers_on_the_default_sqlite_storage_have_no_lock_errors(tm
     output = log.read_text()
     assert code == 0, output
     assert "database is locked" not in output and "Traceback" not in output and "error" not in output, output
+    # In a log: each worker's trial lines, and the launcher's status lines for the whole study.
+    lines = output.splitlines()
+    assert "\x1b" not in output and "\r" not in output
+    trials = [line for line in lines if re.match(r"\[worker [1-4]\] trial +\d (complete|pruned) ", line)]
+    status = [line for line in lines if line.startswith("status: ")]
+    assert len(trials) == 8 and status, output
+    assert not [line for line in lines if line.startswith("[worker") and "status:" in line]
+    assert re.fullmatch(r"status: 8/8 trials finished \(\d pruned, 0 failed\), 0 running, best val_accuracy "
+                        r"0\.\d{4} \(trial \d\), elapsed \S+, ETA 0\.0s", status[-1]), status
+    assert re.search(r"^this launch: 8 trial\(s\) finished, wall time (\d+\.\ds|\d+m\d\ds)$", output, re.MULTILINE)
     study = optuna.load_study(study_name="digits-ann", storage=f"sqlite:///{tmp_path / 'anncnn-tune.db'}")
     states = collections.Counter(t.state.name for t in study.trials)
     assert len(finished(study)) == 8 and states["FAIL"] == 0 and sum(states.values()) == 8, states
@@ -96,23 +106,3 @@ def test_sigterm_fails_the_running_trials_with_their_reason_requeues_them_and_ex
     checkpoints = {p.name for p in files if p.suffix == ".pt"}
     trained = [t for t in failed if not t.user_attrs["fail_reason"].startswith("interrupted by SIGTERM after epoch 0 ")]
     assert {f"trial-{t.number}.pt" for t in trained} <= checkpoints, checkpoints
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(150)
-def test_two_workers_in_a_log_print_their_trial_lines_and_the_launcher_the_status_and_wall_time(tmp_path):
-    result = run_cli("optimize", "--study", "digits-ann", "--epochs", 2, "--n-trials", 4, "--workers", 2,
-                     "--storage", f"sqlite:///{tmp_path / 's.db'}", cwd=tmp_path, env={"OMP_NUM_THREADS": "1"},
-                     subprocess_=True, timeout=140)
-    assert result.returncode == 0, result.stderr
-    lines = result.stderr.splitlines()
-    assert "\x1b" not in result.stderr and "\r" not in result.stderr
-    trials = [line for line in lines if re.match(r"\[worker [12]\] trial +\d (complete|pruned) ", line)]
-    status = [line for line in lines if line.startswith("status: ")]
-    assert len(trials) == 4, result.stderr
-    # The launcher's view of the whole study; the workers leave it the status lines.
-    assert status and not [line for line in lines if line.startswith("[worker") and "status:" in line]
-    assert re.fullmatch(r"status: 4/4 trials finished \(\d pruned, 0 failed\), 0 running, best val_accuracy "
-                        r"0\.\d{4} \(trial \d\), elapsed \S+, ETA 0\.0s", status[-1]), status
-    summary = r"^this launch: 4 trial\(s\) finished, wall time (\d+\.\ds|\d+m\d\ds)$"
-    assert re.search(summary, result.stdout, re.MULTILINE), result.stdout
