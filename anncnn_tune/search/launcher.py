@@ -228,7 +228,7 @@ def _run_workers(request: OptimizeRequest, job: Job, splits=None) -> OptimizeRes
     # One view of the whole study, from the storage; on a terminal the workers' stderr comes
     # through a pipe, to be printed above the live area (watch.py).
     view = make_view(sys.stderr, quiet=request.quiet, title=spec.name, metric=spec.metric)
-    watch = StudyWatch(spec, request.storage_url, job.n_trials, request.workers, view)
+    watch = StudyWatch(spec, request.storage_url, job.n_trials, request.workers, view, timeout=job.timeout)
     relay, relay_end = context.Pipe(duplex=False) if watch.relays else (None, None)
 
     def on_signal(signum, frame):

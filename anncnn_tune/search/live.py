@@ -64,6 +64,7 @@ class Snapshot:
     durations: tuple[float, ...] = ()  # seconds from start to end of each finished (complete or pruned) trial
     elapsed: float = 0.0  # seconds since this launch's view started
     workers: int = 1  # worker processes of this launch
+    time_left: float | None = None  # seconds until --timeout stops starting trials (None: no timeout)
 
     @property
     def done(self) -> int:
@@ -79,7 +80,8 @@ class Snapshot:
         The trials still to start go one at a time to whichever worker is free first: each running
         trial holds a worker until it ends (more running trials than workers of this launch: workers
         elsewhere on the same storage) and an idle worker starts one now. The estimate is the time
-        at which the last of the trials still needed ends.
+        at which the last of the trials still needed ends, or, with a timeout, the time at which the
+        last trial started before it ends, if that comes first (no trial starts after the timeout).
         """
         if self.n_trials is None:
             return None
@@ -95,13 +97,15 @@ class Snapshot:
         heapq.heapify(free)
         for _ in range(needed - len(ends)):
             start = heapq.heappop(free)
+            if self.time_left is not None and start >= self.time_left:
+                return max(ends, default=0.0)
             heapq.heappush(free, start + mean)
             ends.append(start + mean)
         return sorted(ends)[needed - 1]
 
 
 def take_snapshot(trials: Iterable[FrozenTrial], *, maximize: bool, n_trials: int | None, spec_epochs: int,
-                  workers: int = 1, elapsed: float = 0.0, now: datetime | None = None,
+                  workers: int = 1, elapsed: float = 0.0, time_left: float | None = None, now: datetime | None = None,
                   reported: Mapping[int, tuple[float, float]] | None = None, steps_per_epoch: int = 1) -> Snapshot:
     """The snapshot of `trials` (a study's, as the storage holds them) at `now` (local time, as Optuna's).
 
@@ -120,7 +124,7 @@ def take_snapshot(trials: Iterable[FrozenTrial], *, maximize: bool, n_trials: in
     return Snapshot(n_trials=n_trials, complete=states.count(TrialState.COMPLETE),
                     pruned=states.count(TrialState.PRUNED), failed=states.count(TrialState.FAIL),
                     best_value=best.value if best else None, best_trial=best.number if best else None,
-                    running=running, durations=durations, elapsed=elapsed, workers=workers)
+                    running=running, durations=durations, elapsed=elapsed, workers=workers, time_left=time_left)
 
 
 def _running(trial: FrozenTrial, spec_epochs: int, now: datetime, reported: tuple[float | None, float | None]):
@@ -143,8 +147,9 @@ class Search:
     """What a view knows of the search between two reads of the storage."""
 
     def __init__(self, n_trials: int | None, spec_epochs: int, workers: int = 1,
-                 clock: Callable[[], float] | None = None, steps_per_epoch: int = 1):
+                 clock: Callable[[], float] | None = None, steps_per_epoch: int = 1, timeout: float | None = None):
         self.n_trials, self.spec_epochs, self.workers = n_trials, spec_epochs, workers
+        self.timeout = timeout  # --timeout: no trial starts after it (counted from this view's start)
         self.steps_per_epoch = steps_per_epoch
         self._clock = clock or time.perf_counter
         self.started = self._clock()
@@ -171,10 +176,11 @@ class Search:
         self._reported = {**self._reported, number: (epoch, value)}
 
     def snapshot(self) -> Snapshot:
+        elapsed = self._clock() - self.started
         return take_snapshot(self._trials, maximize=self._maximize, n_trials=self.n_trials,
-                             spec_epochs=self.spec_epochs, workers=self.workers,
-                             elapsed=self._clock() - self.started, reported=self._reported,
-                             steps_per_epoch=self.steps_per_epoch)
+                             spec_epochs=self.spec_epochs, workers=self.workers, elapsed=elapsed,
+                             time_left=None if self.timeout is None else self.timeout - elapsed,
+                             reported=self._reported, steps_per_epoch=self.steps_per_epoch)
 
 
 # -- text --------------------------------------------------------------------------------------------

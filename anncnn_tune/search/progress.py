@@ -36,7 +36,8 @@ class Progress:
     trials=False too, and prints only its messages (watch.py)."""
 
     def __init__(self, study_name: str, metric: str, epochs: int, stream=None, quiet: bool = False, *,
-                 n_trials: int | None = None, view: bool = True, trials: bool = True, steps_per_epoch: int = 1):
+                 n_trials: int | None = None, view: bool = True, trials: bool = True, steps_per_epoch: int = 1,
+                 timeout: float | None = None):
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.trials = trials
@@ -45,7 +46,7 @@ class Progress:
         self.epochs = epochs
         self.view = make_view(self.stream, quiet=quiet, title=study_name, metric=metric, live=view, status=view)
         self.own_view = view and self.view is not None
-        self.search = Search(n_trials, epochs, steps_per_epoch=steps_per_epoch)
+        self.search = Search(n_trials, epochs, steps_per_epoch=steps_per_epoch, timeout=timeout)
         self._study: optuna.Study | None = None
         self._started: dict[int, float] = {}
         self._last_line: dict[int, float] = {}  # per running trial, when it last printed (logs only)

@@ -33,9 +33,10 @@ DRAIN_SECONDS = 2.0  # how long the relay may stay silent, once the workers have
 
 class StudyWatch:
     def __init__(self, spec: Spec, storage_url: str, n_trials: int, workers: int,
-                 view: LogView | TerminalView | None):
+                 view: LogView | TerminalView | None, timeout: float | None = None):
         self.spec, self.storage_url, self.view = spec, storage_url, view
-        self.search = Search(n_trials, spec.epochs, workers=workers, steps_per_epoch=spec.steps_per_epoch)
+        self.search = Search(n_trials, spec.epochs, workers=workers, steps_per_epoch=spec.steps_per_epoch,
+                             timeout=timeout)
         self._study: optuna.Study | None = None
         self._pending = b""  # a relayed line not yet ended
 

@@ -140,7 +140,7 @@ def run_trials(job: Job, assignment: Assignment, splits=None, *, own_view: bool 
         stream = _Prefixed(sys.stderr, assignment.label) if assignment.label else None
         progress = Progress(spec.name, spec.metric, spec.epochs, stream=stream, quiet=job.quiet,
                             n_trials=job.n_trials, view=own_view, trials=trial_lines,
-                            steps_per_epoch=spec.steps_per_epoch)
+                            steps_per_epoch=spec.steps_per_epoch, timeout=job.timeout)
         if trial_lines:  # else the launcher prints the one start line of all its workers
             before = counts(study)
             progress.message(start_line(spec.name, job.storage_url, before["complete"] + before["pruned"],

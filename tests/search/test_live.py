@@ -103,6 +103,23 @@ def test_the_eta_gives_trials_to_the_first_free_worker_after_the_running_ones(tm
     assert s.eta() == pytest.approx(eta)
 
 
+# The same study with one worker and --timeout: no trial starts once it is reached. With 20 s left, the
+# trials starting at 0 and 15 s run (ending at 25 and 40 s), the one due at 25 s never starts: 40 s. With
+# none left, only the running trials end (the later at 15 s); with 100 s left, the timeout changes nothing.
+@pytest.mark.parametrize("time_left, eta", [(20.0, 40.0), (0.0, 15.0), (-5.0, 15.0), (100.0, 65.0)])
+def test_the_eta_under_a_timeout_ends_with_the_last_trial_started_before_it(tmp_path, time_left, eta):
+    s = take_snapshot(_timed(_study_in_every_state(tmp_path)), maximize=True, n_trials=10, spec_epochs=8,
+                      workers=1, now=T0, time_left=time_left)
+    assert s.eta() == pytest.approx(eta)
+
+
+def test_a_search_counts_its_timeout_down_from_its_start():
+    clock = iter([100.0, 130.0])  # the start, then one snapshot 30 s later
+    search = Search(n_trials=5, spec_epochs=4, clock=lambda: next(clock), timeout=120.0)
+    assert search.snapshot().time_left == pytest.approx(90.0)
+    assert Search(n_trials=5, spec_epochs=4).snapshot().time_left is None
+
+
 def test_the_eta_before_any_trial_finished_comes_from_the_running_trials_pace():
     running = (RunningTrial(0, 2, 4, 0.8, 10.0),)  # 5 s per epoch, a 4-epoch budget: 20 s a trial
     assert Snapshot(n_trials=3, running=running).eta() == pytest.approx(50.0)  # 10 s left, then 2 x 20 s
