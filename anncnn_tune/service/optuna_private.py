@@ -14,11 +14,18 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._rdb import models as rdb_models
 from optuna.study import StudySummary
 
 # The logger that reports failed trials. A logger's filters do not apply to its children's records,
 # so a filter must sit on this very logger, not on "optuna".
 FAILED_TRIAL_LOGGER = "optuna.study._optimize"
+
+
+def schema_tables() -> frozenset[str]:
+    """Every table of Optuna's RDB schema, alembic's included: a reader that finds only some of them
+    knows a worker is creating the schema right now. Optuna's table models are private."""
+    return frozenset(rdb_models.BaseModel.metadata.tables) | {"alembic_version"}
 
 
 def rdb_storage(study: optuna.Study) -> RDBStorage | None:

@@ -27,6 +27,7 @@ import sqlalchemy
 import sqlalchemy.exc
 
 from anncnn_tune.errors import UserError
+from anncnn_tune.service import optuna_private
 from anncnn_tune.service.storage import (
     _engine_kwargs,
     _parse,
@@ -110,14 +111,26 @@ def _file_identity(path: Path | None) -> tuple[int, int] | None:
 
 
 def _check_schema(engine: sqlalchemy.engine.Engine, url: str) -> None:
+    """A complete Optuna schema, or a one-line error. One that is still being created counts as
+    no studies yet (the dashboard waits for it): reading it would mean finishing it, as Optuna
+    writes the version row and alembic's stamp when it opens a schema without them."""
     tables = set(sqlalchemy.inspect(engine).get_table_names())
     if not tables:
         raise NoStudiesYet(f"storage {mask(url)} has no studies yet (no tables); run `anncnn-tune optimize` first "
                            "or pass the --storage the workers use")
     missing = REQUIRED_TABLES - tables
-    if missing:
+    if missing and not tables <= optuna_private.schema_tables():
         raise UserError(f"storage {mask(url)} is a database but not an Optuna study storage (no "
                         f"{', '.join(sorted(missing))} table); pass the --storage the workers use")
+    if missing or not _has_rows(engine, "version_info", "alembic_version"):
+        raise NoStudiesYet(f"storage {mask(url)} has no studies yet (a worker is creating its schema); run "
+                           "the command again in a moment")
+
+
+def _has_rows(engine: sqlalchemy.engine.Engine, *tables: str) -> bool:
+    with engine.connect() as connection:
+        return all(connection.execute(sqlalchemy.text(f"SELECT 1 FROM {table} LIMIT 1")).first() is not None
+                   for table in tables)
 
 
 def open_storage_readonly(url: str, *, read_only: bool = True) -> optuna.storages.RDBStorage:

@@ -131,8 +131,11 @@ def test_the_compose_topology_runs_natively(pg_url, tmp_path):
     try:
         for i, worker in enumerate(processes[:2], start=1):
             assert worker.wait(timeout=170) == 0, (tmp_path / f"worker{i}.log").read_text()
-        found = wait_for(lambda: re.search(r"http://(127\.0\.0\.1:\d+)/dashboard", log.read_text()), 60,
-                         "the dashboard to listen")
+        try:
+            found = wait_for(lambda: re.search(r"http://(127\.0\.0\.1:\d+)/dashboard", log.read_text()), 60,
+                             "the dashboard to listen")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; exit code {processes[2].poll()}, its output:\n{log.read_text()}") from None
         base = f"http://{found.group(1)}"
         with urllib.request.urlopen(f"{base}/api/studies", timeout=30) as response:
             (summary,) = json.load(response)["study_summaries"]

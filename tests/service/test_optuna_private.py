@@ -125,3 +125,11 @@ def test_a_worker_fails_a_dead_workers_trial_before_counting_the_budget(tmp_path
     result = run_worker(study, Objective(), StudyLock(storage, url, "s"), n_trials=1, timeout=20, poll_seconds=0.2)
     states = [t.state.name for t in study.get_trials()]
     assert not result.timed_out and result.ran == 1 and states == ["FAIL", "COMPLETE"]
+
+
+def test_schema_tables_are_the_tables_of_a_new_storage(tmp_path):
+    import sqlalchemy
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'c.db'}")
+    assert set(sqlalchemy.inspect(storage.engine).get_table_names()) == optuna_private.schema_tables()
+    storage.engine.dispose()

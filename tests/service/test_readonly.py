@@ -137,3 +137,68 @@ def test_the_dashboard_waits_for_the_first_study_instead_of_creating_the_schema(
 
     assert _when_there_are_studies(make, "sqlite:///x.db", poll_seconds=0) == "server" and len(calls) == 3
     assert capsys.readouterr().err.count("waiting for the first") == 1
+
+
+def _schema_tables(url: str) -> dict[str, int]:
+    """Each table of a database with its row count."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return {table: connection.execute(sqlalchemy.text(f"SELECT count(*) FROM {table}")).scalar()
+                    for table in sqlalchemy.inspect(connection).get_table_names()}
+    finally:
+        engine.dispose()
+
+
+def _half_created_schema(url: str, *, stamped_table: bool) -> None:
+    """Where a worker's `RDBStorage` is between creating Optuna's tables and stamping alembic's
+    version: the moment the compose file's dashboard, started beside the workers, can look."""
+    import sqlalchemy
+    from optuna.storages._rdb import models  # the worker's first step, without the ones after it
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        models.BaseModel.metadata.create_all(engine)
+        if stamped_table:  # alembic has created its table but not written the revision yet
+            with engine.begin() as connection:
+                connection.execute(sqlalchemy.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("stamped_table", [False, True], ids=["no-alembic-table", "empty-alembic-table"])
+def test_a_schema_being_created_is_waited_for_and_not_finished_by_the_dashboard(pg_url, stamped_table):
+    """The dashboard took such a schema for 'not an Optuna study storage' and exited 2 (CI, stop 17)."""
+    from anncnn_tune.service.dashboard import make_dashboard_server
+    from anncnn_tune.service.readonly import NoStudiesYet
+
+    _half_created_schema(pg_url, stamped_table=stamped_table)
+    before = _schema_tables(pg_url)
+    with pytest.raises(NoStudiesYet, match="a worker is creating its schema"):
+        make_dashboard_server(pg_url, "127.0.0.1", 0, None)
+    result = run_cli("studies", "--storage", pg_url)
+    _close()
+    assert result.returncode == 0 and "(no storage yet" in result.stdout, result.stderr
+    assert _schema_tables(pg_url) == before  # neither the version row nor alembic's stamp written
+
+
+def test_a_half_created_sqlite_schema_reads_as_no_studies_and_stays_as_it_is(tmp_path):
+    _half_created_schema(f"sqlite:///{tmp_path / 'study.db'}", stamped_table=False)
+    before = snapshot(tmp_path)
+    result = run_cli("compare", "--storage", "sqlite:///study.db", cwd=tmp_path)
+    _close()
+    assert result.returncode == 2 and result.stderr.count("error:") == 1
+    assert "a worker is creating its schema" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_a_database_with_other_tables_and_part_of_optunas_is_still_not_a_study_storage(tmp_path):
+    with sqlite3.connect(tmp_path / "other.db") as connection:
+        connection.execute("create table studies (name)")
+        connection.execute("create table notes (text)")
+    result = run_cli("compare", "--storage", "sqlite:///other.db", cwd=tmp_path)
+    _close()
+    assert result.returncode == 2 and "not an Optuna study storage" in result.stderr
