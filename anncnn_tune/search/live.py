@@ -230,7 +230,8 @@ def trial_line(trial: FrozenTrial, metric: str, spec_epochs: int, seconds: float
     best = f"best {best_value:.4f} (#{best_number})" if best_number is not None else "no complete trial yet"
     baseline = f" [{record.baseline}]" if record.baseline else ""
     reason = f"  {record.reason}" if record.reason else ""
-    return (f"trial {trial.number:>3} {trial.state.name.lower():<8} epoch {epoch_text(epochs):>3}/{spec_epochs} "
+    return (f"trial {trial.number:>3} {trial.state.name.lower():<8} epoch {epoch_text(epochs):>3}/"
+            f"{record.epoch_budget(spec_epochs)} "
             f"{shown:<22} {seconds:6.1f}s  {best}{baseline}{reason}")
 
 

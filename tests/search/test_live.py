@@ -221,3 +221,13 @@ def test_a_worker_on_a_terminal_prints_each_finished_trial_above_its_live_area_a
     assert re.search(r"trial +0 complete +epoch +1/3 val_accuracy=0\.7500 .* best 0\.7500 \(#0\)", text), text
     # The area's last drawing stays on the screen: the final state, below the trial's line.
     assert text.rindex("1/2 trials finished") > text.index("trial   0 complete")
+
+
+def test_a_finished_baseline_shows_its_own_epoch_budget(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'b.db'}", direction="maximize")
+    study.enqueue_trial({}, user_attrs=records.baseline_attrs("ref", epochs=12))
+    trial = study.ask()
+    records.write_timing(trial, epochs_run=12, train_seconds=3.0, compile_seconds=0.0, n_train=90)
+    study.tell(trial, 0.9)
+    line = live.trial_line(study.get_trials()[0], "val_accuracy", 20, 3.0, 0.9, 0, steps_per_epoch=1)
+    assert "epoch  12/12 " in line and "[ref]" in line  # not 12/20: it ran its whole budget
