@@ -76,7 +76,9 @@ class Snapshot:
         A trial is expected to take the mean duration of the finished ones, pruned and complete alike
         (the mix so far is the best guess of the mix to come); before any has finished, the mean pace
         of the running ones (seconds so far per epoch times their budget, an upper bound as pruning may
-        end them early). A running trial has that mean less the time it has run left, at least zero.
+        end them early). A running trial has that mean less the time it has run left; one that has
+        outlived the mean (pruning let it through) has its own pace times its epochs left, as it will
+        likely run its whole budget (the mean alone said "ETA 0s" with a 60-epoch trial at epoch 38).
         The trials still to start go one at a time to whichever worker is free first: each running
         trial holds a worker until it ends (more running trials than workers of this launch: workers
         elsewhere on the same storage) and an idle worker starts one now. The estimate is the time
@@ -92,7 +94,7 @@ class Snapshot:
         if not samples:
             return None
         mean = statistics.fmean(samples)
-        ends = sorted(max(mean - r.seconds, 0.0) for r in self.running)
+        ends = sorted(_time_left(r, mean) for r in self.running)
         free = list(ends) + [0.0] * max(self.workers - len(ends), 0)  # when each worker can start a trial
         heapq.heapify(free)
         for _ in range(needed - len(ends)):
@@ -102,6 +104,15 @@ class Snapshot:
             heapq.heappush(free, start + mean)
             ends.append(start + mean)
         return sorted(ends)[needed - 1]
+
+
+def _time_left(trial: RunningTrial, mean: float) -> float:
+    """Seconds a running trial has left: the mean trial's rest, or once past it, its own pace's."""
+    if trial.seconds < mean:
+        return mean - trial.seconds
+    if not trial.epoch:
+        return 0.0  # no pace yet: due now
+    return max(trial.seconds / trial.epoch * (trial.epochs - trial.epoch), 0.0)
 
 
 def take_snapshot(trials: Iterable[FrozenTrial], *, maximize: bool, n_trials: int | None, spec_epochs: int,

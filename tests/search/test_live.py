@@ -231,3 +231,13 @@ def test_a_finished_baseline_shows_its_own_epoch_budget(tmp_path):
     study.tell(trial, 0.9)
     line = live.trial_line(study.get_trials()[0], "val_accuracy", 20, 3.0, 0.9, 0, steps_per_epoch=1)
     assert "epoch  12/12 " in line and "[ref]" in line  # not 12/20: it ran its whole budget
+
+
+def test_a_trial_that_outlived_the_mean_is_given_its_own_pace():
+    # Pruned trials of 10 s make the mean; trial 7 got through the rungs: 300 s for 30 of 40 epochs.
+    through = RunningTrial(7, 30, 40, 0.91, 300.0)
+    assert Snapshot(n_trials=6, pruned=5, durations=(10.0,) * 5, running=(through,)).eta() == pytest.approx(100.0)
+    finished_its_budget = RunningTrial(7, 40, 40, 0.91, 400.0)  # its last validation is being written
+    assert Snapshot(n_trials=6, pruned=5, durations=(10.0,) * 5, running=(finished_its_budget,)).eta() == 0.0
+    young = RunningTrial(7, 0.5, 40, 0.6, 4.0)  # within the mean: the mean's rest, 6 s
+    assert Snapshot(n_trials=6, pruned=5, durations=(10.0,) * 5, running=(young,)).eta() == pytest.approx(6.0)
