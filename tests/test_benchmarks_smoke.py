@@ -126,3 +126,14 @@ def test_the_race_report_reads_anytime_curves_climbs_and_times_to_reach():
     assert race.time_to_reach(ours["trials"], 0.85) == 10 and race.time_to_reach(plain["trials"], 0.90) is None
     text = race.report(summaries, [plain, ours], ["plain", "anncnn:1"], 60)
     assert "| 0 | anncnn:1 | 0.9000 | 0.8500 | 0.67 | 10 | - |" in text  # error 0.10 vs 0.15
+
+
+def test_the_ceiling_study_is_the_fashion_mnist_ann_space_with_long_trained_baselines():
+    from anncnn_tune.search.spec import load_spec
+
+    ceiling = load_spec(str(REPO / "benchmarks" / "fashion-mnist-mlp-ceiling.yaml"))
+    study = load_spec("fashion-mnist-ann")
+    # Its figures speak for the study's space only while the two spaces are the same.
+    assert {n: s.as_dict() for n, s in ceiling.space.items()} == {n: s.as_dict() for n, s in study.space.items()}
+    assert (ceiling.dataset, ceiling.model, ceiling.metric, ceiling.seed) == (study.dataset, "ann", study.metric, 0)
+    assert len(ceiling.baselines) == 5 and all(b.get("epochs", ceiling.epochs) > study.epochs for b in ceiling.baselines)
