@@ -123,8 +123,8 @@ def _check_schema(engine: sqlalchemy.engine.Engine, url: str) -> None:
         raise UserError(f"storage {mask(url)} is a database but not an Optuna study storage (no "
                         f"{', '.join(sorted(missing))} table); pass the --storage the workers use")
     if missing or not _has_rows(engine, "version_info", "alembic_version"):
-        raise NoStudiesYet(f"storage {mask(url)} has no studies yet (a worker is creating its schema); run "
-                           "the command again in a moment")
+        raise NoStudiesYet(f"storage {mask(url)} has no studies yet (a worker is creating its schema, or stopped "
+                           "while creating it); run the command again once `anncnn-tune optimize` has started")
 
 
 def _has_rows(engine: sqlalchemy.engine.Engine, *tables: str) -> bool:
