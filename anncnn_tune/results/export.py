@@ -143,12 +143,13 @@ def unchanged_spec(study: optuna.Study):
 def run_from_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, url: str) -> dict:
     """The run-file dict of one complete trial."""
     spec = unchanged_spec(study)
-    params = suggest(spec, FixedTrial(trial.params))  # fixed + trial params + defaults, as the objective saw them
     record, study_record = TrialRecord.read(trial), StudyRecord.read(study)
+    # fixed + trial params + defaults, as the objective saw them (a baseline of another family: its own)
+    params = suggest(spec, FixedTrial(trial.params), baseline=record.baseline)
     raw = {
         "format": FORMAT,
         "dataset": spec.to_dict()["dataset"],  # a user dataset's source mapping, or the registry key
-        "model": spec.model,
+        "model": spec.baseline_model(record.baseline),
         "metric": spec.metric,
         "epochs": record.epochs_to_retrain(spec.epochs),
         "seed": record.seed_or_default(spec.seed),
@@ -243,7 +244,7 @@ def validate_run(raw, *, source: str) -> Run:
                            **({"subset": raw["subset"]} if raw.get("subset") is not None else {})},
                           source=source, name=Path(source).stem, base_dir=Path(source).parent)
     return Run(path=source, dataset=spec.dataset, model=spec.model, metric=spec.metric, epochs=spec.epochs,
-               seed=seed, params={**P.all_defaults(spec.model), **spec.fixed},
+               seed=seed, params=spec.family.full(spec.fixed),
                fingerprint=fingerprint, split_seed=split_seed, subset=spec.subset,
                source=origin, versions=dict(raw.get("versions") or {}), data_source=spec.data_source)
 

@@ -18,6 +18,7 @@ from anncnn_tune.service.figures import (
     COLORS,
     DPI,
     empty_panel,
+    family_color,
     learning_curves,
     png_base64,
     png_bytes,
@@ -90,7 +91,7 @@ def leaderboard_bars(datasets: list[dict]) -> Figure:
             family = row["model"]
             labels.append(f"{family.upper()}\ntuned")
             values.append(row["best_value"])
-            colors.append(COLORS.get(family, "C2"))
+            colors.append(family_color(family))
             tests.append(row["test_value"])
             if row.get("baseline_value") is not None:
                 labels.append(f"{family.upper()}\nreference")
@@ -225,7 +226,7 @@ def cost_frontier(entry: dict) -> Figure:
     for family in sorted({p["model"] for p in frontier["points"]}):
         mine = [p for p in frontier["points"] if p["model"] == family]
         ax.scatter([p["cost"] for p in mine], [p["value"] for p in mine], s=18, alpha=0.6,
-                   color=COLORS.get(family, "C2"), label=f"{family.upper()} trials")
+                   color=family_color(family), label=f"{family.upper()} trials")
     front = frontier["front"]
     if front:
         ax.step([p["cost"] for p in front], [p["value"] for p in front], where="post", color="black", lw=1,

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import yaml
 
 from anncnn_tune.data.base import HOLDOUT, VAL_FRACTION
+from anncnn_tune.training import families
+from anncnn_tune.training import params as P
 
 # A binary target whose minority class is under this share of the rows is "imbalanced": accuracy
 # would reward predicting the majority (Telco churn, 26.5% positive, is scored by ROC AUC).
@@ -25,9 +27,6 @@ IMBALANCED_BINARY = 0.35
 # A multiclass target whose smallest class has under this fraction of the largest's rows gets the
 # balanced class-weight choice.
 IMBALANCED_MULTICLASS = 0.5
-# CNN blocks halve the image; a block is offered only while the map it leaves is at least this wide.
-MIN_FEATURE_MAP = 4
-MAX_BLOCKS = 5
 # Augmentation is offered only to images at least this wide and sets at least this large: on 8x8
 # images a 2-pixel translation is a quarter of the picture, and a few hundred images are too few
 # for the search to tell an augmentation's effect from noise within the budget.
@@ -56,10 +55,6 @@ class Plan:
 
 def _pow2_floor(n: float) -> int:
     return 1 << max(0, math.floor(math.log2(max(n, 1))))
-
-
-def _pow2_ceil(n: float) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
 
 
 def _minority_share(counts: dict | None) -> float | None:
@@ -137,46 +132,27 @@ def plan(schema) -> Plan:
                 augment=augment, class_weight=class_weight, reasons=reasons)
 
 
-def _int(low: int, high: int, log: bool = False) -> dict:
-    d = {"type": "int", "low": int(low), "high": int(high)}
-    if log:
-        d["log"] = True
-    return d
-
-
-def _float(low: float, high: float, log: bool = False) -> dict:
-    d = {"type": "float", "low": float(low), "high": float(high)}
-    if log:
-        d["log"] = True
-    return d
-
-
-def _choice(values: list):
-    """A categorical parameter; a single choice is written as a fixed value instead."""
-    return values[0] if len(values) == 1 else {"type": "categorical", "choices": list(values)}
-
-
 def _training_params(p: Plan) -> tuple[dict, dict]:
     """The training part of the space (shared by both families) and its baseline values."""
     params = {
-        "optimizer": _choice(["adam", "adamw", "sgd"]),
-        "lr": _float(1.0e-4, 3.0e-2, log=True),
-        "weight_decay": _float(1.0e-6, 1.0e-2, log=True),
-        "schedule": _choice(["none", "cosine", "onecycle"]),
-        "batch_size": _choice(p.batch_sizes),
+        "optimizer": P.choice(["adam", "adamw", "sgd"]),
+        "lr": P.float_range(1.0e-4, 3.0e-2, log=True),
+        "weight_decay": P.float_range(1.0e-6, 1.0e-2, log=True),
+        "schedule": P.choice(["none", "cosine", "onecycle"]),
+        "batch_size": P.choice(p.batch_sizes),
     }
     base = {"optimizer": "adam", "lr": 1.0e-3, "weight_decay": 1.0e-6, "schedule": "none",
             "batch_size": p.baseline_batch}
     if p.task == "multiclass":
-        params["label_smoothing"] = _float(0.0, 0.2)
+        params["label_smoothing"] = P.float_range(0.0, 0.2)
         base["label_smoothing"] = 0.0
     if len(p.augment) > 1:
-        params["augment"] = _choice(p.augment)
+        params["augment"] = P.choice(p.augment)
         base["augment"] = "none"
     elif p.augment != ["none"]:
         params["augment"] = p.augment[0]
     if p.class_weight:
-        params["class_weight"] = _choice(["none", "balanced"])
+        params["class_weight"] = P.choice(["none", "balanced"])
         base["class_weight"] = "none"
     params["patience"] = max(3, p.epochs // 5)
     # Fixed values go into the baseline too only where searchable; drop them from `base` otherwise.
@@ -184,83 +160,9 @@ def _training_params(p: Plan) -> tuple[dict, dict]:
     return params, base
 
 
-def ann_space(schema, p: Plan) -> tuple[dict, list[dict], list[str]]:
-    features = math.prod(schema.input_shape)
-    reasons = []
-    if schema.kind == "image":
-        # Pixels are many and redundant: the first layer need not be wider than the input.
-        high = min(2048, max(256, _pow2_ceil(features)))
-    else:
-        # Few columns: hidden layers wider than the input help; a few thousand rows do not need 1024.
-        high = min(1024, max(256, 4 * _pow2_ceil(features)))
-    low = max(16, high // 32)
-    layers = 4 if p.n_train >= 10_000 else 3
-    reasons.append(f"{features} input features: MLP width {low}..{high}, 1..{layers} layers")
-    params = {
-        "layers": _int(1, layers),
-        "width": _int(low, high, log=True),
-        "shrink": _float(0.25, 1.0),
-        "activation": _choice(["relu", "gelu", "silu", "tanh"]),
-        "dropout": _float(0.0, 0.5),
-        "batch_norm": _choice([False, True]),
-    }
-    train, base_train = _training_params(p)
-    params.update(train)
-    baseline = {"name": "mlp-128-64", "note": "the Keras-tutorial MLP: 128-64 ReLU, Adam lr 0.001",
-                "params": {"layers": 2, "width": 128, "shrink": 0.5, "activation": "relu", "dropout": 0.0,
-                           "batch_norm": False, **base_train}}
-    return params, [baseline], reasons
-
-
-def max_blocks(height: int, width: int) -> int:
-    """Blocks whose pooling leaves a map of at least MIN_FEATURE_MAP pixels (the builder floors, as here)."""
-    side, blocks = min(height, width), 0
-    while side // 2 >= MIN_FEATURE_MAP and blocks < MAX_BLOCKS:
-        side //= 2
-        blocks += 1
-    return max(1, blocks)
-
-
-def cnn_space(schema, p: Plan) -> tuple[dict, list[dict], list[str]]:
-    channels, height, width = schema.input_shape
-    side = min(height, width)
-    blocks = max_blocks(height, width)
-    filters = 48 if side <= 16 else 64 if channels == 1 and side <= 32 else 96
-    kernels = [3] if side <= 8 else [3, 5]  # a 5x5 kernel on an 8x8 image sees most of it
-    convs = 3 if side >= 32 and p.n_train >= 10_000 else 2
-    head = 512 if p.n_train >= 10_000 else 256
-    reasons = [(f"{height}x{width} images, {channels} channel(s): 1..{blocks} conv blocks (each halves the "
-                f"image, none below {MIN_FEATURE_MAP}x{MIN_FEATURE_MAP}), 8..{filters} filters, kernels {kernels}")]
-    params = {
-        "blocks": _int(1, blocks),
-        "filters": _int(8, filters, log=True),
-        "growth": _float(1.0, 2.0),
-        "convs": _int(1, convs),
-        "kernel": _choice(kernels),
-        "activation": _choice(["relu", "gelu", "silu"]),
-        "batch_norm": _choice([False, True]),
-        "dropout": _float(0.0, 0.4),
-        "pooling": _choice(["max", "avg"]),
-        "residual": _choice([False, True]),
-        "head_layers": _int(0, 2),
-        "head_width": _int(32, head, log=True),
-        "head_dropout": _float(0.0, 0.5),
-    }
-    train, base_train = _training_params(p)
-    params.update(train)
-    base_blocks = min(2, blocks)
-    name = "conv32-conv64-dense128" if base_blocks == 2 else "conv32-dense128"
-    base = {"blocks": base_blocks, "filters": 32, "growth": 2.0, "convs": 1, "kernel": 3, "activation": "relu",
-            "batch_norm": False, "dropout": 0.0, "pooling": "max", "residual": False, "head_layers": 1,
-            "head_width": 128, "head_dropout": 0.0, **base_train}
-    base = {k: v for k, v in base.items() if isinstance(params.get(k), dict)}
-    note = ("Conv32-Conv64 (3x3, max pooling) + Dense128, Adam lr 0.001" if base_blocks == 2
-            else "Conv32 (3x3, max pooling) + Dense128, Adam lr 0.001 (the image allows one block)")
-    return params, [{"name": name, "note": note, "params": base}], reasons
-
-
 def generate(schema, dataset, *, name: str) -> dict[str, tuple[dict, list[str]]]:
-    """{"ann": (study dict, header lines)} and, for images, "cnn" too.
+    """{family name: (study dict, header lines)} for every family that takes the data (an MLP for
+    tables; for images the CNN families too), each from its family's own `space`.
 
     `dataset` is what goes under `dataset:` (the source mapping, or a registry key); `name` labels
     the description. The header lines say what was inferred and which rules shaped the space.
@@ -270,21 +172,20 @@ def generate(schema, dataset, *, name: str) -> dict[str, tuple[dict, list[str]]]
               "sampler": {"type": "tpe", "multivariate": True, "group": True, "n_startup_trials": 10},
               "pruner": {"type": "hyperband", "min_resource": max(1, p.epochs // 10), "reduction_factor": 3}}
     what = f"{schema.task} {schema.kind} data {name!r}"
-    families = {"ann": ("MLP", ann_space)}
-    if schema.kind == "image":
-        families["cnn"] = ("CNN", cnn_space)
+    offered = [f for f in families.for_data(schema.kind) if f.space is not None]
     out = {}
-    for family, (label, build) in families.items():
-        params, baselines, reasons = build(schema, p)
-        study = {"description": f"{label} on {what} (generated by anncnn-tune init).", **shared,
-                 "model": family, "params": params, "baselines": baselines}
-        other = {"ann": "CNN", "cnn": "MLP"}[family]
-        pair = f" (the {other} study of the pair shares data, splits, budget, sampler and pruner)" \
-            if len(families) > 1 else ""
-        header = [f"Generated by `anncnn-tune init` for {name}: {label} study{pair}."]
+    for family in offered:
+        train, base_train = _training_params(p)
+        params, baselines, reasons = family.space(schema, p, train, base_train)
+        study = {"description": f"{family.title} on {what} (generated by anncnn-tune init).", **shared,
+                 "model": family.name, "params": params, "baselines": baselines}
+        others = [f.title for f in offered if f is not family]
+        pair = (f" (the {', '.join(others)} studies beside it share data, splits, budget, sampler and pruner)"
+                if others else "")
+        header = [f"Generated by `anncnn-tune init` for {name}: {family.title} study{pair}."]
         header += [f"inspected: {line.strip()}" for line in schema.lines() if line.strip()]
         header += [f"rule: {r}" for r in (*p.reasons, *reasons)]
-        out[family] = (study, header)
+        out[family.name] = (study, header)
     return out
 
 

@@ -121,14 +121,14 @@ class Objective:
             stop = signals.StopRequested(signals.stop_requested())
             stop.trial_number = trial.number
             raise stop
-        params = suggest(self.spec, trial)
         record = TrialRecord.read(trial)
+        params = suggest(self.spec, trial, baseline=record.baseline)
         epochs = record.epoch_budget(self.spec.epochs)
         checkpoint = TrialCheckpoint(self.store.root, trial.study, trial) if self.store else None
         seed = records.trial_seed(self.spec.seed, checkpoint.original if checkpoint else trial.number)
         seed_everything(seed)
         try:
-            model = models.build(self.spec.model, params, self.input_shape, self.out_dim)
+            model = models.build(self.spec.baseline_model(record.baseline), params, self.input_shape, self.out_dim)
         except RuntimeError as exc:  # the sampled model's weights alone do not fit in memory now
             if not is_out_of_memory(exc):
                 raise

@@ -25,7 +25,6 @@ import torch
 
 from anncnn_tune.data.base import Splits
 from anncnn_tune.search.spec import Spec
-from anncnn_tune.training import params as P
 from anncnn_tune.training.fit import resolve_batch_size
 from anncnn_tune.training.size_check import available_memory, largest, step_flops
 from anncnn_tune.training.threads import available_cores
@@ -49,7 +48,7 @@ class WorkerPlan:
 def typical_params(spec: Spec) -> dict:
     """The middle of the search space: a number at the (geometric, for log) middle of its range, a
     categorical parameter at its middle choice, fixed values and the table's defaults elsewhere."""
-    params = {**P.all_defaults(spec.model), **spec.fixed}
+    params = spec.family.full(spec.fixed)
     for name, s in spec.space.items():
         if s.type == "categorical":
             params[name] = s.choices[len(s.choices) // 2]

@@ -17,14 +17,14 @@ import yaml
 from anncnn_tune.data import DATASETS
 from anncnn_tune.errors import UserError
 from anncnn_tune.search import samplers
-from anncnn_tune.training import metrics, models
+from anncnn_tune.training import families, metrics
 from anncnn_tune.training import params as P
 
 TOP_KEYS = {"dataset", "model", "metric", "epochs", "sampler", "pruner", "params", "baselines", "subset",
             "description", "seed"}
 REQUIRED = ("dataset", "model", "metric", "epochs", "params")
-PARAM_KEYS = {"type", "low", "high", "log", "step", "choices"}
-BASELINE_KEYS = {"name", "params", "epochs", "note"}
+PARAM_KEYS = {"type", "low", "high", "log", "step", "choices", "when"}
+BASELINE_KEYS = {"name", "params", "epochs", "note", "model"}
 SAMPLERS = {name: set(kind.options) for name, kind in samplers.SAMPLERS.items()}
 PRUNERS = {name: set(kind.options) for name, kind in samplers.PRUNERS.items()}
 DEFAULT_SAMPLER = samplers.DEFAULT_SAMPLER
@@ -56,6 +56,7 @@ class ParamSpace:
     log: bool = False
     step: float | None = None
     choices: tuple | None = None
+    when: tuple[P.Condition, ...] = ()  # the study file's own conditions (the declaration's come on top)
 
     def contains(self, value) -> bool:
         if self.type == "categorical":
@@ -74,6 +75,8 @@ class ParamSpace:
             d.update(low=self.low, high=self.high, log=self.log)
             if self.step is not None:
                 d["step"] = self.step
+        if self.when:
+            d["when"] = {c.name: c.as_dict() for c in self.when}
         return d
 
 
@@ -95,6 +98,22 @@ class Spec:
     description: str = ""
     # A user dataset (`dataset:` a mapping): the resolved DataSource; `dataset` is then its key.
     data_source: object | None = None
+
+    @property
+    def family(self) -> families.Family:
+        return families.get(self.model)
+
+    def conditions(self, name: str, model: str | None = None) -> tuple[P.Condition, ...]:
+        """When a searched parameter applies: its declaration's conditions and the study file's own."""
+        declared = families.get(model or self.model).declared().get(name)
+        return (*(declared.when if declared else ()), *self.space[name].when)
+
+    def baseline_model(self, baseline: str | None) -> str:
+        """The family of a trial: the study's, or a named baseline's own (a notebook CNN in a fastcnn study)."""
+        for b in self.baselines:
+            if b["name"] == baseline:
+                return b.get("model", self.model)
+        return self.model
 
     @property
     def direction(self) -> str:
@@ -145,10 +164,21 @@ class Spec:
         return d
 
 
-def suggest(spec: Spec, trial) -> dict:
-    """Full parameter dict for one trial: suggested values over fixed ones over the table's defaults."""
-    params = {**P.all_defaults(spec.model), **spec.fixed}
+def suggest(spec: Spec, trial, baseline: str | None = None) -> dict:
+    """Full parameter dict for one trial: suggested values over fixed ones over the declarations' defaults.
+
+    Only active parameters are suggested (define-by-run: `when` conditions are checked against the
+    values decided so far, in the space's dependency order), so a trial stores no parameter that did
+    nothing; inactive ones keep their defaults. baseline: the name of an enqueued baseline of
+    another family, whose own parameters are taken as the baseline wrote them."""
+    model = spec.baseline_model(baseline)
+    declared = families.get(model).declared()
+    params = {**families.get(model).defaults(), **{k: v for k, v in spec.fixed.items() if k in declared}}
+    if model != spec.model:
+        params.update(next(b for b in spec.baselines if b["name"] == baseline)["params"])
     for name, s in spec.space.items():
+        if name not in declared or not P.active(spec.conditions(name, model), params):
+            continue
         if s.type == "categorical":
             params[name] = trial.suggest_categorical(name, list(s.choices))
         elif s.type == "int":
@@ -215,13 +245,13 @@ def resolve_path(study: str) -> Path:
     try:
         return _resolve_path(study)
     except OSError as exc:  # a name the file system refuses (too long, say)
-        raise UserError(f"cannot use --study {P._short(study)}: {exc.strerror or exc}; pass a built-in study "
+        raise UserError(f"cannot use --study {P.short(study)}: {exc.strerror or exc}; pass a built-in study "
                         "name or a path to a YAML file") from None
 
 
 def _resolve_path(study: str) -> Path:
     if "\x00" in study or len(study) > 4096:
-        raise UserError(f"--study {P._short(study)} is neither a built-in study name nor a usable path")
+        raise UserError(f"--study {P.short(study)} is neither a built-in study name nor a usable path")
     if study.endswith((".yaml", ".yml")) or "/" in study or Path(study).exists():
         path = Path(study)
         if path.is_dir():
@@ -263,7 +293,7 @@ def mapping(value, where: str, what: str = "a mapping") -> dict:
 
 def text(value, where: str, what: str = "text") -> str:
     if not isinstance(value, str):
-        raise UserError(f"{where} must be {what}, got {_kind(value)} {P._short(value)}")
+        raise UserError(f"{where} must be {what}, got {_kind(value)} {P.short(value)}")
     return value
 
 
@@ -292,7 +322,7 @@ def _param_space(param: P.Param, raw: dict, where: str) -> ParamSpace:
     _unknown(raw, PARAM_KEYS, where)
     kind = raw.get("type")
     if kind not in ("int", "float", "categorical"):
-        raise UserError(f"{where}.type must be int, float or categorical, got {P._short(kind)}")
+        raise UserError(f"{where}.type must be int, float or categorical, got {P.short(kind)}")
     if kind == "categorical":
         extra = sorted(set(raw) - {"type", "choices"})
         if extra:
@@ -322,7 +352,7 @@ def _param_space(param: P.Param, raw: dict, where: str) -> ParamSpace:
     high = P.number(raw["high"], f"{where}.high", integer=integer)
     log = raw.get("log", False)
     if not isinstance(log, bool):
-        raise UserError(f"{where}.log must be true or false, got {P._short(log)}")
+        raise UserError(f"{where}.log must be true or false, got {P.short(log)}")
     step = raw.get("step")
     if step is not None:
         step = P.number(step, f"{where}.step", integer=integer)
@@ -378,7 +408,7 @@ def _dataset(value, where: str, base_dir: Path | None):
         kind = {"images": "image", "table": "tabular"}.get(src.kind)
         return src.key, kind, None if src.task == "auto" else src.task, src
     if not isinstance(value, str) or value not in DATASETS:
-        raise UserError(f"{where}.dataset: unknown dataset {P._short(value)}; known: {', '.join(DATASETS)}")
+        raise UserError(f"{where}.dataset: unknown dataset {P.short(value)}; known: {', '.join(DATASETS)}")
     info = DATASETS[value]
     return value, info.kind, info.task, None
 
@@ -386,13 +416,12 @@ def _dataset(value, where: str, base_dir: Path | None):
 def fits_data(spec: Spec, kind: str, task: str) -> None:
     """The checks that need the data's kind and task, for a user dataset once it is loaded."""
     where, dataset = spec.source, spec.dataset
-    if spec.model == "cnn" and kind != "image":
-        raise UserError(f"{where}.model: cnn needs an image dataset, {dataset!r} is {kind}; use model: ann")
+    _family_takes(spec.family, kind, dataset, where)
     if task not in metrics.METRICS[spec.metric][1]:
         usable = [m for m, (_, tasks) in metrics.METRICS.items() if task in tasks]
         raise UserError(f"{where}.metric: {spec.metric} does not apply to {task} dataset {dataset!r}; "
                         f"use one of {', '.join(usable)}")
-    for pname, param in P.for_model(spec.model).items():
+    for pname, param in spec.family.declared().items():
         if param.image_only and kind != "image" and (pname in spec.space
                                                      or spec.fixed.get(pname, param.default) != param.default):
             raise UserError(f"{where}.params.{pname} applies only to image datasets, {dataset!r} is {kind}")
@@ -413,14 +442,14 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
             raise UserError(f"{where}: missing required key {key!r}")
     dataset, kind, task, data_source = _dataset(raw["dataset"], where, base_dir)
     family = raw["model"]
-    if not isinstance(family, str) or family not in models.MODELS:
-        raise UserError(f"{where}.model: unknown model family {P._short(family)}; "
-                        f"use one of {', '.join(models.MODELS)}")
-    if family == "cnn" and kind not in (None, "image"):
-        raise UserError(f"{where}.model: cnn needs an image dataset, {dataset!r} is {kind}; use model: ann")
+    if not isinstance(family, str) or family not in families.FAMILIES:
+        raise UserError(f"{where}.model: unknown model family {P.short(family)}; "
+                        f"use one of {', '.join(families.FAMILIES)}")
+    if kind is not None:
+        _family_takes(families.get(family), kind, dataset, where)
     metric = raw["metric"]
     if not isinstance(metric, str) or metric not in metrics.METRICS:
-        raise UserError(f"{where}.metric: unknown metric {P._short(metric)}; "
+        raise UserError(f"{where}.metric: unknown metric {P.short(metric)}; "
                         f"use one of {', '.join(metrics.METRICS)}")
     if task is not None and task not in metrics.METRICS[metric][1]:
         usable = [m for m, (_, tasks) in metrics.METRICS.items() if task in tasks]
@@ -436,17 +465,25 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
     mapping(params_raw, f"{where}.params", "a mapping of parameter names")
     if not params_raw:
         raise UserError(f"{where}.params must be a non-empty mapping of parameter names")
-    known = P.for_model(family)
+    known = families.get(family).declared()
     space: dict[str, ParamSpace] = {}
     fixed: dict = {}
+    own_when: dict[str, object] = {}
     for pname, pvalue in params_raw.items():
         pwhere = f"{where}.params.{pname}"
         if pname not in known:
             raise UserError(f"{pwhere}: unknown parameter for model {family}; known: {', '.join(sorted(known))}")
         if isinstance(pvalue, dict):
-            space[pname] = _param_space(known[pname], mapping(pvalue, pwhere), pwhere)
+            pvalue = dict(mapping(pvalue, pwhere))
+            if "when" in pvalue:
+                own_when[pname] = pvalue.pop("when")
+            space[pname] = _param_space(known[pname], pvalue, pwhere)
         else:
             fixed[pname] = _fixed_value(known[pname], pvalue, pwhere)
+    for pname, raw_when in own_when.items():
+        space[pname] = replace(space[pname], when=_conditions(raw_when, f"{where}.params.{pname}.when", pname,
+                                                              known, space, fixed))
+    space = _dependency_order(space, known, f"{where}.params")
     for pname, param in known.items():
         default = param.default
         if param.image_only and kind not in (None, "image") and (pname in space
@@ -462,7 +499,7 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
         baselines_raw = []
     if not isinstance(baselines_raw, list):
         raise UserError(f"{where}.baselines must be a list of mappings (name, params), got {_kind(baselines_raw)}")
-    baselines = [_baseline(base, f"{where}.baselines[{i}]", i, known, space, fixed)
+    baselines = [_baseline(base, f"{where}.baselines[{i}]", i, family, space, fixed)
                  for i, base in enumerate(baselines_raw)]
     description = raw.get("description", "")
     if description is None:
@@ -473,11 +510,78 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
                 seed=seed, description=description.strip(), data_source=data_source)
 
 
-def _baseline(base, bwhere: str, i: int, known: dict, space: dict, fixed: dict) -> dict:
+def _family_takes(family: families.Family, kind: str, dataset: str, where: str) -> None:
+    if not family.takes(kind):
+        usable = ", ".join(f.name for f in families.for_data(kind))
+        needs = " or ".join({"image": "an image dataset", "tabular": "a table"}[k] for k in family.inputs)
+        raise UserError(f"{where}.model: {family.name} needs {needs}, {dataset!r} is {kind}; use model: {usable}")
+
+
+def _conditions(raw, where: str, name: str, known: dict, space: dict, fixed: dict) -> tuple[P.Condition, ...]:
+    """A study file's `when:` on a searched parameter: {other: value | [values] | {low, high}}, every
+    clause checked against the other parameter's declaration."""
+    mapping(raw, where, "a mapping {parameter: value, [values] or {low: ..., high: ...}}")
+    if not raw:
+        raise UserError(f"{where} must name at least one parameter")
+    out = []
+    for other, value in raw.items():
+        cwhere = f"{where}.{other}"
+        if other == name:
+            raise UserError(f"{cwhere}: a parameter cannot depend on itself")
+        if other not in known:
+            raise UserError(f"{cwhere}: unknown parameter; known: {', '.join(sorted(known))}")
+        if other not in space and other not in fixed:
+            raise UserError(f"{cwhere}: {other} is neither searched nor set by this study, so the condition "
+                            "could never change; drop it or set the parameter")
+        param = known[other]
+        if isinstance(value, dict):
+            _unknown(value, {"low", "high"}, cwhere)
+            if not value or param.kind not in ("int", "float"):
+                raise UserError(f"{cwhere}: a range {{low, high}} needs a numeric parameter and at least one end")
+            ends = {k: P.number(v, f"{cwhere}.{k}") for k, v in value.items()}
+            out.append(P.Condition(other, low=ends.get("low"), high=ends.get("high")))
+        else:
+            values = value if isinstance(value, list) else [value]
+            if not values:
+                raise UserError(f"{cwhere} must list at least one value")
+            out.append(P.Condition(other, tuple(param.check(v, cwhere) for v in values)))
+    return tuple(out)
+
+
+def _dependency_order(space: dict, known: dict, where: str) -> dict:
+    """The space ordered so that each parameter comes after the searched ones its conditions read
+    (suggest decides them in this order); a cycle is an error."""
+    def parents(name):
+        declared = known[name].when
+        return {c.name for c in (*declared, *space[name].when) if c.name in space}
+
+    ordered: dict = {}
+    pending = list(space)
+    while pending:
+        ready = [n for n in pending if parents(n) <= set(ordered)]
+        if not ready:
+            raise UserError(f"{where}: the `when` conditions of {', '.join(pending)} depend on each other in a "
+                            "cycle; make one of them unconditional")
+        for n in ready:
+            ordered[n] = space[n]
+        pending = [n for n in pending if n not in ordered]
+    return ordered
+
+
+def _baseline(base, bwhere: str, i: int, family: str, space: dict, fixed: dict) -> dict:
+    """A baseline: every active searchable parameter fixed inside the space. `model:` may name another
+    family of the same side (the notebooks' CNN in a fast-CNN study); its own parameters are then
+    checked against that family's declarations, and the study's searched and fixed ones that it shares."""
     if not isinstance(base, dict) or "params" not in base:
-        raise UserError(f"{bwhere} must be a mapping with name, params (and optionally epochs, note)")
+        raise UserError(f"{bwhere} must be a mapping with name, params (and optionally epochs, note, model)")
     mapping(base, bwhere)
     _unknown(base, BASELINE_KEYS, bwhere)
+    model = base.get("model", family)
+    if model not in families.FAMILIES or families.side(model) != families.side(family):
+        same = [f for f in families.FAMILIES if families.side(f) == families.side(family)]
+        raise UserError(f"{bwhere}.model must be a family on the study's side ({', '.join(same)}), "
+                        f"got {P.short(model)}")
+    known = families.get(model).declared()
     bname = base.get("name")
     bname = f"baseline-{i}" if bname in (None, "") else text(bname, f"{bwhere}.name")
     bparams = base["params"] if base["params"] is not None else {}
@@ -485,22 +589,27 @@ def _baseline(base, bwhere: str, i: int, known: dict, space: dict, fixed: dict) 
     checked = {}
     for pname, value in bparams.items():
         pwhere = f"{bwhere}.params.{pname}"
-        if pname not in fixed and pname not in space:
+        own = model != family and pname in known and pname not in space and pname not in fixed
+        if pname not in known or (not own and pname not in fixed and pname not in space):
             raise UserError(f"{pwhere} is not a parameter of this study")
         value = _fixed_value(known[pname], value, pwhere)
         if pname in fixed:
             if not P.same_value(value, fixed[pname]):
                 raise UserError(f"{pwhere}: {value!r} differs from the study's fixed value "
                                 f"{fixed[pname]!r}; make it searchable or drop it from the baseline")
-        elif not space[pname].contains(value):
+        elif pname in space and not space[pname].contains(value):
             raise UserError(f"{pwhere}: {value!r} is outside the search space "
                             f"{space[pname].as_dict()}; widen the space or change the baseline")
         checked[pname] = value
-    missing = sorted(set(space) - set(bparams))
+    decided = {**families.get(model).defaults(), **{k: v for k, v in fixed.items() if k in known}, **checked}
+    missing = [n for n in space if n in known and n not in checked
+               and P.active((*known[n].when, *space[n].when), decided)]
     if missing:
         raise UserError(f"{bwhere}.params is missing searchable parameter {missing[0]!r}; "
-                        "a baseline fixes every searchable parameter")
+                        "a baseline fixes every searchable parameter that applies to it")
     entry = {"name": bname, "params": checked}
+    if model != family:
+        entry["model"] = model
     note = base.get("note")
     if note not in (None, ""):
         entry["note"] = text(note, f"{bwhere}.note")

@@ -17,7 +17,14 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-COLORS = {"ann": "#4C72B0", "cnn": "#DD8452", "reference": "#8C8C8C", "test": "#2A2A2A"}
+from anncnn_tune.training import families
+
+COLORS = {"ann": "#4C72B0", "cnn": "#DD8452", "reference": "#8C8C8C", "test": "#2A2A2A"}  # by side
+
+
+def family_color(model: str) -> str:
+    """A family's colour: its side's (every CNN family shares the CNN colour)."""
+    return COLORS.get(families.side(model), "C2")
 DPI = 110
 
 

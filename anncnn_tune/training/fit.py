@@ -20,10 +20,12 @@ torch.compile, whose compile time is reported apart from training time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anncnn_tune.data.base import Splits
+from anncnn_tune.training import averaging
 from anncnn_tune.training import metrics as M
 from anncnn_tune.training import params as P
 from anncnn_tune.training.observer import FitObserver, FitTiming
@@ -53,7 +56,7 @@ class RunOptions:
     """How to run, as opposed to what to train: device and speed switches."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    amp: bool | None = None  # None: bf16 autocast on CUDA devices that support bf16, off on CPU
+    amp: bool | None = None  # None: bf16 autocast on CUDA with bf16, on CPUs with native bf16 where the model asks
     channels_last: bool | None = None  # None: on for convolutional models (CPU and CUDA: faster on both)
     # torch.compile the model for training steps: True (inductor) or the name of a torch.compile
     # backend ("eager" and "aot_eager" trace without generating code: tests use them).
@@ -154,8 +157,18 @@ def _random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
-    """Augment a batch of images (N, C, H, W), any dtype; inputs that are no images pass unchanged."""
+def _alternating_flip(x: torch.Tensor, flip_bits: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Mirror the images whose fixed random bit differs from the epoch's parity: every image is seen
+    both ways every two epochs, which random flips only do on average (airbench's alternating flip)."""
+    flip = flip_bits ^ bool(epoch % 2)
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def augment(x: torch.Tensor, kind: str, generator: torch.Generator, *, flip_bits: torch.Tensor | None = None,
+            epoch: int = 1) -> torch.Tensor:
+    """Augment a batch of images (N, C, H, W), any dtype; inputs that are no images pass unchanged.
+
+    flip_bits: the batch's fixed per-image bits, for the alternating flip (translate_altflip)."""
     if kind == "none" or x.dim() != 4:
         return x
     height = x.shape[2]
@@ -165,6 +178,11 @@ def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Ten
         return _random_shift(x, max(1, round(height / 14)), generator)
     if kind == "crop_flip":  # CIFAR's standard: pad 4 on 32x32, then crop, then flip
         return _random_flip(_random_shift(x, max(1, height // 8), generator), generator)
+    if kind in ("translate_flip", "translate_altflip"):  # the fast trainers': 2 px on 32x32
+        shifted = _random_shift(x, max(1, height // 16), generator)
+        if kind == "translate_flip" or flip_bits is None:
+            return _random_flip(shifted, generator)
+        return _alternating_flip(shifted, flip_bits, epoch)
     raise ValueError(f"unknown augmentation {kind!r}")
 
 
@@ -189,10 +207,21 @@ def _loss_function(task: str, params: dict, y_train: torch.Tensor):
     return lambda out, y: F.mse_loss(out.view(-1), y)
 
 
-def _optimizer(model: nn.Module, params: dict, device: torch.device) -> torch.optim.Optimizer:
+LR_REFERENCE_BATCH = 256  # lr_scale: the batch size at which lr is taken as given
+
+
+def scaled_lr(params: dict, batch_size: int) -> float:
+    """The learning rate for this batch size: as given, or scaled linearly or by the square root."""
+    lr, rule = float(params["lr"]), params.get("lr_scale", "none")
+    ratio = batch_size / LR_REFERENCE_BATCH
+    return lr * ratio if rule == "linear" else lr * math.sqrt(ratio) if rule == "sqrt" else lr
+
+
+def _optimizer(model: nn.Module, params: dict, device: torch.device, lr: float) -> torch.optim.Optimizer:
     # Fused kernels (one launch for all parameters) on CUDA and CPU: measured 3-6x faster steps on
     # CPU than foreach for Adam/AdamW, 1.1-1.9x for SGD (torch 2.13). foreach where fused is refused.
-    lr, wd = float(params["lr"]), float(params["weight_decay"])
+    wd = float(params["weight_decay"])
+    trainable = [p for p in model.parameters() if p.requires_grad]
     name = params["optimizer"]
     if name == "sgd":
         nesterov = bool(params["nesterov"]) and float(params["momentum"]) > 0
@@ -205,29 +234,54 @@ def _optimizer(model: nn.Module, params: dict, device: torch.device) -> torch.op
         raise ValueError(f"unknown optimizer {name!r}")
     if device.type in ("cuda", "cpu"):
         try:
-            return cls(model.parameters(), lr=lr, weight_decay=wd, fused=True, **kwargs)
+            return cls(trainable, lr=lr, weight_decay=wd, fused=True, **kwargs)
         except (RuntimeError, ValueError):
             pass
-    return cls(model.parameters(), lr=lr, weight_decay=wd, foreach=True, **kwargs)
+    return cls(trainable, lr=lr, weight_decay=wd, foreach=True, **kwargs)
 
 
-def _scheduler(optimizer, params: dict, total_steps: int):
+def _scheduler(optimizer, params: dict, total_steps: int, lr: float):
     name = params["schedule"]
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
     if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=float(params["lr"]), total_steps=max(2, total_steps))
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(2, total_steps))
+    if name == "triangle":  # from lr/5 up to lr over the warm-up, then linearly down to 0 at the last step
+        peak = max(1, round(float(params["warmup"]) * total_steps))
+        total = max(peak + 1, total_steps)
+
+        def factor(step: int) -> float:
+            if step < peak:
+                return 0.2 + 0.8 * step / peak
+            return max(0.0, (total - step) / (total - peak))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return None
 
 
-def _use_amp(options: RunOptions) -> bool:
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: the CPU computes bf16 dot products natively (oneDNN then runs bf16
+    convolutions faster than float32; without it, bf16 is emulated and slower)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _use_amp(options: RunOptions, model: nn.Module | None = None) -> bool:
+    """bf16 autocast: on CUDA devices with bf16; on CPUs with native bf16 for models that declare
+    `cpu_bf16 = True` (the fast CNN: measured faster at the same accuracy, benchmarks/choices.py)."""
     if options.amp is not None:
         return options.amp
-    return options.device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if options.device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(getattr(model, "cpu_bf16", False)) and cpu_has_native_bf16()
 
 
-def _autocast(options: RunOptions):
-    if _use_amp(options):
+def _autocast(options: RunOptions, model: nn.Module | None = None):
+    if _use_amp(options, model):
         return torch.autocast(device_type=options.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -268,7 +322,7 @@ def predict(model: nn.Module, data: DeviceData, x: torch.Tensor, options: RunOpt
     channels_last = _use_channels_last(model, options)
     size = options.eval_batch or (8192 if data.device.type == "cuda" else 128)
     outputs = []
-    with _autocast(options):
+    with _autocast(options, model):
         for start in range(0, len(x), size):
             batch = data.inputs(x[start : start + size])
             if channels_last and batch.dim() == 4:
@@ -358,6 +412,8 @@ class _Loop:
     augment: str
     amp: object
     sync: object
+    average: averaging.WeightAverage | None  # the weights validation uses, where averaging is on
+    flip_bits: torch.Tensor | None  # one fixed random bit per training image (the alternating flip)
     compiled_sizes: set = field(default_factory=set)  # batch sizes torch.compile has seen
 
 
@@ -405,15 +461,23 @@ def _prepare(model, data: DeviceData, p: dict, *, epochs: int, seed: int, option
     batch_size = resolve_batch_size(p["batch_size"], n)
     # A last batch of one sample would break batch norm and adds noise: fold it into the previous one.
     steps = max(1, n // batch_size if n % batch_size == 1 else math.ceil(n / batch_size))
-    optimizer = _optimizer(model, p, device)
+    lr = scaled_lr(p, batch_size)
+    optimizer = _optimizer(model, p, device, lr)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if hasattr(model, "init_from_data"):  # a data-dependent initialisation (the fast CNN's whitening stem)
+        model.init_from_data(data.inputs(data.x_train[:8192]))
     return _Loop(
         model=model, step_model=step_model, data=data, options=options, channels_last=channels_last, n=n,
-        batch_size=batch_size, steps=steps, optimizer=optimizer, scheduler=_scheduler(optimizer, p, steps * epochs),
+        batch_size=batch_size, steps=steps, optimizer=optimizer,
+        scheduler=_scheduler(optimizer, p, steps * epochs, lr),
         loss_fn=_loss_function(data.task, p, data.y_train),
         targets=data.y_train if data.task == "multiclass" else data.y_train.float(),
-        generator=torch.Generator(device=device).manual_seed(seed), augment=p["augment"],
-        amp=_autocast(options),  # built once, entered once per step (autocast contexts may be re-entered)
+        generator=generator, augment=p["augment"],
+        amp=_autocast(options, model),  # built once, entered once per step (autocast contexts may be re-entered)
         sync=(lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None),
+        average=averaging.make(model, p),
+        flip_bits=(torch.rand(n, device=device, generator=generator) < 0.5) if p["augment"].endswith("altflip")
+        else None,
     )
 
 
@@ -425,6 +489,8 @@ def _resume(loop: _Loop, state: dict | None) -> _Progress:
     loop.optimizer.load_state_dict(state["optimizer"])
     if loop.scheduler is not None:
         loop.scheduler.load_state_dict(state["scheduler"])
+    if loop.average is not None and state.get("average") is not None:
+        loop.average.load_state_dict(state["average"])
     loop.generator.set_state(state["generator"].to(loop.generator.get_state().device))
     _set_rng_state(state.get("rng"), loop.data.device)
     return _Progress(history=state["history"], partial=state.get("partial", []), best_value=state["best_value"],
@@ -437,6 +503,7 @@ def _checkpoint_state(loop: _Loop, progress: _Progress) -> dict:
     return {
         "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict() if loop.scheduler is not None else None,
+        "average": loop.average.state_dict() if loop.average is not None else None,
         "generator": loop.generator.get_state(), "rng": _rng_state(loop.data.device), "history": progress.history,
         "partial": progress.partial,
         "best_value": progress.best_value, "best_epoch": progress.best_epoch, "since_best": progress.since_best,
@@ -444,7 +511,7 @@ def _checkpoint_state(loop: _Loop, progress: _Progress) -> dict:
     }
 
 
-def _train_epoch(loop: _Loop, marks: dict[int, tuple[float, ...]]):
+def _train_epoch(loop: _Loop, marks: dict[int, tuple[float, ...]], epoch: int):
     """One pass over the training split, as a generator: it yields (samples seen, the summed loss so far
     as a device tensor, seconds spent compiling so far), each led by the steps done, after each step
     count named in `marks` (see _marks) and once at the end of the epoch."""
@@ -462,7 +529,9 @@ def _train_epoch(loop: _Loop, marks: dict[int, tuple[float, ...]]):
         if timed:
             loop.sync()
             step_started = time.perf_counter()
-        xb = data.inputs(augment(data.x_train.index_select(0, index), loop.augment, loop.generator))
+        flip_bits = loop.flip_bits.index_select(0, index) if loop.flip_bits is not None else None
+        xb = data.inputs(augment(data.x_train.index_select(0, index), loop.augment, loop.generator,
+                                 flip_bits=flip_bits, epoch=epoch))
         if loop.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with loop.amp:
@@ -472,6 +541,8 @@ def _train_epoch(loop: _Loop, marks: dict[int, tuple[float, ...]]):
         loop.optimizer.step()
         if loop.scheduler is not None:
             loop.scheduler.step()
+        if loop.average is not None:
+            loop.average.update()
         loss_sum.add_(loss.detach(), alpha=size)
         if timed:
             loop.sync()
@@ -500,8 +571,9 @@ def _epoch_values(loop: _Loop, loss_sum: torch.Tensor, seen: int) -> dict[str, f
     data = loop.data
     summary = {"train_loss": loss_sum / seen}
     if data.x_val is not None:
-        summary.update({f"val_{k}": v for k, v in evaluate(loop.model, data, data.x_val, data.y_val,
-                                                           loop.options).items()})
+        with loop.average.applied() if loop.average is not None else contextlib.nullcontext():
+            values = evaluate(loop.model, data, data.x_val, data.y_val, loop.options)
+        summary.update({f"val_{k}": v for k, v in values.items()})
     return dict(zip(summary, torch.stack([v.float() for v in summary.values()]).tolist()))  # the sync
 
 
@@ -515,7 +587,7 @@ def _fit(model, data: DeviceData, params: dict, *, epochs, metric, seed, options
     stopped = "budget"
     for epoch in range(len(progress.history) + 1, epochs + 1):
         started = time.perf_counter()
-        for done, seen, loss_sum, compiling in _train_epoch(loop, marks if epoch == 1 else {}):
+        for done, seen, loss_sum, compiling in _train_epoch(loop, marks if epoch == 1 else {}, epoch):
             values = _epoch_values(loop, loss_sum, seen)
             if done < loop.steps:  # a mark inside the first epoch
                 within = (seen / loop.n, time.perf_counter() - started, compiling)
@@ -538,6 +610,8 @@ def _fit(model, data: DeviceData, params: dict, *, epochs, metric, seed, options
             progress.best_epoch = epoch
         if observer.saves_checkpoints and epoch < epochs:
             observer.save_checkpoint(_checkpoint_state(loop, progress))
+    if loop.average is not None:
+        loop.average.finish()
     epochs_run = len(progress.history)
     return FitResult(
         history=progress.history,

@@ -1,10 +1,13 @@
-"""The hyperparameter vocabulary: one declaration per parameter, and everything derived from it.
+"""The hyperparameter vocabulary: the `Param` declaration, its conditions, and the training loop's table.
 
-Each `Param` says which family reads it (ann, cnn, or train for the training loop every family
-shares), its type, default, valid range and choices, and a line of help. From this table come
-the builders' and fit()'s defaults, the study-file validation (fixed values, both ends of a
-searched range, categorical choices), the README's parameter list, and what `suggest` fills in.
-Adding a hyperparameter is one entry here plus the code that reads it.
+Each `Param` says who reads it (a model family's name, or train for the training loop every
+family shares), its type, default, valid range and choices, a line of help, and when it applies
+(`when`: conditions on other parameters; an inactive parameter is not sampled, not stored on the
+trial, and takes its default). The training loop's parameters are TABLE below; each model family
+declares its own in its module (training/families/). From these declarations come fit()'s and the
+builders' defaults, the study-file validation, the README's parameter list, and what `suggest`
+samples. Adding a hyperparameter is one entry here (or in its family's module) plus the code that
+reads it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from dataclasses import dataclass
 
 from anncnn_tune.errors import UserError
 
-FAMILIES = ("ann", "cnn")
 # size: an int count or a float fraction in (0, 1]; resource: whole epochs, or a fraction 1/K of one
 KINDS = ("int", "float", "bool", "choice", "size", "resource")
 # Every integer a user gives ends up in torch/numpy int64 arithmetic (shapes, seeds, counts).
@@ -23,9 +25,63 @@ SEED_MAX = 2**32 - 1  # numpy and scikit-learn seeds are unsigned 32-bit
 
 
 @dataclass(frozen=True)
+class Condition:
+    """`name`'s value is one of `values`, or (for numbers) within [low, high]: one clause of a `when`."""
+
+    name: str
+    values: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+
+    def holds(self, params: dict) -> bool:
+        value = params.get(self.name)
+        if self.values is not None:
+            return any(same_value(value, v) for v in self.values)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def text(self) -> str:
+        if self.values is not None:
+            shown = [str(v).lower() if isinstance(v, bool) else str(v) for v in self.values]
+            return f"{self.name} = {shown[0]}" if len(shown) == 1 else f"{self.name} in {_listing(self.values)}"
+        if self.high is None:
+            return f"{self.name} >= {_num(self.low)}"
+        if self.low is None:
+            return f"{self.name} <= {_num(self.high)}"
+        return f"{self.name} in [{_num(self.low)}, {_num(self.high)}]"
+
+    def as_dict(self):
+        """The study-file form: a value, a list of values, or {low, high}."""
+        if self.values is not None:
+            return self.values[0] if len(self.values) == 1 else list(self.values)
+        return {k: v for k, v in (("low", self.low), ("high", self.high)) if v is not None}
+
+
+def when(**clauses) -> tuple[Condition, ...]:
+    """Conditions for a declaration: when(optimizer="sgd"), when(schedule=("cosine", "onecycle")),
+    when(head_layers=at_least(1))."""
+    out = []
+    for name, value in clauses.items():
+        if isinstance(value, Condition):
+            out.append(Condition(name, value.values, value.low, value.high))
+        else:
+            out.append(Condition(name, tuple(value) if isinstance(value, (tuple, list)) else (value,)))
+    return tuple(out)
+
+
+def at_least(low: float) -> Condition:
+    return Condition("", low=low)
+
+
+def active(conditions: tuple[Condition, ...], params: dict) -> bool:
+    return all(c.holds(params) for c in conditions)
+
+
+@dataclass(frozen=True)
 class Param:
     name: str
-    family: str  # ann | cnn | train
+    family: str  # the model family that reads it, or train
     kind: str  # one of KINDS
     default: object
     help: str
@@ -36,6 +92,7 @@ class Param:
     odd: bool = False  # odd integers only (kernel sizes keep 'same' padding exact)
     choices: tuple | None = None  # for kind choice
     image_only: bool = False  # applies only to image datasets
+    when: tuple[Condition, ...] = ()  # applies only where all of these hold (else: not sampled, default)
 
     @property
     def options(self) -> tuple | None:
@@ -95,68 +152,50 @@ def _listing(options) -> str:
     return "[" + ", ".join(str(o).lower() if isinstance(o, bool) else str(o) for o in options) + "]"
 
 
-ACTIVATION_CHOICES = ("relu", "gelu", "silu", "tanh")
 FRACTION = {"low": 0.0, "high": 1.0, "high_open": True}
 POSITIVE = {"low": 0.0, "low_open": True}
 
-TABLE: tuple[Param, ...] = (
-    # -- ANN (multi-layer perceptron) --
-    Param("layers", "ann", "int", 2, "hidden layers", low=1),
-    Param("width", "ann", "int", 128, "units of the first hidden layer", low=1),
-    Param("shrink", "ann", "float", 0.5, "width of hidden layer i = width * shrink**i", **POSITIVE),
-    Param("activation", "ann", "choice", "relu", "activation function", choices=ACTIVATION_CHOICES),
-    Param("dropout", "ann", "float", 0.0, "dropout after each hidden layer", **FRACTION),
-    Param("batch_norm", "ann", "bool", False, "batch normalisation after each hidden layer"),
-    # -- CNN --
-    Param("blocks", "cnn", "int", 2, "convolution blocks, each ending in 2x2 pooling", low=1),
-    Param("filters", "cnn", "int", 32, "filters of the first block", low=1),
-    Param("growth", "cnn", "float", 2.0, "filters of block i = filters * growth**i", **POSITIVE),
-    Param("convs", "cnn", "int", 1, "convolutions per block", low=1),
-    Param("kernel", "cnn", "int", 3, "kernel size (odd)", low=1, odd=True),
-    Param("activation", "cnn", "choice", "relu", "activation function", choices=ACTIVATION_CHOICES),
-    Param("batch_norm", "cnn", "bool", False, "batch normalisation after each convolution"),
-    Param("dropout", "cnn", "float", 0.0, "spatial dropout after each block", **FRACTION),
-    Param("pooling", "cnn", "choice", "max", "pooling at the end of each block", choices=("max", "avg")),
-    Param("residual", "cnn", "bool", False, "a (1x1-projected) shortcut around each block"),
-    Param("head_layers", "cnn", "int", 1, "dense layers after the blocks", low=0),
-    Param("head_width", "cnn", "int", 64, "units of each dense head layer", low=1),
-    Param("head_dropout", "cnn", "float", 0.0, "dropout in the dense head", **FRACTION),
+TABLE: tuple[Param, ...] = (  # the training loop's; each model family declares its own (training/families/)
     # -- training (every family) --
     Param("optimizer", "train", "choice", "adam", "optimizer", choices=("sgd", "adam", "adamw")),
     Param("lr", "train", "float", 1.0e-3, "learning rate", **POSITIVE),
-    Param("momentum", "train", "float", 0.9, "momentum (sgd only)", **FRACTION),
-    Param("nesterov", "train", "bool", False, "Nesterov momentum (sgd only)"),
+    Param("momentum", "train", "float", 0.9, "momentum (sgd only)", when=when(optimizer="sgd"), **FRACTION),
+    Param("nesterov", "train", "bool", False, "Nesterov momentum (sgd only)", when=when(optimizer="sgd")),
     Param("weight_decay", "train", "float", 0.0, "weight decay", low=0.0),
     Param("label_smoothing", "train", "float", 0.0, "label smoothing (multiclass only)", **FRACTION),
-    Param("schedule", "train", "choice", "none", "learning-rate schedule", choices=("none", "cosine", "onecycle")),
+    Param("schedule", "train", "choice", "none", "learning-rate schedule (triangle: linear up, then down to 0)",
+          choices=("none", "cosine", "onecycle", "triangle")),
+    Param("warmup", "train", "float", 0.2, "fraction of the steps spent rising to the peak learning rate",
+          when=when(schedule="triangle"), **FRACTION),
     Param("batch_size", "train", "size", 128,
           "an int is a count; a float in (0, 1] is a fraction of the training split"),
+    Param("lr_scale", "train", "choice", "none",
+          "scale lr with the batch: lr * (batch/256) (linear) or lr * sqrt(batch/256); none: lr as given",
+          choices=("none", "linear", "sqrt")),
+    Param("averaging", "train", "choice", "none",
+          "weight averaging evaluated in place of the trained weights: an EMA every step, or lookahead every "
+          "5 steps", choices=("none", "ema", "lookahead")),
+    Param("average_decay", "train", "float", 0.95, "decay of the averaged weights per averaging step",
+          when=when(averaging=("ema", "lookahead")), **FRACTION),
     Param("patience", "train", "int", 0, "epochs without improvement before stopping; 0 turns early stopping off",
           low=0),
-    Param("augment", "train", "choice", "none", "on-device augmentation (image data)",
-          choices=("none", "flip", "translate", "crop_flip"), image_only=True),
+    Param("augment", "train", "choice", "none",
+          "on-device augmentation (image data); translate_*: shifts of 1/16 of the side, then a random "
+          "flip, or one that alternates by epoch (altflip: each image is seen both ways every two epochs)",
+          choices=("none", "flip", "translate", "crop_flip", "translate_flip", "translate_altflip"),
+          image_only=True),
     Param("class_weight", "train", "choice", "none", "loss weights per class",
           choices=("none", "balanced")),
 )
 
 
-def declared(family: str) -> dict[str, Param]:
-    """The parameters of one table family ('ann', 'cnn' or 'train'), by name, in table order."""
+def declared(family: str = "train") -> dict[str, Param]:
+    """The training loop's parameters, by name, in table order (a family's own: families.get(name).params)."""
     return {p.name: p for p in TABLE if p.family == family}
 
 
-def for_model(model: str) -> dict[str, Param]:
-    """Every parameter a study of this model family may set: the training loop's and the builder's."""
-    return {**declared("train"), **declared(model)}
-
-
-def defaults(family: str) -> dict:
+def defaults(family: str = "train") -> dict:
     return {name: p.default for name, p in declared(family).items()}
-
-
-def all_defaults(model: str) -> dict:
-    """The full parameter dict of a model family before a study changes anything."""
-    return {name: p.default for name, p in for_model(model).items()}
 
 
 # -- numbers --------------------------------------------------------------------------------------
@@ -181,7 +220,7 @@ def number(value, where: str, *, integer: bool = False):
             raise UserError(f"{where} is too large ({str(value)[:12]}..., more than 2**63); use a smaller number")
         return value if integer else float(value)
     if not isinstance(value, float):
-        raise UserError(f"{where} must be a number, got {_short(value)}")
+        raise UserError(f"{where} must be a number, got {short(value)}")
     if not math.isfinite(value):
         raise UserError(f"{where} must be a finite number, got {value!r}")
     if integer:
@@ -201,7 +240,7 @@ def check_size(value, where: str):
     if isinstance(value, str):
         value = number(value, where, integer=value.strip().lstrip("+-").isdigit())
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UserError(f"{where} must be a positive count or a fraction in (0, 1], got {_short(value)}")
+        raise UserError(f"{where} must be a positive count or a fraction in (0, 1], got {short(value)}")
     if isinstance(value, int):
         value = number(value, where, integer=True)
         if value < 1:
@@ -243,63 +282,29 @@ def check_seed(value, where: str) -> int:
     return seed
 
 
-def _short(value) -> str:
+def short(value) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-# -- documentation --------------------------------------------------------------------------------
-
-README_BEGIN = "<!-- params:begin (generated by anncnn_tune.training.params.markdown; do not edit) -->"
-README_END = "<!-- params:end -->"
+# -- the study-file form of a searched parameter (what `init` writes) -------------------------------
 
 
-def _describe(p: Param) -> str:
-    if p.options is not None:
-        allowed = "true | false" if p.kind == "bool" else " | ".join(p.choices)
-    elif p.kind == "size":
-        allowed = "count or fraction in (0, 1]"
-    elif p.kind == "resource":
-        allowed = "epochs, or a fraction 1/K of one"
-    else:
-        allowed = f"{p.kind} {p.range_text()}" + (", odd" if p.odd else "")
-    default = str(p.default).lower() if isinstance(p.default, bool) else p.default
-    return f"`{p.name}` ({allowed}; default {default}): {p.help}"
+def int_range(low: int, high: int, log: bool = False) -> dict:
+    d = {"type": "int", "low": int(low), "high": int(high)}
+    if log:
+        d["log"] = True
+    return d
 
 
-def markdown() -> str:
-    """The README's parameter list, generated from TABLE."""
-    titles = {"ann": "ANN", "cnn": "CNN", "train": "Training (every family)"}
-    lines = []
-    for family in ("ann", "cnn", "train"):
-        lines.append(f"{titles[family]}:")
-        lines.append("")
-        lines += [f"- {_describe(p)}" for p in TABLE if p.family == family]
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+def float_range(low: float, high: float, log: bool = False) -> dict:
+    d = {"type": "float", "low": float(low), "high": float(high)}
+    if log:
+        d["log"] = True
+    return d
 
 
-def write_readme(path) -> bool:
-    """Rewrite the generated list between the markers of a README; True when it changed."""
-    from pathlib import Path
-
-    file = Path(path)
-    text = file.read_text(encoding="utf-8")
-    if README_BEGIN not in text or README_END not in text:
-        raise UserError(f"{file} has no {README_BEGIN} ... {README_END} markers to write the parameter list between")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    new = f"{head}{README_BEGIN}\n{markdown()}{README_END}{tail}"
-    if new == text:
-        return False
-    file.write_text(new, encoding="utf-8")
-    return True
-
-
-if __name__ == "__main__":  # python -m anncnn_tune.training.params README.md
-    import sys
-
-    if len(sys.argv) > 1:
-        print("updated" if write_readme(sys.argv[1]) else "already current", sys.argv[1])
-    else:
-        print(markdown(), end="")
+def choice(values) -> object:
+    """A categorical parameter; a single choice is written as a fixed value instead."""
+    values = list(values)
+    return values[0] if len(values) == 1 else {"type": "categorical", "choices": values}

@@ -23,7 +23,7 @@ from itertools import product
 import torch
 
 from anncnn_tune.errors import UserError
-from anncnn_tune.training import models
+from anncnn_tune.training import families, models
 from anncnn_tune.training.fit import resolve_batch_size
 
 BYTES = 4  # float32
@@ -166,8 +166,8 @@ def check_space_fits(family: str, space: dict, fixed: dict, baselines: list[dict
     worst = largest(family, space, fixed, in_shape, out_dim, n_train)
     if worst.bytes > limit:
         culprit = _culprit(family, worst, space, in_shape, out_dim, n_train)
-        sizes = (*models.PARAMS.get(family, {}), "batch_size")  # the parameters that set the size
-        shown = ", ".join(f"{k}={worst.params[k]}" for k in sizes if k in space and "dropout" not in k)
+        sizes = (*families.get(family).size_params(), "batch_size")  # the parameters that set the size
+        shown = ", ".join(f"{k}={worst.params[k]}" for k in sizes if k in space)
         advice = (f"lower the high of `{culprit}` in the space" if culprit
                   else "lower the highs of the search space")
         raise UserError(f"{where}: its largest model ({shown}) has {worst.n_params:,} parameters and needs about "
@@ -175,7 +175,7 @@ def check_space_fits(family: str, space: dict, fixed: dict, baselines: list[dict
                         f"{advice}")
     for i, baseline in enumerate(baselines):
         params = {**fixed, **baseline.get("params", {})}
-        e = estimate(family, params, in_shape, out_dim, _fits_batch(params, n_train))
+        e = estimate(baseline.get("model", family), params, in_shape, out_dim, _fits_batch(params, n_train))
         if e.bytes > limit:
             label = baseline.get("name", f"#{i}")
             raise UserError(f"{where}: baseline {label} has {e.n_params:,} parameters and needs about "

@@ -428,7 +428,7 @@ def test_other_runtime_errors_pass_through_unchanged():
 def test_cpu_optimizers_use_the_fused_kernels(name):
     # Measured fastest on CPU (benchmarks/choices.py); foreach remains the fallback.
     optimizer = _optimizer(nn.Linear(3, 2), {"optimizer": name, "lr": 0.1, "weight_decay": 0.0, "momentum": 0.9,
-                                             "nesterov": True}, CPU)
+                                             "nesterov": True}, CPU, 0.1)
     assert optimizer.defaults["fused"] is True
 
 

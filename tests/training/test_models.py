@@ -11,7 +11,9 @@ import torch
 
 from anncnn_tune.data import DATASETS
 from anncnn_tune.search import spec as spec_mod
-from anncnn_tune.training import models
+from anncnn_tune.training import families, models
+from anncnn_tune.training.families.cnn import ConvBlock
+from anncnn_tune.training import params as P
 from anncnn_tune.training.fit import DeviceData, fit
 
 # Input shapes without loading the data (large datasets may be absent on a test machine).
@@ -60,14 +62,18 @@ def test_every_baseline_is_in_its_study_space(study):
     spec = spec_mod.load_spec(study)
     for baseline in spec.baselines:
         # FixedTrial only warns when a value lies outside its range, so the range is checked here.
-        params = spec_mod.suggest(spec, optuna.trial.FixedTrial(baseline["params"]))
-        assert all(params[name] == value for name, value in baseline["params"].items())
+        params = spec_mod.suggest(spec, optuna.trial.FixedTrial(baseline["params"]), baseline=baseline["name"])
+        # (a value the baseline gives a parameter that does not apply to it is not suggested)
+        active = {n for n in baseline["params"] if n not in spec.space
+                  or P.active(spec.conditions(n, spec.baseline_model(baseline["name"])), params)}
+        assert all(params[name] == value for name, value in baseline["params"].items() if name in active)
         assert all(space.contains(params[name]) for name, space in spec.space.items())
-        model = models.build(spec.model, params, input_shape(spec.dataset), out_dim(spec.dataset))
+        model = models.build(spec.baseline_model(baseline["name"]), params, input_shape(spec.dataset),
+                             out_dim(spec.dataset))
         assert models.count_params(model) > 0
 
 
-@pytest.mark.parametrize("family", sorted(models.MODELS))
+@pytest.mark.parametrize("family", sorted(families.FAMILIES))
 @pytest.mark.parametrize("task, dim", [("multiclass", 5), ("binary", 1), ("regression", 1)])
 def test_each_family_learns_each_kind_of_head(family, task, dim):
     """A few epochs on a learnable toy problem must lower the training loss for every head."""
@@ -99,7 +105,7 @@ def test_ann_widths_follow_shrink():
 def test_cnn_filters_grow_per_block_and_residual_adds_a_shortcut():
     model = models.build("cnn", {"blocks": 3, "filters": 16, "growth": 2.0, "residual": True, "convs": 2},
                          (3, 32, 32), 10)
-    blocks = [m for m in model if isinstance(m, models.ConvBlock)]
+    blocks = [m for m in model if isinstance(m, ConvBlock)]
     assert [b.body[0].out_channels for b in blocks] == [16, 32, 64]
     assert all(b.shortcut is not None for b in blocks)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)

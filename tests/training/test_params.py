@@ -11,49 +11,51 @@ from helpers import REPO
 from anncnn_tune.errors import UserError
 from anncnn_tune.search import samplers
 from anncnn_tune.search import spec as spec_mod
-from anncnn_tune.training import fit, models
+from anncnn_tune.training import families as F
+from anncnn_tune.training import fit
 from anncnn_tune.training import params as P
+from anncnn_tune.training.families.layers import ACTIVATIONS
 
 README = REPO / "README.md"
 
 
 def test_readme_parameter_list_is_the_generated_one():
     text = README.read_text()
-    assert P.README_BEGIN in text and P.README_END in text, "README lost the parameter-list markers"
-    inside = text.split(P.README_BEGIN, 1)[1].split(P.README_END, 1)[0]
-    assert inside.strip() == P.markdown().strip(), (
+    assert F.README_BEGIN in text and F.README_END in text, "README lost the parameter-list markers"
+    inside = text.split(F.README_BEGIN, 1)[1].split(F.README_END, 1)[0]
+    assert inside.strip() == F.markdown().strip(), (
         "README.md's parameter list differs from training/params.py; regenerate it with "
-        "`python -m anncnn_tune.training.params README.md`")
+        "`python -m anncnn_tune.training.families README.md`")
 
 
 def test_write_readme_replaces_only_the_marked_part(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n\n{P.README_BEGIN}\nstale\n{P.README_END}\n\noutro\n")
-    assert P.write_readme(readme) is True and P.write_readme(readme) is False  # changed, then already current
+    readme.write_text(f"intro\n\n{F.README_BEGIN}\nstale\n{F.README_END}\n\noutro\n")
+    assert F.write_readme(readme) is True and F.write_readme(readme) is False  # changed, then already current
     text = readme.read_text()
     assert text.startswith("intro\n\n") and text.endswith("\n\noutro\n") and "stale" not in text
-    assert P.markdown() in text
+    assert F.markdown() in text
 
 
 def test_readme_lists_every_parameter_once_per_family():
-    inside = README.read_text().split(P.README_BEGIN, 1)[1].split(P.README_END, 1)[0]
+    inside = README.read_text().split(F.README_BEGIN, 1)[1].split(F.README_END, 1)[0]
     named = re.findall(r"^- `(\w+)`", inside, flags=re.MULTILINE)
-    assert named == [p.name for f in ("ann", "cnn", "train") for p in P.TABLE if p.family == f]
+    assert named == [p.name for p in F.all_params()]
 
 
 def test_defaults_of_fit_and_models_are_the_table():
     assert fit.TRAIN_DEFAULTS == P.defaults("train")
-    assert models.PARAMS == {"ann": P.defaults("ann"), "cnn": P.defaults("cnn")}
+    assert F.get("ann").defaults() == {**P.defaults("train"), **{p.name: p.default for p in F.get("ann").params}}
     assert fit.CHOICES["optimizer"] == ("sgd", "adam", "adamw")
-    assert models.CHOICES["pooling"] == ("max", "avg")
+    assert F.get("cnn").declared()["pooling"].choices == ("max", "avg")
 
 
 def test_activation_choices_are_what_the_builders_know():
-    for family in P.FAMILIES:
-        assert set(P.declared(family)["activation"].choices) == set(models.ACTIVATIONS)
+    for family in F.FAMILIES.values():
+        assert set(family.declared()["activation"].choices) <= set(ACTIVATIONS)
 
 
-@pytest.mark.parametrize("param", P.TABLE, ids=lambda p: f"{p.family}.{p.name}")
+@pytest.mark.parametrize("param", F.all_params(), ids=lambda p: f"{p.family}.{p.name}")
 def test_every_default_passes_its_own_check(param):
     assert param.check(param.default, "default") == param.default
 
@@ -99,7 +101,7 @@ def test_bad_sizes_are_refused(value, fragment):
 def test_bools_and_ints_are_not_confused_in_choices():
     assert not P.same_value(True, 1) and P.same_value(3, 3.0) and P.same_value("adam", "adam")
     with pytest.raises(UserError, match="must be one of"):
-        P.declared("ann")["batch_norm"].check(1, "batch_norm")
+        F.get("ann").declared()["batch_norm"].check(1, "batch_norm")
 
 
 # -- samplers and pruners --------------------------------------------------------------------------
