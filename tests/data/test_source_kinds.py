@@ -11,23 +11,16 @@ import pytest
 
 from anncnn_tune.data import kind_and_task, load_dataset
 from anncnn_tune.data import source as source_mod
-from anncnn_tune.data.source import (
-    SOURCE_TYPES,
-    DataSource,
-    check_unchanged,
-    current_fingerprint,
-    inspect,
-    kind_of,
-    parse_source,
-    source_from_dict,
-)
+from anncnn_tune.data.source import SOURCE_TYPES, DataSource, parse_source, source_from_dict
 from anncnn_tune.errors import UserError
 
 
-def one_line(excinfo) -> str:
-    message = str(excinfo.value)
-    assert message and "\n" not in message
-    return message
+def refusal(call, *args, **kwargs) -> str:
+    """The one-line UserError that call(*args, **kwargs) raises."""
+    with pytest.raises(UserError) as excinfo:
+        call(*args, **kwargs)
+    assert str(excinfo.value) and "\n" not in str(excinfo.value)
+    return str(excinfo.value)
 
 
 def write_jsonl(path, n=80, seed=0):
@@ -54,56 +47,56 @@ def test_every_kind_is_stored_under_its_own_name():
 def test_a_kind_from_one_module_loads_end_to_end(tmp_path, registered):
     path = write_jsonl(tmp_path / "people.jsonl")
     source = parse_source({"path": "people.jsonl", "target": "label"}, base_dir=tmp_path, where="dataset")
-    assert source.kind == "jsonl" and source.key == "people" and kind_of(path) == "jsonl"
+    assert source.kind == "jsonl" and source.key == "people" and source_mod.kind_of(path) == "jsonl"
     assert source_from_dict(source.to_dict()) == source
 
     splits = load_dataset(source, seed=3)
     assert (splits.kind, splits.task, splits.classes) == ("tabular", "binary", ("no", "yes"))
     assert len(splits.y_train) + len(splits.y_val) + len(splits.y_test) == 80
     assert splits.x_train.dtype == np.float32 and splits.x_train.shape[1] == 4  # height, owner, city one-hot
-    assert splits.split_seed == 3 and splits.fingerprint == current_fingerprint(source)
+    assert splits.split_seed == 3 and splits.fingerprint == source_mod.current_fingerprint(source)
     assert splits.describe()["source"]["kind"] == "jsonl"
     assert kind_and_task(source) == ("tabular", "binary")
-    assert inspect(source).columns["categorical"] == ["city"]
+    assert source_mod.inspect(source).columns["categorical"] == ["city"]
 
-    check_unchanged(source, splits.fingerprint)
+    source_mod.check_unchanged(source, splits.fingerprint)
     write_jsonl(path, seed=1)
-    with pytest.raises(UserError) as excinfo:
-        check_unchanged(source, splits.fingerprint)
-    assert "has changed since the study began" in one_line(excinfo)
+    assert "has changed since the study began" in refusal(source_mod.check_unchanged, source, splits.fingerprint)
 
 
 def test_a_kind_refuses_the_options_it_does_not_read_and_applies_its_own_rules(tmp_path, registered):
     write_jsonl(tmp_path / "people.jsonl")
-    with pytest.raises(UserError) as excinfo:
-        parse_source({"path": "people.jsonl", "target": "label", "drop": ["city"]}, base_dir=tmp_path, where="dataset")
-    assert one_line(excinfo) == ("dataset.drop applies to tables only; people.jsonl is a JSON-lines table: "
-                                 "remove it")
-    with pytest.raises(UserError) as excinfo:
-        parse_source({"path": "people.jsonl"}, base_dir=tmp_path, where="dataset")
-    assert one_line(excinfo) == "dataset.target is missing: name the key of people.jsonl to predict"
+    dropped = {"path": "people.jsonl", "target": "label", "drop": ["city"]}
+    assert refusal(parse_source, dropped, base_dir=tmp_path, where="dataset") == (
+        "dataset.drop applies to tables only; people.jsonl is a JSON-lines table: remove it")
+    assert refusal(parse_source, {"path": "people.jsonl"}, base_dir=tmp_path, where="dataset") == (
+        "dataset.target is missing: name the key of people.jsonl to predict")
+
+
+def test_the_spec_reads_the_data_kind_a_kind_declares(tmp_path, registered):
+    from anncnn_tune.search.spec import spec_from_dict
+
+    write_jsonl(tmp_path / "people.jsonl")
+    raw = {"dataset": {"path": "people.jsonl", "target": "label"}, "model": "cnn", "metric": "val_accuracy",
+           "epochs": 2, "params": {"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True}}}
+    message = refusal(spec_from_dict, raw, source="people-cnn.yaml", name="people-cnn", base_dir=tmp_path)
+    assert "cnn needs an image dataset" in message and "is tabular" in message
 
 
 def test_an_unregistered_kind_is_refused_in_one_line(tmp_path):
     path = write_jsonl(tmp_path / "people.jsonl")
     # Before the table was the one place, the last branch read any kind it did not know as an .npz file.
-    with pytest.raises(UserError) as excinfo:
-        load_dataset(DataSource(path=str(path), kind="jsonl", target="label"))
-    assert one_line(excinfo) == "unknown data source kind 'jsonl'; known kinds: table, images, arrays"
-    with pytest.raises(UserError) as excinfo:
-        source_from_dict({"path": str(path), "kind": "jsonl", "target": "label"})
-    assert "table, images, arrays" in one_line(excinfo)
-    with pytest.raises(UserError) as excinfo:
-        parse_source({"path": "people.jsonl", "target": "label"}, base_dir=tmp_path, where="dataset")
-    assert one_line(excinfo) == (f"dataset.path: {path} is neither a folder of images nor a .csv, .tsv, .parquet "
-                                 "or .npz file; convert it to one of those")
+    assert refusal(load_dataset, DataSource(path=str(path), kind="jsonl", target="label")) == (
+        "unknown data source kind 'jsonl'; known kinds: table, images, arrays")
+    assert "table, images, arrays" in refusal(source_from_dict, {"path": str(path), "kind": "jsonl"})
+    assert refusal(parse_source, {"path": "people.jsonl", "target": "label"}, base_dir=tmp_path, where="dataset") == (
+        f"dataset.path: {path} is neither a folder of images nor a .csv, .tsv, .parquet or .npz file; "
+        "convert it to one of those")
 
 
-def test_the_refusal_names_a_registered_kind_too(tmp_path, registered):
+def test_the_refusal_of_an_unknown_file_names_a_registered_kind_too(tmp_path, registered):
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(UserError) as excinfo:
-        parse_source({"path": "notes.txt"}, base_dir=tmp_path, where="dataset")
-    assert ".npz or .jsonl file" in one_line(excinfo)
+    assert ".npz or .jsonl file" in refusal(parse_source, {"path": "notes.txt"}, base_dir=tmp_path, where="dataset")
 
 
 @pytest.mark.parametrize(("option", "value"), [("test", "other.npz"), ("image_size", [8, 8]),
@@ -111,12 +104,5 @@ def test_the_refusal_names_a_registered_kind_too(tmp_path, registered):
 def test_an_array_file_refuses_what_it_would_ignore(tmp_path, option, value):
     for name in ("data.npz", "other.npz"):
         np.savez(tmp_path / name, x=np.zeros((20, 3), np.float32), y=np.arange(20) % 2)
-    with pytest.raises(UserError) as excinfo:
-        parse_source({"path": "data.npz", option: value}, base_dir=tmp_path, where="dataset")
-    assert one_line(excinfo).startswith(f"dataset.{option} applies to ")
-    assert "data.npz is arrays: remove it" in str(excinfo.value)
-
-
-def test_the_declared_data_kind_is_what_the_spec_reads(registered):
-    assert {name: kind.data_kind for name, kind in source_mod.SOURCE_TYPES.items()} == {
-        "table": "tabular", "images": "image", "arrays": None, "jsonl": "tabular"}
+    message = refusal(parse_source, {"path": "data.npz", option: value}, base_dir=tmp_path, where="dataset")
+    assert message.startswith(f"dataset.{option} applies to ") and message.endswith("data.npz is arrays: remove it")

@@ -7,34 +7,12 @@ held-out part is inside the file, so it reads none of the other options.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from anncnn_tune.data.sources.base import SourceType, reader
 
-from anncnn_tune.data.sources.base import SourceType
-
-if TYPE_CHECKING:
-    from anncnn_tune.data.source import DataSource
-
-
-def inspect(source: DataSource):
-    from anncnn_tune.data import arrays
-
-    return arrays.inspect(source)
-
-
-def load(source: DataSource, **options):
-    from anncnn_tune.data import arrays
-
-    return arrays.load(source, **options)
-
-
-def fingerprint(source: DataSource) -> str:
-    from anncnn_tune.data import arrays
-
-    return arrays.fingerprint(source)
-
+READER = "anncnn_tune.data.arrays"
 
 SOURCE = SourceType(
     name="arrays", noun="arrays", plural="array files", data_kind=None,
-    inspect=inspect, load=load, fingerprint=fingerprint,
+    inspect=reader(READER, "inspect"), load=reader(READER, "load"), fingerprint=reader(READER, "fingerprint"),
     suffixes=(".npz",),
 )  # fmt: skip

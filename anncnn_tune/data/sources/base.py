@@ -10,6 +10,7 @@ Declarations stay light: a kind imports its heavy reader (pandas, Pillow) inside
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,3 +46,14 @@ class SourceType:
         if path.is_dir():
             return self.folder
         return path.suffix.lower() in self.suffixes + self.aliases
+
+
+def reader(module: str, name: str) -> Callable:
+    """The function `name` of the reader `module`, imported at its first call: declaring a kind
+    imports neither pandas nor Pillow, so validating a study file stays fast."""
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call

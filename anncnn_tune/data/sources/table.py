@@ -5,29 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from anncnn_tune.data.sources.base import SourceType
+from anncnn_tune.data.sources.base import SourceType, reader
 from anncnn_tune.errors import UserError
 
 if TYPE_CHECKING:
     from anncnn_tune.data.source import DataSource
-
-
-def inspect(source: DataSource):
-    from anncnn_tune.data import table
-
-    return table.inspect(source)
-
-
-def load(source: DataSource, **options):
-    from anncnn_tune.data import table
-
-    return table.load(source, **options)
-
-
-def fingerprint(source: DataSource) -> str:
-    from anncnn_tune.data import table
-
-    return table.fingerprint(source)
 
 
 def check(source: DataSource, where: str) -> None:
@@ -62,9 +44,11 @@ def init_check(path: Path, options: dict) -> None:
     raise UserError(f"{path.name} is a table: pass --target COL, the column to predict{listed}")
 
 
+READER = "anncnn_tune.data.table"
+
 SOURCE = SourceType(
     name="table", noun="a table", plural="tables", data_kind="tabular",
-    inspect=inspect, load=load, fingerprint=fingerprint,
+    inspect=reader(READER, "inspect"), load=reader(READER, "load"), fingerprint=reader(READER, "fingerprint"),
     suffixes=(".csv", ".tsv", ".parquet"), aliases=(".pq",),
     options=("target", "drop", "test"), check=check, init_check=init_check,
 )  # fmt: skip
