@@ -17,7 +17,9 @@ def test_every_subpackage_is_listed_in_pyproject():
     # pyproject lists the packages (see its comment): a new subpackage left out would be missing
     # from the wheel while every test of the source tree passed.
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    on_disk = {"anncnn_tune"} | {f"anncnn_tune.{p.parent.name}" for p in (REPO / "anncnn_tune").glob("*/__init__.py")}
+    root = REPO / "anncnn_tune"  # nested packages too (anncnn_tune.data.sources)
+    on_disk = {"anncnn_tune"} | {".".join(("anncnn_tune", *p.parent.relative_to(root).parts))
+                                 for p in root.rglob("*/__init__.py")}
     assert listed == on_disk | {"anncnn_tune.studies"}
 
 

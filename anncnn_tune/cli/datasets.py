@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from anncnn_tune.cli.listing import echo_rows
 from anncnn_tune.cli.options import storage_option
 from anncnn_tune.data import DATASETS, get
 from anncnn_tune.data.fetch import REGISTRY, dataset_status, fetch
@@ -60,17 +61,15 @@ def datasets(ctx: click.Context, data_dir: Path | None, storage: str | None) -> 
 def _print_sources(url: str) -> None:
     from anncnn_tune.search.catalog import stored_sources  # opens the storage: only when listing
 
-    rows = stored_sources(url)
-    click.echo(f"\nuser datasets of the studies in {mask(url)}:")
-    if rows is None:
-        click.echo("  (no studies yet: `anncnn-tune init PATH` writes study files for your own data)")
-        return
-    if not rows:
-        click.echo("  (none: no study there uses a file or folder of its own)")
-    for row in rows:
-        kind = f"{row['kind']}/{row['task']}"
-        fingerprint = (row["fingerprint"] or "-")[:12]
-        click.echo(f"  {row['study']:<26} {kind:<18} {fingerprint:<12}  {row['path']}")
+    echo_rows(f"\nuser datasets of the studies in {mask(url)}:", stored_sources(url), _source_line,
+              no_storage="no studies yet: `anncnn-tune init PATH` writes study files for your own data",
+              empty="none: no study there uses a file or folder of its own")
+
+
+def _source_line(row: dict) -> str:
+    kind = f"{row['kind']}/{row['task']}"
+    fingerprint = (row["fingerprint"] or "-")[:12]
+    return f"{row['study']:<26} {kind:<18} {fingerprint:<12}  {row['path']}"
 
 
 @datasets.command("fetch")

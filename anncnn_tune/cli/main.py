@@ -13,6 +13,7 @@ import click
 from anncnn_tune.cli.datasets import datasets
 from anncnn_tune.cli.delete import delete
 from anncnn_tune.cli.init import init_command
+from anncnn_tune.cli.listing import echo_rows
 from anncnn_tune.cli.options import DEVICES, SECONDS, SEED, SUBSET, WORKERS, storage_option
 from anncnn_tune.cli.results import compare, export, reference, retrain
 from anncnn_tune.errors import UserError
@@ -135,17 +136,15 @@ def studies(storage, as_json):
     for row in files:
         click.echo(f"  {row['name']:<26} {row['dataset']:<20} {row['model']:<4} {row['metric']:<13} "
                    f"{row['epochs']:>3} epochs  {row['searchable']:>2} searchable  {row['baselines']} baseline(s)")
-    click.echo(f"\nstudies in {storage_mod.mask(url)}:")
-    if stored is None:
-        click.echo("  (no storage yet: run `anncnn-tune optimize --study NAME`)")
-        return
-    if not stored:
-        click.echo("  (none)")
-    for row in stored:
-        states = ", ".join(f"{n} {s}" for s, n in row["states"].items()) or "no trials"
-        best = f"best {row['metric']} {row['best_value']:.4f} (trial {row['best_trial']})" \
-            if row["best_value"] is not None else "no complete trial"
-        click.echo(f"  {row['name']:<26} {states:<40} {best}")
+    echo_rows(f"\nstudies in {storage_mod.mask(url)}:", stored, _study_line,
+              no_storage="no storage yet: run `anncnn-tune optimize --study NAME`", empty="none")
+
+
+def _study_line(row: dict) -> str:
+    states = ", ".join(f"{n} {s}" for s, n in row["states"].items()) or "no trials"
+    best = f"best {row['metric']} {row['best_value']:.4f} (trial {row['best_trial']})" \
+        if row["best_value"] is not None else "no complete trial"
+    return f"{row['name']:<26} {states:<40} {best}"
 
 
 for command in (datasets, compare, export, retrain, reference):

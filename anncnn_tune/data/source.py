@@ -1,29 +1,36 @@
 """A user's own dataset as a study file describes it: a table, a folder of images or an array file.
 
 `parse_source` checks the description (shape, keys, values, that the paths exist) without
-reading the data, so a study file with a typo fails in milliseconds. `inspect`, `load_source`
-and `current_fingerprint` dispatch to the reader of the source's kind (table.py, folder.py,
-arrays.py), imported lazily so that validating a spec never pulls in pandas or Pillow.
+reading the data, so a study file with a typo fails in milliseconds. A source's kind is one module
+under `sources/` declaring a `SourceType` (sources/base.py), and `SOURCE_TYPES` below is the one
+table of kinds: recognising a path, refusing an option a kind would ignore, `inspect`, `load_source`
+and `current_fingerprint` all read the kind's declaration. Declarations import their readers
+(table.py, folder.py, arrays.py) lazily, so validating a spec never pulls in pandas or Pillow.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from anncnn_tune.data.sources import arrays, images, table
+from anncnn_tune.data.sources.base import OPTIONS, SourceType
 from anncnn_tune.errors import UserError
 
 if TYPE_CHECKING:
     from anncnn_tune.data.base import Splits
     from anncnn_tune.data.schema import Schema
 
-SOURCE_KINDS = ("table", "images", "arrays")
+# The source kinds, one line each: a path is recognised by the first kind that claims it.
+SOURCE_TYPES: dict[str, SourceType] = {
+    "table": table.SOURCE,
+    "images": images.SOURCE,
+    "arrays": arrays.SOURCE,
+}
 SOURCE_TASKS = ("auto", "binary", "multiclass", "regression")
 BAD_FILE_POLICIES = ("error", "skip")
-TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
-ARRAY_SUFFIXES = (".npz",)
-KEYS = ("path", "target", "task", "drop", "test", "image_size", "on_bad_file")
+KEYS = ("path", "target", "task", "drop", "test", "image_size", "on_bad_file")  # path and task, and OPTIONS
 STORED_KEYS = ("kind",) + KEYS
 
 
@@ -32,7 +39,7 @@ class DataSource:
     """A user's own dataset, described in a study file; paths are absolute and resolved."""
 
     path: str
-    kind: str  # table | images | arrays
+    kind: str  # a key of SOURCE_TYPES: table | images | arrays
     target: str | None = None  # tables: the column to predict
     task: str = "auto"  # auto | binary | multiclass | regression
     drop: tuple[str, ...] = ()
@@ -44,7 +51,7 @@ class DataSource:
     def key(self) -> str:
         """A readable name: the file's stem or the folder's name."""
         path = Path(self.path)
-        return path.name if self.kind == "images" else path.stem
+        return path.name if source_type(self.kind).folder else path.stem
 
     def to_dict(self) -> dict:
         """Plain types, as a study stores it; `source_from_dict(to_dict())` gives this source back."""
@@ -60,16 +67,24 @@ class DataSource:
         }
 
 
+def source_type(kind: str) -> SourceType:
+    """The declaration of a source kind; an unknown kind is refused, never read as another."""
+    try:
+        return SOURCE_TYPES[kind]
+    except (KeyError, TypeError):
+        raise UserError(f"unknown data source kind {kind!r}; known kinds: {', '.join(SOURCE_TYPES)}") from None
+
+
 def kind_of(path: Path) -> str | None:
     """The source kind a path names by itself (a folder, or a file by its suffix), or None."""
-    if path.is_dir():
-        return "images"
-    suffix = path.suffix.lower()
-    if suffix in TABLE_SUFFIXES:
-        return "table"
-    if suffix in ARRAY_SUFFIXES:
-        return "arrays"
+    for name, kind in SOURCE_TYPES.items():
+        if kind.recognises(path):
+            return name
     return None
+
+
+def _or(words: list[str]) -> str:
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else "".join(words)
 
 
 def _resolve(value, *, base_dir: Path, where: str) -> Path:
@@ -90,10 +105,9 @@ def _existing(path: Path, where: str) -> Path:
 def _kind(path: Path, where: str) -> str:
     kind = kind_of(path)
     if kind is None:
-        raise UserError(
-            f"{where}: {path} is neither a folder of images nor a .csv, .tsv, .parquet or .npz file; "
-            "convert it to one of those"
-        )
+        folders = [f"a folder of {t.plural}" for t in SOURCE_TYPES.values() if t.folder]
+        files = [f"a {_or([s for t in SOURCE_TYPES.values() for s in t.suffixes])} file"]
+        raise UserError(f"{where}: {path} is neither {' nor '.join(folders + files)}; convert it to one of those")
     return kind
 
 
@@ -127,18 +141,21 @@ def _choice(value, allowed: tuple[str, ...], where: str) -> str:
     return value
 
 
-def _check_fields(kind: str, target, drop, image_size, test_kind, path: Path, where: str) -> None:
-    """What only makes sense for some kinds, refused where it would be silently ignored."""
-    if kind == "table" and target is None:
-        raise UserError(f"{where}.target is missing: name the column of {path.name} to predict")
-    if kind != "table" and target is not None:
-        raise UserError(f"{where}.target applies to tables only; {path.name} is {kind}: remove it")
-    if kind != "table" and drop:
-        raise UserError(f"{where}.drop applies to tables only; {path.name} is {kind}: remove it")
-    if kind == "table" and image_size is not None:
-        raise UserError(f"{where}.image_size applies to images only; {path.name} is a table: remove it")
-    if test_kind is not None and test_kind != kind:
-        raise UserError(f"{where}.test must be the same kind of data as {where}.path ({kind}), got {test_kind}")
+_DEFAULTS = {f.name: f.default for f in fields(DataSource)}
+
+
+def _check_fields(source: DataSource, test_kind: str | None, where: str) -> None:
+    """An option the source's kind does not read is refused, not silently ignored; then the kind's own rules."""
+    kind = source_type(source.kind)
+    name = Path(source.path).name
+    for option in OPTIONS:
+        if option not in kind.options and getattr(source, option) != _DEFAULTS[option]:
+            readers = _or([t.plural for t in SOURCE_TYPES.values() if option in t.options])
+            raise UserError(f"{where}.{option} applies to {readers} only; {name} is {kind.noun}: remove it")
+    if test_kind is not None and test_kind != source.kind:
+        raise UserError(f"{where}.test must be the same kind of data as {where}.path ({source.kind}), got {test_kind}")
+    if kind.check is not None:
+        kind.check(source, where)
 
 
 def parse_source(raw, *, base_dir: Path, where: str) -> DataSource:
@@ -173,11 +190,10 @@ def parse_source(raw, *, base_dir: Path, where: str) -> DataSource:
         if test_path == path:
             raise UserError(f"{where}.test is the same as {where}.path; give a separate held-out file or folder")
         test = str(test_path)
-    _check_fields(kind, target, drop, image_size, test_kind, path, where)
-    if target is not None and target in drop:
-        raise UserError(f"{where}.drop lists the target {target!r}; remove it from drop")
-    return DataSource(path=str(path), kind=kind, target=target, task=task, drop=drop, test=test,
-                      image_size=image_size, on_bad_file=on_bad_file)
+    source = DataSource(path=str(path), kind=kind, target=target, task=task, drop=drop, test=test,
+                        image_size=image_size, on_bad_file=on_bad_file)
+    _check_fields(source, test_kind, where)
+    return source
 
 
 def source_from_dict(d: dict) -> DataSource:
@@ -188,7 +204,7 @@ def source_from_dict(d: dict) -> DataSource:
     if unknown:
         raise UserError(f"stored dataset source has unknown field {unknown[0]!r}; upgrade anncnn-tune to read it")
     where = "stored dataset source"
-    kind = _choice(d["kind"], SOURCE_KINDS, f"{where}.kind")
+    kind = _choice(d["kind"], tuple(SOURCE_TYPES), f"{where}.kind")
     size = d.get("image_size")
     return DataSource(
         path=str(d["path"]),
@@ -202,16 +218,6 @@ def source_from_dict(d: dict) -> DataSource:
     )
 
 
-def _reader(source: DataSource):
-    if source.kind == "table":
-        from anncnn_tune.data import table as reader
-    elif source.kind == "images":
-        from anncnn_tune.data import folder as reader
-    else:
-        from anncnn_tune.data import arrays as reader
-    return reader
-
-
 def _require(source: DataSource) -> None:
     for label, value in (("path", source.path), ("test", source.test)):
         if value is not None and not Path(value).exists():
@@ -221,19 +227,19 @@ def _require(source: DataSource) -> None:
 def inspect(source: DataSource) -> Schema:
     """What the data holds (kind, task, shapes, classes, notes), reading no more than it must."""
     _require(source)
-    return _reader(source).inspect(source)
+    return source_type(source.kind).inspect(source)
 
 
 def load_source(source: DataSource, *, seed: int = 0, subset=None, data_dir=None) -> Splits:
     """The source's train/validation/test `Splits`, as every built-in loader returns them."""
     _require(source)
-    return _reader(source).load(source, seed=seed, subset=subset, data_dir=data_dir)
+    return source_type(source.kind).load(source, seed=seed, subset=subset, data_dir=data_dir)
 
 
 def current_fingerprint(source: DataSource) -> str:
     """sha256 of the data as it is now (files and, for folders, their names), to detect a change."""
     _require(source)
-    return _reader(source).fingerprint(source)
+    return source_type(source.kind).fingerprint(source)
 
 
 def check_unchanged(source: DataSource, recorded: str) -> None:

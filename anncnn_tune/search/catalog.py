@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import optuna
 
 from anncnn_tune.search.spec import builtin_names, load_spec
@@ -20,9 +22,9 @@ def builtin_studies() -> list[dict]:
     return rows
 
 
-def _summaries(url: str):
-    """(storage, its study summaries), or None when the SQLite file does not exist yet: a listing
-    creates nothing to find out that there is nothing to list."""
+def _per_study(url: str, row: Callable[..., dict | None]) -> list[dict] | None:
+    """row(summary, storage) for every stored study, leaving out those it gives None for; None when
+    the SQLite file does not exist yet: a listing creates nothing to find out that there is nothing to list."""
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         return None
@@ -30,46 +32,42 @@ def _summaries(url: str):
         storage = open_storage_readonly(url)
     except NoStudiesYet:  # an empty file or database: nothing to list, and nothing is created
         return None
-    return storage, optuna.get_all_study_summaries(storage, include_best_trial=False)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    return [r for r in (row(summary, storage) for summary in summaries) if r is not None]
 
 
 def stored_studies(url: str) -> list[dict] | None:
     """Per study: trials by state and best value; None when the default SQLite file does not exist yet."""
-    found = _summaries(url)
-    if found is None:
-        return None
-    storage, summaries = found
-    rows = []
-    for summary in summaries:
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        spec = StudyRecord.read_summary(summary, storage).spec or {}
-        best = study_best_trial(study)
-        rows.append({
-            "name": summary.study_name,
-            "metric": spec.get("metric", "value"),
-            "direction": summary.direction.name.lower(),
-            "states": {k: v for k, v in counts(study).items() if v},
-            "best_value": best.value if best else None,
-            "best_trial": best.number if best else None,
-        })
-    return rows
+    return _per_study(url, _study_row)
+
+
+def _study_row(summary, storage) -> dict:
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    spec = StudyRecord.read_summary(summary, storage).spec or {}
+    best = study_best_trial(study)
+    return {
+        "name": summary.study_name,
+        "metric": spec.get("metric", "value"),
+        "direction": summary.direction.name.lower(),
+        "states": {k: v for k, v in counts(study).items() if v},
+        "best_value": best.value if best else None,
+        "best_trial": best.number if best else None,
+    }
 
 
 def stored_sources(url: str) -> list[dict] | None:
     """Per study on a user's own data: its source (path, kind), task and data fingerprint, from the
     study's stored spec and data description. None when the default SQLite file does not exist yet."""
-    found = _summaries(url)
-    if found is None:
+    rows = _per_study(url, _source_row)
+    return None if rows is None else sorted(rows, key=lambda r: (str(r["path"]), r["study"]))
+
+
+def _source_row(summary, storage) -> dict | None:
+    record = StudyRecord.read_summary(summary, storage)
+    source = (record.spec or {}).get("dataset")
+    if not isinstance(source, dict):  # a registry key: listed with the built-in datasets
         return None
-    storage, summaries = found
-    rows = []
-    for summary in summaries:
-        record = StudyRecord.read_summary(summary, storage)
-        source = (record.spec or {}).get("dataset")
-        if not isinstance(source, dict):  # a registry key: listed with the built-in datasets
-            continue
-        data = record.data
-        task = data.get("task") or source.get("task")
-        rows.append({"study": summary.study_name, "path": source.get("path"), "kind": source.get("kind"),
-                     "task": task, "fingerprint": data.get("fingerprint")})
-    return sorted(rows, key=lambda r: (str(r["path"]), r["study"]))
+    data = record.data
+    task = data.get("task") or source.get("task")
+    return {"study": summary.study_name, "path": source.get("path"), "kind": source.get("kind"),
+            "task": task, "fingerprint": data.get("fingerprint")}

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from anncnn_tune.atomic import write_atomically
-from anncnn_tune.data.source import inspect, kind_of, parse_source
+from anncnn_tune.data.source import inspect, kind_of, parse_source, source_type
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.generate import generate, to_yaml
 from anncnn_tune.search.names import check_study_name, sanitize
@@ -87,29 +87,12 @@ def dataset_mapping(source, schema, out_dir: Path) -> dict:
     return mapping
 
 
-def _header(path: Path) -> list[str]:
-    """A table's column names, read from its header alone (for the message of a missing --target)."""
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            return [str(c) for c in pq.read_schema(path).names]
-        import pandas as pd
-
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
-        return [str(c) for c in pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig").columns]
-    except Exception:  # noqa: BLE001 - an unreadable file is reported by the reader, with its reason
-        return []
-
-
-def _require_target(request: InitRequest) -> None:
+def _init_check(request: InitRequest) -> None:
+    """The kind's own check before inspecting (a table without --target lists its columns)."""
     path = Path(request.path).expanduser()
-    if request.target is not None or kind_of(path) != "table" or not path.is_file():
-        return
-    columns = _header(path)
-    listed = f"; its columns are: {', '.join(columns[:30])}" + (" ..." if len(columns) > 30 else "") \
-        if columns else ""
-    raise UserError(f"{path.name} is a table: pass --target COL, the column to predict{listed}")
+    kind = kind_of(path)
+    if kind is not None and source_type(kind).init_check is not None:
+        source_type(kind).init_check(path, {"target": request.target})
 
 
 def _out_dir(flag: str | None) -> Path:
@@ -125,7 +108,7 @@ def init(request: InitRequest) -> InitResult:
     out_dir = _out_dir(request.out_dir)
     if request.name is not None:
         check_study_name(request.name, "--name")
-    _require_target(request)
+    _init_check(request)
     raw = {"path": request.path, "task": request.task}
     for key, value in (("target", request.target), ("test", request.test)):
         if value is not None:

@@ -397,7 +397,7 @@ def _dataset(value, where: str, base_dir: Path | None):
     describing the user's own file. kind (image | tabular) and task are None where only loading
     tells them (an array file's kind, an `auto` task): optimize checks those with fits_data."""
     if isinstance(value, dict):
-        from anncnn_tune.data.source import parse_source, source_from_dict  # only user datasets need these
+        from anncnn_tune.data.source import parse_source, source_from_dict, source_type  # user data only
 
         # A stored spec holds the resolved source (with its kind), whose files may have moved since:
         # compare and export read it as stored; a study file's mapping is checked against the disk.
@@ -405,7 +405,7 @@ def _dataset(value, where: str, base_dir: Path | None):
             src = source_from_dict(value)
         else:
             src = parse_source(value, base_dir=base_dir or Path.cwd(), where=f"{where}.dataset")
-        kind = {"images": "image", "table": "tabular"}.get(src.kind)
+        kind = source_type(src.kind).data_kind
         return src.key, kind, None if src.task == "auto" else src.task, src
     if not isinstance(value, str) or value not in DATASETS:
         raise UserError(f"{where}.dataset: unknown dataset {P.short(value)}; known: {', '.join(DATASETS)}")

@@ -17,7 +17,6 @@ The dashboard writes notes into studies it serves, so it opens an existing schem
 
 from __future__ import annotations
 
-import atexit
 import sqlite3
 import urllib.parse
 from pathlib import Path
@@ -29,11 +28,11 @@ import sqlalchemy.exc
 from anncnn_tune.errors import UserError
 from anncnn_tune.service import optuna_private
 from anncnn_tune.service.storage import (
+    OpenedStorages,
     _engine_kwargs,
     _parse,
     _unreachable,
     check_sqlite_intact,
-    dispose_storages,
     mask,
     quiet_experimental_warnings,
     sqlite_path,
@@ -43,7 +42,7 @@ from anncnn_tune.service.storage import (
 REQUIRED_TABLES = frozenset({"studies", "trials", "version_info", "alembic_version"})
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
-_OPEN: dict[tuple, tuple[optuna.storages.RDBStorage, tuple | None]] = {}
+_OPEN = OpenedStorages()  # by (url, read_only)
 
 
 class NoStudiesYet(UserError):
@@ -103,13 +102,6 @@ def _check_intact(url: str, path: Path, *, plain: bool) -> None:
                         f"save what it still holds with `sqlite3 {path} .recover`")
 
 
-def _file_identity(path: Path | None) -> tuple[int, int] | None:
-    try:
-        return None if path is None else (path.stat().st_dev, path.stat().st_ino)
-    except FileNotFoundError:
-        return None
-
-
 def _check_schema(engine: sqlalchemy.engine.Engine, url: str) -> None:
     """A complete Optuna schema, or a one-line error. One that is still being created counts as
     no studies yet (the dashboard waits for it): reading it would mean finishing it, as Optuna
@@ -146,12 +138,9 @@ def open_storage_readonly(url: str, *, read_only: bool = True) -> optuna.storage
     if path is not None:
         _check_sqlite_file(path)
     key = (url, read_only)
-    if key in _OPEN:
-        storage, identity = _OPEN[key]
-        if identity == _file_identity(path):
-            return storage
-        del _OPEN[key]
-        storage.engine.dispose()
+    opened = _OPEN.get(key, path)
+    if opened is not None:
+        return opened
     open_url = _sqlite_open_url(url, path) if path is not None and read_only else url
     if path is not None:
         _check_intact(url, path, plain=open_url == url)
@@ -177,13 +166,9 @@ def open_storage_readonly(url: str, *, read_only: bool = True) -> optuna.storage
         raise UserError(f"storage {mask(url)}: {str(exc).splitlines()[0]}") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
         raise _unreachable(url, exc) from None
-    if not _OPEN:
-        atexit.register(close_readonly)
-    _OPEN[key] = (storage, _file_identity(path))
-    return storage
+    return _OPEN.add(key, path, storage)
 
 
 def close_readonly() -> None:
     """Dispose every engine opened here (at exit, and in tests before removing a database)."""
-    atexit.unregister(close_readonly)
-    dispose_storages(_OPEN)
+    _OPEN.close()

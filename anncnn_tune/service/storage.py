@@ -34,7 +34,59 @@ CONNECT_TIMEOUT = 5  # seconds before an unreachable server is reported
 SQLITE_BUSY_TIMEOUT = 60  # seconds a local worker waits for SQLite's write lock
 MAX_RETRY = 3  # a trial whose worker dies is retried at most this many times
 
-_OPEN: dict[tuple, tuple[optuna.storages.RDBStorage, tuple | None]] = {}  # key -> (storage, file identity)
+
+def file_identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of a SQLite file, to notice it deleted or replaced; None for a server or no file."""
+    try:
+        return None if path is None else (path.stat().st_dev, path.stat().st_ino)
+    except FileNotFoundError:
+        return None
+
+
+class OpenedStorages:
+    """The storages this process opened, by key, each with its SQLite file's identity when opened:
+    one engine per key, and never one whose file was deleted or replaced since (its pooled
+    connections would point at the old file). Emptied at exit, registered on first use (no
+    import-time effects); `open_storage` and `readonly.open_storage_readonly` each keep one."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple, tuple[optuna.storages.RDBStorage, tuple | None, Path | None]] = {}
+
+    def get(self, key: tuple, path: Path | None) -> optuna.storages.RDBStorage | None:
+        if key not in self._open:
+            return None
+        storage, identity, _ = self._open[key]
+        if identity == file_identity(path):
+            return storage
+        del self._open[key]
+        storage.engine.dispose()
+        return None
+
+    def add(self, key: tuple, path: Path | None, storage: optuna.storages.RDBStorage) -> optuna.storages.RDBStorage:
+        if not self._open:
+            atexit.register(self.close)
+        self._open[key] = (storage, file_identity(path), path)
+        return storage
+
+    def lost_file(self, storage: optuna.storages.RDBStorage) -> Path | None:
+        """The SQLite file `storage` was opened on, if it is no longer the file at that path."""
+        for opened, identity, path in list(self._open.values()):
+            if opened is storage and identity is not None and file_identity(path) != identity:
+                return path
+        return None
+
+    def close(self) -> None:
+        """Dispose every engine, emptying the cache."""
+        atexit.unregister(self.close)
+        while self._open:
+            _, (storage, _identity, _path) = self._open.popitem()
+            # The server may be gone already; there is nothing left to release then.
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError, OSError):
+                storage.remove_session()
+                storage.engine.dispose()
+
+
+_OPEN = OpenedStorages()  # the workers' storages, by (url, heartbeat, retry)
 
 
 def quiet_experimental_warnings() -> None:
@@ -235,13 +287,9 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_interval: int 
     _check_sqlite(url, must_exist)
     quiet_experimental_warnings()
     key = (url, heartbeat_interval or None, bool(retry_stale and heartbeat_interval))
-    if key in _OPEN:
-        storage, identity = _OPEN[key]
-        if identity == _file_identity(url):
-            return storage
-        # The SQLite file was deleted or replaced since: the pooled connections point at the old one.
-        del _OPEN[key]
-        storage.engine.dispose()
+    opened = _OPEN.get(key, sqlite_path(url))
+    if opened is not None:
+        return opened
     check_sqlite_intact(url)
     kwargs = {}
     if heartbeat_interval:
@@ -259,18 +307,7 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_interval: int 
     if parsed.get_backend_name() == "sqlite":
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
         storage.engine.dispose()  # the connections RDBStorage opened to create the schema lack the pragmas
-    if not _OPEN:
-        atexit.register(close_all)  # registered once per process, on first use (no import-time effects)
-    _OPEN[key] = (storage, _file_identity(url))
-    return storage
-
-
-def _file_identity(url: str) -> tuple[int, int] | None:
-    path = sqlite_path(url)
-    try:
-        return None if path is None else (path.stat().st_dev, path.stat().st_ino)
-    except FileNotFoundError:
-        return None
+    return _OPEN.add(key, sqlite_path(url), storage)
 
 
 class StorageLost(UserError):
@@ -290,26 +327,13 @@ def check_storage_file(study: optuna.Study) -> None:
     """
     from anncnn_tune.service.optuna_private import rdb_storage
 
-    storage = rdb_storage(study)
-    for (url, _hb, _retry), (opened, identity) in list(_OPEN.items()):
-        if opened is storage and identity is not None and _file_identity(url) != identity:
-            path = sqlite_path(url)
-            raise StorageLost(f"the study storage {path} was deleted or replaced during the run, so this run's "
-                              "trials are lost; restore the file from a backup, or rerun to start the study again")
-
-
-def dispose_storages(opened: dict) -> None:
-    """Dispose every engine of a cache of opened storages, emptying it."""
-    while opened:
-        _, (storage, _identity) = opened.popitem()
-        # The server may be gone already; there is nothing left to release then.
-        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError, OSError):
-            storage.remove_session()
-            storage.engine.dispose()
+    path = _OPEN.lost_file(rdb_storage(study))
+    if path is not None:
+        raise StorageLost(f"the study storage {path} was deleted or replaced during the run, so this run's "
+                          "trials are lost; restore the file from a backup, or rerun to start the study again")
 
 
 def close_all() -> None:
     """Dispose every engine this process opened (at exit, and in tests before dropping a database)."""
-    atexit.unregister(close_all)
-    dispose_storages(_OPEN)
+    _OPEN.close()
 
