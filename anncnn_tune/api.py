@@ -68,7 +68,7 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
              device: str = "auto", devices: str | Sequence[str] | None = None, workers: int | str = 1,
              threads: int | None = None, data_dir: str | None = None, artifacts: str | None = None,
              compile: bool = False, heartbeat_interval: int | None = None, quiet: bool = False,
-             study_name: str | None = None) -> OptimizeResult:
+             study_name: str | None = None, dataset: str | None = None) -> OptimizeResult:
     """Run (or resume) a study until it holds `n_trials` finished (complete or pruned) trials.
 
     study: a built-in study name ("digits-cnn", see `anncnn-tune studies`) or a study file's path.
@@ -80,6 +80,8 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
     this process may use, the model's size and the memory (search/parallel.py). threads: torch CPU
     threads per worker (default cores // workers, or OMP_NUM_THREADS). timeout: stop starting new trials after this many seconds.
     study_name: run the study file under this name, so variants of one file sit side by side.
+    dataset: a file or folder of the same kind as the study's data (a folder of 32x32 colour images for
+    cifar10-cnn): the study's space, baselines, budget and pruner on it, stored as NAME-on-FOLDER.
 
     Returns an OptimizeResult: the trial counts by state, the best trial (value, number, params,
     baseline name), this launch's `wall_seconds` and `finished_here` (its complete or pruned
@@ -99,7 +101,8 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
                               heartbeat_interval=DEFAULT_HEARTBEAT if heartbeat_interval is None
                               else heartbeat_interval, quiet=quiet,
                               artifacts=None if artifacts is None else str(artifacts), workers=workers,
-                              devices=tuple(devices or ()), study_name=study_name)
+                              devices=tuple(devices or ()), study_name=study_name,
+                              dataset=dataset)
     return launch(request)
 
 

@@ -51,6 +51,9 @@ def cli():
 @click.option("--subset", type=SUBSET, default=None, metavar="FRACTION|COUNT",
               help="Train on a seeded part of the training split (a fraction in (0, 1] such as 0.2, or a whole "
                    "count such as 500), for quick looks on a CPU; validation and test splits stay whole.")
+@click.option("--dataset", default=None, metavar="PATH",
+              help="Run the study on your copy of its data: a file or folder of the same kind (a folder of "
+                   "32x32 colour images in class folders for cifar10-cnn). Stored as NAME-on-FOLDER.")
 @click.option("--data-dir", default=None, metavar="DIR",
               help="Dataset cache directory (default: $ANNCNN_TUNE_DATA, else the per-user cache).")
 @click.option("--heartbeat-interval", type=click.IntRange(min=1), default=storage_mod.DEFAULT_HEARTBEAT,
@@ -70,7 +73,8 @@ def cli():
 @click.option("--artifacts", default=None, metavar="DIR",
               help="Checkpoints and per-trial files for the dashboard. Default: $ANNCNN_TUNE_ARTIFACTS, else "
                    "NAME-artifacts/ beside a SQLite file NAME.db, else ./anncnn-tune-artifacts.")
-def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed, subset, data_dir, heartbeat_interval,
+def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed, subset, dataset, data_dir,
+             heartbeat_interval,
              compile_, threads, quiet, workers, devices, artifacts):
     """Run (or resume) a study until it holds --n-trials finished trials.
 
@@ -84,7 +88,8 @@ def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed
     result = api.optimize(study, storage=storage, n_trials=n_trials, timeout=timeout, device=device, epochs=epochs,
                           seed=seed, subset=subset, data_dir=data_dir, compile=compile_, threads=threads,
                           heartbeat_interval=heartbeat_interval, quiet=quiet, artifacts=artifacts,
-                          workers=workers, devices=devices, study_name=study_name)
+                          workers=workers, devices=devices, study_name=study_name,
+                          dataset=dataset)
     states = ", ".join(f"{n} {s}" for s, n in result.states.items())
     click.echo(f"study {result.study_name}: {states}")
     click.echo(f"this launch: {result.finished_here} trial(s) finished, wall time {duration_text(result.wall_seconds)}")

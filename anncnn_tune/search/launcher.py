@@ -71,6 +71,7 @@ class OptimizeRequest:
     workers: int | str = 1  # or "auto": search.parallel's measured rule picks the count
     devices: tuple[str, ...] = ()  # round-robin over the workers; empty: every worker uses `device`
     study_name: str | None = None  # run the study file under this name (variants side by side in one storage)
+    dataset: str | None = None  # run the study on this file or folder instead of its own data (NAME-on-FOLDER)
 
 
 @dataclass
@@ -107,6 +108,8 @@ def _optimize(request: OptimizeRequest) -> OptimizeResult:
     check_numbers(request)
     spec = load_spec(request.study).with_overrides(epochs=request.epochs, seed=request.seed,
                                                 subset=request.subset)
+    if request.dataset is not None:
+        spec = spec.on_dataset(request.dataset)
     request = _default_trials(request, spec)
     if request.study_name:
         spec = replace(spec, name=check_study_name(request.study_name))

@@ -142,6 +142,24 @@ class Spec:
             changed["sampler"] = {**self.sampler, "seed": seed}
         return replace(self, **changed)
 
+    def on_dataset(self, path: str) -> Spec:
+        """The same study (space, baselines, budget, pruner, metric) on the user's copy of its data: a
+        file or folder of the same kind (a folder of 32x32 colour images for cifar10-cnn), stored under
+        NAME-on-FOLDER so it never mixes with the study of the built-in data."""
+        from anncnn_tune.data.source import parse_source, source_type
+        from anncnn_tune.search.names import sanitize
+
+        src = parse_source({"path": path}, base_dir=Path.cwd(), where="--dataset")
+        kind = source_type(src.kind).data_kind
+        if kind is not None:
+            _family_takes(self.family, kind, path, "--dataset")
+            wanted = DATASETS[self.dataset].kind if self.data_source is None else None
+            if wanted is not None and wanted != kind:
+                raise UserError(f"--dataset {path} holds {kind} data, study {self.name} searches {wanted} data; "
+                                "pass a dataset of the same kind or another study")
+        name = f"{self.name}-on-{sanitize(Path(path).resolve().name)}"[:100]
+        return replace(self, name=name, dataset=src.key, data_source=src)
+
     def to_dict(self) -> dict:
         """The study-file form (what the study stores as its spec, service/records.py)."""
         params = {name: s.as_dict() for name, s in self.space.items()}
