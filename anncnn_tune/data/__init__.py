@@ -56,10 +56,13 @@ def get(key: str) -> DatasetInfo:
 
 
 def load_dataset(dataset: str | DataSource, *, data_dir=None, seed: int = 0, subset=None) -> Splits:
-    """The Splits of a registry key or of a user's DataSource (see data/source.py)."""
+    """The Splits of a registry key or of a user's DataSource (see data/source.py); a regression
+    target's scaling (`Splits.target_scaling`) is fitted on the training rows here."""
     if isinstance(dataset, DataSource):
         return load_source(dataset, seed=seed, subset=subset, data_dir=data_dir)
-    return get(dataset).load(data_dir=data_dir, seed=seed, subset=subset)
+    splits = get(dataset).load(data_dir=data_dir, seed=seed, subset=subset)
+    splits.scale_target()  # a built-in regression target is standardised on its training rows
+    return splits
 
 
 def kind_and_task(dataset: str | DataSource) -> tuple[str, str]:

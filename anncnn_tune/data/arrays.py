@@ -22,6 +22,7 @@ from anncnn_tune.data.base import (
     VAL_FRACTION,
     Splits,
     channel_stats,
+    choose_transform,
     fingerprint_files,
     split_parts,
 )
@@ -199,4 +200,7 @@ def _schema_of(splits: Splits, task, classes, notes, y, y_test) -> Schema:
 
 def inspect(source: DataSource) -> Schema:
     """An .npz is read whole either way (it has no header worth parsing on its own): seed 0."""
-    return _load(source, 0, None)[1]
+    splits, schema = _load(source, 0, None)
+    if splits.task == "regression":
+        schema.target_transform = choose_transform(splits.y_train)
+    return schema

@@ -10,12 +10,104 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from anncnn_tune.data.source import TARGET_TRANSFORMS
 from anncnn_tune.errors import UserError
 
 TASKS = ("multiclass", "binary", "regression")
 HOLDOUT = 0.15  # a seeded split of one file or folder: validation and test each take 15%
 VAL_FRACTION = 0.1  # of the training part when a test split is given (as the built-in image datasets)
 KINDS = ("image", "tabular")
+LOG_SKEW = 1.0  # init proposes `log` for a positive target whose training-row skewness exceeds this
+LOG_LIMIT = 80.0  # exp() input cap in to_user: a wild output of an untrained model stays finite in float32
+
+
+@dataclass(frozen=True)
+class TargetScaling:
+    """How a regression target goes from the user's units to the model's and back: the one home.
+
+    The model is trained on `to_model(y)` and its outputs are read with `to_user(out)`: every
+    metric, plot, prediction and ONNX output is in the user's units. `standardize` is
+    (y - mean) / std; `log` is the same on log(y) (for a skewed positive target); `none` leaves
+    y as it is (classification, and studies made before targets were scaled). mean and std are
+    measured on the training rows only (`fit`), and a study records them (`to_dict`) so retrain
+    rebuilds exactly what the trials trained on.
+    """
+
+    transform: str = "none"
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, y_train: np.ndarray, transform: str = "standardize") -> TargetScaling:
+        """Statistics of the training targets (float64) for `transform`."""
+        if transform not in TARGET_TRANSFORMS:
+            raise UserError(f"target_transform must be one of {', '.join(TARGET_TRANSFORMS)}, got {transform!r}")
+        if transform == "none":
+            return cls()
+        values = np.asarray(y_train, dtype=np.float64).reshape(-1)
+        if transform == "log":
+            low = float(values.min()) if len(values) else 0.0
+            if low <= 0:
+                raise UserError(f"target_transform: log needs positive targets, but the training rows hold {low:g}; "
+                                "use target_transform: standardize")
+            values = np.log(values)
+        std = float(values.std()) if len(values) else 1.0
+        return cls(transform, float(values.mean()) if len(values) else 0.0, std if std > 0 else 1.0)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> TargetScaling:
+        """What a study or run file recorded; None (studies made before targets were scaled): identity."""
+        if d is None:
+            return cls()
+        if not isinstance(d, dict) or d.get("transform") not in TARGET_TRANSFORMS:
+            raise UserError(f"recorded target scaling {d!r} is not one anncnn-tune writes; export the run file again")
+        return cls(d["transform"], float(d.get("mean", 0.0)), float(d.get("std", 1.0)))
+
+    def to_dict(self) -> dict:
+        return {"transform": self.transform, "mean": self.mean, "std": self.std}
+
+    @property
+    def identity(self) -> bool:
+        return self.transform == "none"
+
+    @property
+    def loss_scale(self) -> float | None:
+        """Factor from a squared error on the model's scale to one in the user's units, where one exists
+        (an affine scaling); None for `log`."""
+        if self.transform == "log":
+            return None
+        return self.std**2
+
+    def to_model(self, y: np.ndarray) -> np.ndarray:
+        """User-unit targets (numpy) as the model learns them, float32."""
+        if self.identity:
+            return y
+        values = np.asarray(y, dtype=np.float64)
+        if self.transform == "log":
+            values = np.log(values)
+        return ((values - self.mean) / self.std).astype(np.float32)
+
+    def to_user(self, out):
+        """Model outputs (a torch tensor or a numpy array) in the user's units; traceable for ONNX."""
+        if self.identity:
+            return out
+        value = out * self.std + self.mean
+        if self.transform != "log":
+            return value
+        if hasattr(value, "clamp"):  # a torch tensor (data/ does not import torch)
+            return value.clamp(max=LOG_LIMIT).exp()
+        return np.exp(np.minimum(value, LOG_LIMIT))
+
+
+def choose_transform(y_train: np.ndarray) -> tuple[str, str]:
+    """(transform, why) that `init` writes for a regression target, decided on the training rows only."""
+    values = np.asarray(y_train, dtype=np.float64).reshape(-1)
+    std = values.std()
+    skew = float(((values - values.mean()) ** 3).mean() / std**3) if std > 0 else 0.0
+    if skew > LOG_SKEW and values.min() > 0:
+        return "log", f"skewness {skew:.2f} > {LOG_SKEW:g} and all values positive on the training rows"
+    why = f"skewness {skew:.2f}" + ("" if values.min() > 0 else ", values not all positive")
+    return "standardize", f"{why} on the training rows"
 
 
 @dataclass
@@ -45,10 +137,23 @@ class Splits:
     feature_names: tuple[str, ...] | None = None
     source: dict | None = None  # a user's DataSource.to_dict(); None for registry datasets
     schema: dict | None = None  # Schema.summary() of a user's source
+    target_scaling: TargetScaling | None = None  # regression: fitted on y_train by the loader; None: identity
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def target(self) -> TargetScaling:
+        """The target's scaling: identity for classification and where none was fitted."""
+        if self.task != "regression" or self.target_scaling is None:
+            return TargetScaling()
+        return self.target_scaling
+
+    def scale_target(self, transform: str | None = None) -> None:
+        """Fit the regression target's scaling on the training rows only (a no-op for classes)."""
+        if self.task == "regression":
+            self.target_scaling = TargetScaling.fit(self.y_train, transform or "standardize")
 
     @property
     def out_dim(self) -> int:
@@ -68,6 +173,7 @@ class Splits:
             "fingerprint": self.fingerprint,
             "split_seed": self.split_seed,
             **({"source": self.source, "schema": self.schema} if self.source is not None else {}),
+            **({"target_scaling": self.target.to_dict()} if self.task == "regression" else {}),
         }
 
 

@@ -24,6 +24,8 @@ class Schema:
     modes: dict[str, int] | None = None  # Pillow mode -> images
     splits: dict[str, int] | None = None  # where the data says: train / val / test counts
     skipped: list[str] = field(default_factory=list)  # files skipped (on_bad_file: skip)
+    # regression: the target_transform `init` writes (base.choose_transform on the training rows) and why
+    target_transform: tuple[str, str] | None = None
 
     @property
     def imbalance(self) -> float | None:
@@ -61,6 +63,9 @@ class Schema:
                 listed = ", ".join(f"{c} {n}" for c, n in self.missing.items())
                 out.append(f"  missing values: {listed or 'none'}")
             out.append(f"target: {self.target} ({self.task})")
+            if self.target_transform:
+                transform, why = self.target_transform
+                out.append(f"  target transform: {transform} ({why})")
         else:
             out.append(f"images: {self.n_samples}, input {'x'.join(str(d) for d in self.input_shape)} (C x H x W)")
             if self.sizes:

@@ -30,7 +30,9 @@ SOURCE_TYPES: dict[str, SourceType] = {
 }
 SOURCE_TASKS = ("auto", "binary", "multiclass", "regression")
 BAD_FILE_POLICIES = ("error", "skip")
-KEYS = ("path", "target", "task", "drop", "test", "image_size", "on_bad_file")  # path and task, and OPTIONS
+TARGET_TRANSFORMS = ("standardize", "log", "none")  # a regression target's way to the model (base.TargetScaling)
+# path and task, the kinds' OPTIONS, and target_transform (any kind's regression target)
+KEYS = ("path", "target", "task", "drop", "test", "image_size", "on_bad_file", "target_transform")
 STORED_KEYS = ("kind",) + KEYS
 
 
@@ -46,6 +48,9 @@ class DataSource:
     test: str | None = None  # a held-out file or folder of the same kind; None: a seeded split
     image_size: tuple[int, int] | None = None  # (height, width), as Keras' image_size
     on_bad_file: str = "error"  # error | skip
+    # Regression only: standardize | log | none (see base.TargetScaling); None: standardize. `init`
+    # writes its choice here, so a user changes it in the study file.
+    target_transform: str | None = None
 
     @property
     def key(self) -> str:
@@ -64,6 +69,8 @@ class DataSource:
             "test": self.test,
             "image_size": list(self.image_size) if self.image_size else None,
             "on_bad_file": self.on_bad_file,
+            # only where set: sources stored before the option existed read back equal
+            **({"target_transform": self.target_transform} if self.target_transform is not None else {}),
         }
 
 
@@ -190,8 +197,13 @@ def parse_source(raw, *, base_dir: Path, where: str) -> DataSource:
         if test_path == path:
             raise UserError(f"{where}.test is the same as {where}.path; give a separate held-out file or folder")
         test = str(test_path)
+    transform = raw.get("target_transform")
+    if transform is not None:
+        _choice(transform, TARGET_TRANSFORMS, f"{where}.target_transform")
+        if source_type(kind).data_kind == "image" or task in ("binary", "multiclass"):
+            raise UserError(f"{where}.target_transform applies to regression targets only; remove it")
     source = DataSource(path=str(path), kind=kind, target=target, task=task, drop=drop, test=test,
-                        image_size=image_size, on_bad_file=on_bad_file)
+                        image_size=image_size, on_bad_file=on_bad_file, target_transform=transform)
     _check_fields(source, test_kind, where)
     return source
 
@@ -215,6 +227,8 @@ def source_from_dict(d: dict) -> DataSource:
         test=d.get("test"),
         image_size=_image_size(size, f"{where}.image_size"),
         on_bad_file=_choice(d.get("on_bad_file", "error"), BAD_FILE_POLICIES, f"{where}.on_bad_file"),
+        target_transform=(None if d.get("target_transform") is None
+                          else _choice(d["target_transform"], TARGET_TRANSFORMS, f"{where}.target_transform")),
     )
 
 
@@ -231,9 +245,15 @@ def inspect(source: DataSource) -> Schema:
 
 
 def load_source(source: DataSource, *, seed: int = 0, subset=None, data_dir=None) -> Splits:
-    """The source's train/validation/test `Splits`, as every built-in loader returns them."""
+    """The source's train/validation/test `Splits`, as every built-in loader returns them, a
+    regression target's scaling fitted on the training rows (`target_transform`)."""
     _require(source)
-    return source_type(source.kind).load(source, seed=seed, subset=subset, data_dir=data_dir)
+    splits = source_type(source.kind).load(source, seed=seed, subset=subset, data_dir=data_dir)
+    if source.target_transform is not None and splits.task != "regression":
+        raise UserError(f"target_transform applies to regression targets only; {Path(source.path).name} is "
+                        f"{splits.task}: remove it from the dataset mapping")
+    splits.scale_target(source.target_transform)
+    return splits
 
 
 def current_fingerprint(source: DataSource) -> str:

@@ -20,7 +20,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from anncnn_tune.data.base import Splits, fingerprint_files, split_rows
+from anncnn_tune.data.base import Splits, choose_transform, fingerprint_files, split_rows
 from anncnn_tune.data.memory import check_fits
 from anncnn_tune.data.schema import Schema
 from anncnn_tune.errors import UserError
@@ -355,7 +355,10 @@ def inspect(source: DataSource) -> Schema:
         source.key, prepared.frame, prepared.y, prepared.cols, task=prepared.task, classes=prepared.classes,
         seed=0, subset=None, fingerprint="", test_frame=prepared.test_frame, y_test=prepared.y_test,
     )
-    return _schema(source, prepared, splits)
+    schema = _schema(source, prepared, splits)
+    if splits.task == "regression":
+        schema.target_transform = choose_transform(splits.y_train)
+    return schema
 
 
 def _schema(source: DataSource, prepared: _Prepared, splits: Splits) -> Schema:

@@ -10,6 +10,7 @@ file must fail at load time with the file and key named, not halfway through tra
 from __future__ import annotations
 
 import datetime as dt
+import math
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -19,7 +20,7 @@ import optuna
 import yaml
 from optuna.trial import FixedTrial, TrialState
 
-from anncnn_tune.data.source import check_unchanged
+from anncnn_tune.data.source import TARGET_TRANSFORMS, check_unchanged
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.spec import mapping, read_yaml, spec_from_dict, suggest, text
 from anncnn_tune.search.study import stored_spec
@@ -53,6 +54,9 @@ class Run:
     source: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     data_source: object | None = None  # a user dataset's DataSource (`dataset` is then its key)
+    # a regression target's recorded scaling (TargetScaling.to_dict()); None: identity (run files of
+    # studies made before targets were scaled, and classification)
+    target_scaling: dict | None = None
 
     @property
     def label(self) -> str:
@@ -65,7 +69,8 @@ class Run:
         dataset = self.data_source.to_dict() if self.data_source is not None else self.dataset
         d = {"format": FORMAT, "dataset": dataset, "model": self.model, "metric": self.metric,
              "epochs": self.epochs, "seed": self.seed, "params": dict(self.params),
-             "data": {"fingerprint": self.fingerprint, "split_seed": self.split_seed}}
+             "data": {"fingerprint": self.fingerprint, "split_seed": self.split_seed,
+                      **({"target_scaling": dict(self.target_scaling)} if self.target_scaling is not None else {})}}
         if self.subset is not None:
             d["subset"] = self.subset
         if self.source:
@@ -154,7 +159,9 @@ def run_from_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, url: st
         "epochs": record.epochs_to_retrain(spec.epochs),
         "seed": record.seed_or_default(spec.seed),
         "params": params,
-        "data": {"fingerprint": study_record.fingerprint, "split_seed": int(study_record.split_seed(spec.seed))},
+        "data": {"fingerprint": study_record.fingerprint, "split_seed": int(study_record.split_seed(spec.seed)),
+                 # what the trials trained on, so retrain rebuilds it (absent: a study made before targets were scaled)
+                 **({"target_scaling": study_record.target_scaling} if study_record.target_scaling is not None else {})},
         "source": {
             "study": study.study_name,
             "trial": trial.number,
@@ -220,9 +227,13 @@ def validate_run(raw, *, source: str) -> Run:
     if nested:
         raise UserError(f"{source}.params.{nested[0]} must be a single value in a run file, not a search space")
     data = mapping(raw["data"], f"{source}.data", "a mapping with fingerprint and split_seed")
-    extra = sorted(set(data) - {"fingerprint", "split_seed"})
+    extra = sorted(set(data) - {"fingerprint", "split_seed", "target_scaling"})
     if extra:
-        raise UserError(f"{source}.data: unknown key {extra[0]!r}; a run file's data has fingerprint and split_seed")
+        raise UserError(f"{source}.data: unknown key {extra[0]!r}; a run file's data has fingerprint, split_seed "
+                        "and (regression) target_scaling")
+    target_scaling = data.get("target_scaling")
+    if target_scaling is not None:
+        _check_target_scaling(target_scaling, f"{source}.data.target_scaling")
     fingerprint = data.get("fingerprint")
     if not isinstance(fingerprint, str) or not fingerprint:
         raise UserError(f"{source}.data.fingerprint must be the data fingerprint string the study recorded")
@@ -246,7 +257,24 @@ def validate_run(raw, *, source: str) -> Run:
     return Run(path=source, dataset=spec.dataset, model=spec.model, metric=spec.metric, epochs=spec.epochs,
                seed=seed, params=spec.family.full(spec.fixed),
                fingerprint=fingerprint, split_seed=split_seed, subset=spec.subset,
-               source=origin, versions=dict(raw.get("versions") or {}), data_source=spec.data_source)
+               source=origin, versions=dict(raw.get("versions") or {}), data_source=spec.data_source,
+               target_scaling=dict(target_scaling) if target_scaling is not None else None)
+
+
+def _check_target_scaling(value, where: str) -> None:
+    """A run file's target scaling: transform and finite mean and (positive) std, as export writes them."""
+    mapping(value, where, "a mapping with transform, mean and std")
+    unknown = sorted(set(value) - {"transform", "mean", "std"})
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; it has transform, mean and std")
+    if value.get("transform") not in TARGET_TRANSFORMS:
+        raise UserError(f"{where}.transform must be one of {', '.join(TARGET_TRANSFORMS)}, got {value.get('transform')!r}")
+    for key in ("mean", "std"):
+        number = value.get(key)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise UserError(f"{where}.{key} must be a finite number, got {number!r}")
+    if value["std"] <= 0:
+        raise UserError(f"{where}.std must be positive, got {value['std']!r}")
 
 
 def load_run(path: str) -> Run:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from anncnn_tune.data import load_dataset
+from anncnn_tune.data.base import TargetScaling
 from anncnn_tune.data.source import check_unchanged
 from anncnn_tune.errors import UserError
 from anncnn_tune.results import report
@@ -113,6 +114,9 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     if splits.fingerprint != run.fingerprint:
         raise UserError(f"{run.path}: the {run.dataset} files here (fingerprint {splits.fingerprint[:12]}) are not "
                         f"the ones the study used ({run.fingerprint[:12]}); use the original files (--data-dir)")
+    # The target scaling the trials trained with, as the run file recorded it; a run file from a
+    # study made before targets were scaled has none: identity, so it retrains as its trials did.
+    splits.target_scaling = TargetScaling.from_dict(run.target_scaling)
     target = record_target(run, request.storage, request.record)
     # The default folder's name comes from the run file's content: one sanitized component under runs/.
     out = Path(request.out or Path("runs") / path_component(run.label))
@@ -155,7 +159,7 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     # Every seed's test predictions, by test index (the split is fixed): what verdict.py pairs.
     np.save(files["predictions"], np.stack(predictions))
     save_weights(model, run, splits, files["weights"])
-    onnx_diff = export_onnx(model.cpu().eval(), splits, files["onnx"])
+    onnx_diff, onnx_tolerance = export_onnx(model.cpu().eval(), splits, files["onnx"])
     # Retrain trains the trial's best epoch count, so the first seed's time is its time to the best epoch.
     spent = measure_cost(model, torch.from_numpy(np.ascontiguousarray(splits.x_test[:1])), files["onnx"],
                          per_seed[0]["train_seconds"])
@@ -179,7 +183,8 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
         test={"metric": key, "mean": summary[key]["mean"], "std": summary[key]["std"], "seeds": request.seeds,
               "summary": summary, "per_seed": per_seed, **details},
         cv={k: v for k, v in cv.items() if k != "histories"} if cv else None,
-        onnx={"max_abs_diff": onnx_diff, "tolerance": ONNX_TOLERANCE, "passed": onnx_diff <= ONNX_TOLERANCE},
+        onnx={"max_abs_diff": onnx_diff, "tolerance": onnx_tolerance, "relative_tolerance": ONNX_TOLERANCE,
+              "passed": onnx_diff <= onnx_tolerance},
         files={name: str(path) for name, path in files.items()},
         retrained_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         cost=spent,
@@ -187,9 +192,10 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     metrics = result.as_dict()
     files["metrics"].write_text(json.dumps(metrics, indent=2))
     files["report"].write_text(report.markdown_report(metrics, run))
-    if onnx_diff > ONNX_TOLERANCE:
-        raise UserError(f"the ONNX export differs from PyTorch by {onnx_diff:.3g} (> {ONNX_TOLERANCE}); the PyTorch "
-                        f"weights in {out} are fine, but do not deploy {files['onnx']}")
+    if onnx_diff > onnx_tolerance:
+        raise UserError(f"the ONNX export differs from PyTorch by {onnx_diff:.3g} (> {onnx_tolerance:.3g}, "
+                        f"{ONNX_TOLERANCE:g} of the outputs' scale); the PyTorch weights in {out} are fine, but do "
+                        f"not deploy {files['onnx']}")
     if target is not None:
         record(target, metrics, out, None if correct[0] is None else np.stack(correct))
     result.recorded = target is not None

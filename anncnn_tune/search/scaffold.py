@@ -84,6 +84,8 @@ def dataset_mapping(source, schema, out_dir: Path) -> dict:
         mapping["image_size"] = list(source.image_size)
     if source.on_bad_file != "error":
         mapping["on_bad_file"] = source.on_bad_file
+    if schema.target_transform:  # written out, so the user sees the choice and can change it
+        mapping["target_transform"] = source.target_transform or schema.target_transform[0]
     return mapping
 
 

@@ -22,6 +22,7 @@ import optuna
 import torch
 
 from anncnn_tune.data import load_dataset
+from anncnn_tune.data.base import TargetScaling
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.objective import Objective
 from anncnn_tune.search.progress import Progress, start_line
@@ -30,6 +31,7 @@ from anncnn_tune.search.study import WorkerResult, counts, open_study, run_worke
 from anncnn_tune.service.artifacts import open_store
 from anncnn_tune.service.budget_lock import StudyLock
 from anncnn_tune.service.optuna_private import failed_trial_logger
+from anncnn_tune.service.records import StudyRecord
 from anncnn_tune.service.signals import raise_keyboard_interrupt
 from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, open_storage
 from anncnn_tune.training.fit import DeviceData, RunOptions
@@ -137,6 +139,10 @@ def run_trials(job: Job, assignment: Assignment, splits=None, *, own_view: bool 
     try:
         lock = StudyLock(storage, job.storage_url, spec.name)
         study = open_study(spec, storage, splits.describe(), lock, worker=assignment.index)
+        if splits.task == "regression":
+            # Train on the scaling the study recorded (the one fitted here for a new study): a study
+            # made before targets were scaled recorded none, and its trials all train on raw values.
+            splits.target_scaling = TargetScaling.from_dict(StudyRecord.read(study).target_scaling)
         stream = _Prefixed(sys.stderr, assignment.label) if assignment.label else None
         progress = Progress(spec.name, spec.metric, spec.epochs, stream=stream, quiet=job.quiet,
                             n_trials=job.n_trials, view=own_view, trials=trial_lines,

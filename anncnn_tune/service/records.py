@@ -202,6 +202,12 @@ class StudyRecord:
     def split_seed(self, default: int | None = None) -> int | None:
         return self.data.get("split_seed", default)
 
+    @property
+    def target_scaling(self) -> dict | None:
+        """A regression target's scaling (data.base.TargetScaling.to_dict()) the trials trained with;
+        None for classes and for studies made before targets were scaled (they trained on raw values)."""
+        return self.data.get("target_scaling")
+
     def fairness(self) -> dict:
         """The settings that must match between studies compared with each other (FAIR_KEYS)."""
         spec = self.spec or {}

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anncnn_tune.data.base import Splits
+from anncnn_tune.data.base import Splits, TargetScaling
 from anncnn_tune.training import averaging
 from anncnn_tune.training import metrics as M
 from anncnn_tune.training import params as P
@@ -68,7 +68,11 @@ class RunOptions:
 
 @dataclass
 class DeviceData:
-    """Dataset splits as device tensors: images stay uint8 here and are normalised per batch."""
+    """Dataset splits as device tensors: images stay uint8 here and are normalised per batch.
+
+    A regression target is held in the model's units for training (y_train, `target.to_model`)
+    and in the user's units for validation (y_val); predict() returns outputs in the user's units.
+    """
 
     task: str
     kind: str
@@ -79,6 +83,7 @@ class DeviceData:
     mean: torch.Tensor | None
     std: torch.Tensor | None
     device: torch.device
+    target: TargetScaling = field(default_factory=TargetScaling)  # identity for classes
 
     @classmethod
     def from_splits(cls, splits: Splits, device: torch.device, *, merge_val: bool = False) -> DeviceData:
@@ -88,6 +93,8 @@ class DeviceData:
         if merge_val:
             x_train, y_train = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
             x_val = y_val = None
+        target = splits.target
+        y_train = target.to_model(y_train)  # the loss sees the scaled target; metrics compare in user units
 
         def put(array):
             return None if array is None else torch.from_numpy(np.ascontiguousarray(array)).to(device)
@@ -97,7 +104,8 @@ class DeviceData:
             shape = (1, -1, 1, 1)
             mean = torch.tensor(splits.mean, dtype=torch.float32, device=device).view(shape)
             std = torch.tensor(splits.std, dtype=torch.float32, device=device).view(shape)
-        return cls(splits.task, splits.kind, put(x_train), put(y_train), put(x_val), put(y_val), mean, std, device)
+        return cls(splits.task, splits.kind, put(x_train), put(y_train), put(x_val), put(y_val), mean, std, device,
+                   target)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Raw stored batch -> float model input (uint8 images normalised here, on the device)."""
@@ -315,7 +323,8 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 @torch.inference_mode()
 def predict(model: nn.Module, data: DeviceData, x: torch.Tensor, options: RunOptions | None = None) -> torch.Tensor:
-    """Model outputs for stored inputs x, in large batches, in eval mode (float32)."""
+    """Model outputs for stored inputs x, in large batches, in eval mode (float32); a regression
+    target's in the user's units (the one place where outputs are unscaled, data.target.to_user)."""
     options = options or RunOptions(device=data.device)
     was_training = model.training
     model.eval()
@@ -329,7 +338,7 @@ def predict(model: nn.Module, data: DeviceData, x: torch.Tensor, options: RunOpt
                 batch = batch.contiguous(memory_format=torch.channels_last)
             outputs.append(model(batch).float())
     model.train(was_training)
-    return torch.cat(outputs)
+    return data.target.to_user(torch.cat(outputs))
 
 
 def evaluate(model, data: DeviceData, x, y, options: RunOptions | None = None) -> dict[str, torch.Tensor]:
@@ -569,7 +578,9 @@ def _epoch_values(loop: _Loop, loss_sum: torch.Tensor, seen: int) -> dict[str, f
     """The train loss over the `seen` samples so far and the validation metrics, fetched in one
     device-to-host transfer."""
     data = loop.data
-    summary = {"train_loss": loss_sum / seen}
+    # A standardised target's squared error is back in the user's units times std**2 (exact); a log
+    # target's training loss stays on the model's scale (there is no such factor).
+    summary = {"train_loss": loss_sum / seen * (data.target.loss_scale or 1.0)}
     if data.x_val is not None:
         with loop.average.applied() if loop.average is not None else contextlib.nullcontext():
             values = evaluate(loop.model, data, data.x_val, data.y_val, loop.options)
