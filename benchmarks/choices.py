@@ -5,7 +5,11 @@
 - random translation: four broadcast index tensors (the former code) vs one flat gather (now);
 - memory format: NCHW vs channels_last training steps for CNNs;
 - validation batch size for predict() on CPU;
-- intra-op threads: 1 vs all cores for one training step.
+- intra-op threads: 1 vs all cores for one training step;
+- bf16 autocast vs float32 training steps on CPU (all cores, channels_last), for the fast CNN and the
+  notebook CNN: where the CPU computes bf16 natively (AVX-512 BF16, AMX) this decides fit()'s default;
+- the CPU's convolution peak in float32 and bf16 (one large 3x3 convolution, forward and backward),
+  against which the fast CNN's training throughput is reported.
 
     python benchmarks/choices.py            # ~2-4 minutes on 2 CPU cores
     python benchmarks/choices.py --quick    # a few iterations of each: checks the script only
@@ -193,6 +197,67 @@ def threads(iterations, repeats) -> list[dict]:
     return rows
 
 
+FAST_CNNS = [
+    ("fastcnn airbench widths 64/256/256", "fastcnn", {"width": 64, "width_mult": 4.0}, (3, 32, 32), 512),
+    ("fastcnn half width 32/128/128", "fastcnn", {"width": 32, "width_mult": 4.0}, (3, 32, 32), 512),
+    ("cnn vgg-bn 32-64-128", "cnn", {"blocks": 3, "filters": 32, "convs": 2, "batch_norm": True,
+                                     "head_width": 128}, (3, 32, 32), 256),
+    ("cnn digits baseline", "cnn", {"blocks": 2, "filters": 32}, (1, 8, 8), 64),
+]
+
+
+def _sgd_step(model, x, y, bf16: bool):
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
+                                nesterov=True, fused=True)
+    context = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+    def step():
+        with context:
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def bf16_steps(iterations, repeats) -> list[dict]:
+    """Images per second of training steps, float32 against bf16 autocast, all cores, channels_last."""
+    torch.set_num_threads(available_cores())
+    rows = []
+    for name, family, params, shape, b in FAST_CNNS:
+        variants = {}
+        for label, bf16 in (("float32", False), ("bf16", True)):
+            torch.manual_seed(0)
+            model = models.build(family, params, shape, 10).to(memory_format=torch.channels_last)
+            x = torch.randn(b, *shape).contiguous(memory_format=torch.channels_last)
+            variants[label] = _sgd_step(model, x, torch.randint(0, 10, (b,)), bf16)
+        result = ab(variants, iterations, repeats)
+        rows.append({"what": f"{name}, batch {b}", **{k: b / v for k, v in result.items()},
+                     "bf16 speed-up": result["float32"] / result["bf16"], "unit": "images/s"})
+    torch.set_num_threads(1)
+    return rows
+
+
+def conv_peak(iterations, repeats) -> list[dict]:
+    """GFLOP/s of one large 3x3 convolution's forward and backward (256 channels, 16x16, batch 64):
+    the most this CPU's convolutions give, in each precision."""
+    torch.set_num_threads(available_cores())
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    x = torch.randn(64, 256, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_()
+    flops = 3 * 2 * 64 * 256 * 256 * 9 * 16 * 16  # forward, and backward (input and weight gradients)
+
+    def run(bf16):
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                conv(x).float().sum().backward()
+        return step
+
+    result = ab({"float32": run(False), "bf16": run(True)}, iterations, repeats)
+    torch.set_num_threads(1)
+    return [{"what": "3x3 conv 256->256, 16x16, batch 64, forward + backward",
+             **{k: flops / v / 1e9 for k, v in result.items()}, "unit": "GFLOP/s"}]
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -210,14 +275,18 @@ def main(argv=None) -> dict:
         "memory format": memory_formats(max(2, iterations // 4), repeats),
         "validation batch (CPU)": eval_batches(iterations, repeats, args.quick),
         "intra-op threads": threads(max(2, iterations // 2), repeats),
+        "bf16 autocast (CPU, all cores)": bf16_steps(max(2, iterations // 8), repeats),
+        "convolution peak (CPU, all cores)": conv_peak(max(2, iterations // 8), repeats),
     }
     torch.set_num_threads(1)
     for title, rows in sections.items():
         columns = [k for k in rows[0] if k not in ("what", "unit")]
-        print(f"\n{title}\n\n| | " + " | ".join(f"{c} ({rows[0]['unit']})" for c in columns) + " |")
+        print(f"\n{title}\n\n| | " + " | ".join(c if "speed-up" in c else f"{c} ({rows[0]['unit']})"
+                                                for c in columns) + " |")
         print("|---|" + "---|" * len(columns))
         for row in rows:
-            print(f"| {row['what']} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |")
+            print(f"| {row['what']} | " + " | ".join(f"{row[c]:.2f}" if "speed-up" in c else f"{row[c]:.1f}"
+                                                  for c in columns) + " |")
     if args.json:
         args.json.write_text(json.dumps(sections, indent=2))
     return sections

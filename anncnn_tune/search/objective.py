@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import optuna
 import torch
 
+from anncnn_tune.search.pace import Pace, epoch_flops
 from anncnn_tune.search.spec import Spec, suggest
 from anncnn_tune.service import records, signals
 from anncnn_tune.service.artifacts import AtomicArtifactStore, upload_trial_files
@@ -111,6 +113,8 @@ class Objective:
         self.store = store
         self.worker = records.worker_id(os.getpid())
         self.current_trial: int | None = None
+        self.deadline: float | None = None  # time.monotonic() of --timeout (run_worker sets it)
+        self.pace = Pace()  # this worker's training FLOPs per second, measured on its trials
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.current_trial = trial.number  # run_worker settles it should the storage fail under it
@@ -135,8 +139,12 @@ class Objective:
             records.write_fail_reason(trial, f"out of memory building the model: {str(exc).splitlines()[0][:200]}")
             raise torch.OutOfMemoryError(str(exc)) from exc
         n_train = len(self.data.y_train)
+        n_val = 0 if self.data.y_val is None else len(self.data.y_val)
+        per_epoch = epoch_flops(self.spec.baseline_model(record.baseline), params, self.input_shape, self.out_dim,
+                                n_train, n_val)
         records.write_setup(trial, n_params=models.count_params(model), device=str(self.options.device), seed=seed,
                             worker=self.worker)
+        self._check_time_left(trial, per_epoch * epochs, epochs)
         observer = TrialObserver(trial, epochs, self.spec.steps_per_epoch, self.progress, checkpoint,
                                  self._resume(trial, checkpoint, model))
         if self.progress:
@@ -148,12 +156,12 @@ class Objective:
             result = fit(model, self.data, params, epochs=epochs, metric=self.spec.metric, seed=seed,
                          options=self.options, observer=observer, partial_epochs=self.spec.partial_epochs)
         except optuna.TrialPruned:
-            observer.record_progress(n_train)
+            self._record_progress(observer, n_train, per_epoch)
             self._finish(trial, checkpoint, model, observer.rows)
             raise
         except NonFiniteLoss as exc:
             # Pruned rather than failed: the sampler then learns that this region diverges.
-            observer.record_progress(n_train)
+            self._record_progress(observer, n_train, per_epoch)
             records.write_pruned_reason(trial, str(exc))
             self._finish(trial, checkpoint, model, observer.rows)
             raise optuna.TrialPruned(str(exc)) from None
@@ -184,10 +192,27 @@ class Objective:
             raise
         # Any other exception (a storage outage among them) leaves the checkpoint: the trial may stay
         # RUNNING in the storage and be retried from it.
-        observer.record_progress(n_train)
+        self._record_progress(observer, n_train, per_epoch)
         records.write_result(trial, best_epoch=result.best_epoch, stopped=result.stopped, history=result.history)
         self._finish(trial, checkpoint, model, result.history)
         return result.best_value
+
+    def _check_time_left(self, trial: optuna.Trial, flops: float, epochs: int) -> None:
+        """Prune, before it starts, a trial whose whole budget would end after --timeout at this worker's
+        pace (the first trial always runs: it measures the pace)."""
+        needed = self.pace.seconds_for(flops)
+        if self.deadline is None or needed is None:
+            return
+        left = self.deadline - time.monotonic()
+        if needed > left:
+            reason = (f"not started: its {epochs} epoch(s) would take about {needed:.0f} s at this worker's pace, "
+                      f"{max(0.0, left):.0f} s are left before --timeout")
+            records.write_pruned_reason(trial, reason)
+            raise optuna.TrialPruned(reason)
+
+    def _record_progress(self, observer: TrialObserver, n_train: int, per_epoch: float) -> None:
+        observer.record_progress(n_train)
+        self.pace.add(per_epoch * observer.timing.epochs_trained, observer.timing.train_seconds)
 
     def _resume(self, trial: optuna.Trial, checkpoint: TrialCheckpoint | None, model) -> dict | None:
         """Record whether this trial continues a predecessor's checkpoint; the state it resumes from."""

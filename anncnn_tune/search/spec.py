@@ -187,15 +187,15 @@ def suggest(spec: Spec, trial, baseline: str | None = None) -> dict:
 
     Only active parameters are suggested (define-by-run: `when` conditions are checked against the
     values decided so far, in the space's dependency order), so a trial stores no parameter that did
-    nothing; inactive ones keep their defaults. baseline: the name of an enqueued baseline of
-    another family, whose own parameters are taken as the baseline wrote them."""
-    model = spec.baseline_model(baseline)
-    declared = families.get(model).declared()
-    params = {**families.get(model).defaults(), **{k: v for k, v in spec.fixed.items() if k in declared}}
-    if model != spec.model:
-        params.update(next(b for b in spec.baselines if b["name"] == baseline)["params"])
+    nothing; inactive ones keep their defaults. baseline: the name of the trial's baseline; one of
+    another family is trained as it is written (its own recipe, nothing suggested: it lies outside
+    the space the sampler models)."""
+    if spec.baseline_model(baseline) != spec.model:
+        other = next(b for b in spec.baselines if b["name"] == baseline)
+        return {**families.get(other["model"]).defaults(), **other["params"]}
+    params = {**spec.family.defaults(), **spec.fixed}
     for name, s in spec.space.items():
-        if name not in declared or not P.active(spec.conditions(name, model), params):
+        if not P.active(spec.conditions(name), params):
             continue
         if s.type == "categorical":
             params[name] = trial.suggest_categorical(name, list(s.choices))
@@ -588,8 +588,9 @@ def _dependency_order(space: dict, known: dict, where: str) -> dict:
 
 def _baseline(base, bwhere: str, i: int, family: str, space: dict, fixed: dict) -> dict:
     """A baseline: every active searchable parameter fixed inside the space. `model:` may name another
-    family of the same side (the notebooks' CNN in a fast-CNN study); its own parameters are then
-    checked against that family's declarations, and the study's searched and fixed ones that it shares."""
+    family of the same side (the notebooks' CNN in a fast-CNN study): such a baseline is a reference
+    trained by its own recipe, so its parameters are checked against its family's declarations only
+    (the ones it leaves out take their defaults), not against the study's space."""
     if not isinstance(base, dict) or "params" not in base:
         raise UserError(f"{bwhere} must be a mapping with name, params (and optionally epochs, note, model)")
     mapping(base, bwhere)
@@ -607,21 +608,25 @@ def _baseline(base, bwhere: str, i: int, family: str, space: dict, fixed: dict) 
     checked = {}
     for pname, value in bparams.items():
         pwhere = f"{bwhere}.params.{pname}"
-        own = model != family and pname in known and pname not in space and pname not in fixed
-        if pname not in known or (not own and pname not in fixed and pname not in space):
+        if model != family:
+            if pname not in known:
+                raise UserError(f"{pwhere} is not a parameter of model {model}; known: {', '.join(sorted(known))}")
+            checked[pname] = _fixed_value(known[pname], value, pwhere)
+            continue
+        if pname not in fixed and pname not in space:
             raise UserError(f"{pwhere} is not a parameter of this study")
         value = _fixed_value(known[pname], value, pwhere)
         if pname in fixed:
             if not P.same_value(value, fixed[pname]):
                 raise UserError(f"{pwhere}: {value!r} differs from the study's fixed value "
                                 f"{fixed[pname]!r}; make it searchable or drop it from the baseline")
-        elif pname in space and not space[pname].contains(value):
+        elif not space[pname].contains(value):
             raise UserError(f"{pwhere}: {value!r} is outside the search space "
                             f"{space[pname].as_dict()}; widen the space or change the baseline")
         checked[pname] = value
-    decided = {**families.get(model).defaults(), **{k: v for k, v in fixed.items() if k in known}, **checked}
-    missing = [n for n in space if n in known and n not in checked
-               and P.active((*known[n].when, *space[n].when), decided)]
+    decided = {**families.get(model).defaults(), **fixed, **checked}
+    missing = [] if model != family else [n for n in space if n not in checked
+                                          and P.active((*known[n].when, *space[n].when), decided)]
     if missing:
         raise UserError(f"{bwhere}.params is missing searchable parameter {missing[0]!r}; "
                         "a baseline fixes every searchable parameter that applies to it")

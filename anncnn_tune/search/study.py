@@ -132,6 +132,7 @@ def run_worker(study: optuna.Study, objective, lock: StudyLock, *, n_trials: int
     """
     deadline = time.monotonic() + timeout if timeout else None
     objective.on_start = lock.release
+    objective.deadline = deadline
     callbacks = [progress.trial_finished] if progress else []
     if getattr(objective, "trial_stored", None) is not None:
         callbacks.append(objective.trial_stored)
