@@ -631,8 +631,8 @@ def _baseline(base, bwhere: str, i: int, family: str, space: dict, fixed: dict) 
         checked[pname] = value
     decided = {**families.get(model).defaults(), **{k: v for k, v in fixed.items() if k in known}, **checked}
     missing, skipped = [], set()
-    for n in space:  # in dependency order, as suggest decides them
-        if n not in known or not _applies((*known[n].when, *space[n].when), decided, skipped):
+    for n, s in space.items():  # in dependency order, as suggest decides them
+        if n not in known or not _applies((*known[n].when, *s.when), decided, skipped):
             skipped.add(n)
         elif n not in checked:
             missing.append(n)
