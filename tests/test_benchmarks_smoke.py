@@ -137,3 +137,14 @@ def test_the_ceiling_study_is_the_fashion_mnist_ann_space_with_long_trained_base
     assert {n: s.as_dict() for n, s in ceiling.space.items()} == {n: s.as_dict() for n, s in study.space.items()}
     assert (ceiling.dataset, ceiling.model, ceiling.metric, ceiling.seed) == (study.dataset, "ann", study.metric, 0)
     assert len(ceiling.baselines) == 5 and all(b.get("epochs", ceiling.epochs) > study.epochs for b in ceiling.baselines)
+
+
+def test_conditions_quick_counts_fewer_entries_with_conditions_and_none_inert(tmp_path):
+    stdout, report = run("conditions.py", tmp_path=tmp_path)
+    assert [r["space"] for r in report["results"]] == ["digits-cnn", "churn-ann", "churn-ann+sgd"]
+    for r in report["results"]:
+        with_, without = r["median"]["with"], r["median"]["without"]
+        assert r["conditional"] and with_["inert_entries"] == 0 < without["inert_entries"]
+        assert with_["stored_entries"] < without["stored_entries"] == r["n"] * r["searched"]
+        assert without["subspaces"] == 1 < with_["subspaces"]
+    assert "| digits-cnn | 17 | 3 | with |" in stdout

@@ -194,8 +194,10 @@ def suggest(spec: Spec, trial, baseline: str | None = None) -> dict:
         other = next(b for b in spec.baselines if b["name"] == baseline)
         return {**families.get(other["model"]).defaults(), **other["params"]}
     params = {**spec.family.defaults(), **spec.fixed}
+    skipped: set[str] = set()
     for name, s in spec.space.items():
-        if not P.active(spec.conditions(name), params):
+        if not _applies(spec.conditions(name), params, skipped):
+            skipped.add(name)
             continue
         if s.type == "categorical":
             params[name] = trial.suggest_categorical(name, list(s.choices))
@@ -204,6 +206,12 @@ def suggest(spec: Spec, trial, baseline: str | None = None) -> dict:
         else:
             params[name] = trial.suggest_float(name, s.low, s.high, step=s.step, log=s.log)
     return params
+
+
+def _applies(conditions: tuple[P.Condition, ...], params: dict, skipped: set) -> bool:
+    """Conditions hold on the values decided so far, and none reads a searched parameter that was
+    skipped (its default would otherwise switch its dependants on: a chain stops where a link is off)."""
+    return all(c.name not in skipped for c in conditions) and P.active(conditions, params)
 
 
 # -- reading YAML ----------------------------------------------------------------------------------
@@ -563,7 +571,27 @@ def _conditions(raw, where: str, name: str, known: dict, space: dict, fixed: dic
             if not values:
                 raise UserError(f"{cwhere} must list at least one value")
             out.append(P.Condition(other, tuple(param.check(v, cwhere) for v in values)))
+        if not _can_hold(out[-1], space, fixed):
+            s = space.get(other)
+            held = (f"fixed at {P.short(fixed[other])}" if s is None else f"searched over {list(s.choices)}"
+                    if s.type == "categorical" else f"searched over {s.low}..{s.high}")
+            raise UserError(f"{cwhere}: {out[-1].text()} never holds ({other} is {held}), so {name} would never "
+                            "be searched; change the condition or the parameter")
     return tuple(out)
+
+
+def _can_hold(condition: P.Condition, space: dict, fixed: dict) -> bool:
+    """Whether some value the study gives the parent meets the condition."""
+    name = condition.name
+    if name in fixed:
+        return condition.holds(fixed)
+    s = space[name]
+    if s.type == "categorical":
+        return any(condition.holds({name: c}) for c in s.choices)
+    if condition.values is not None:
+        return any(s.contains(v) for v in condition.values)
+    return ((condition.low is None or condition.low <= s.high) and (condition.high is None or condition.high >= s.low)
+            and (condition.low is None or condition.high is None or condition.low <= condition.high))
 
 
 def _dependency_order(space: dict, known: dict, where: str) -> dict:
@@ -625,8 +653,12 @@ def _baseline(base, bwhere: str, i: int, family: str, space: dict, fixed: dict) 
                             f"{space[pname].as_dict()}; widen the space or change the baseline")
         checked[pname] = value
     decided = {**families.get(model).defaults(), **fixed, **checked}
-    missing = [] if model != family else [n for n in space if n not in checked
-                                          and P.active((*known[n].when, *space[n].when), decided)]
+    missing, skipped = [], set()
+    for n, s in space.items():  # in dependency order, as suggest decides them
+        if model != family or not _applies((*known[n].when, *s.when), decided, skipped):
+            skipped.add(n)
+        elif n not in checked:
+            missing.append(n)
     if missing:
         raise UserError(f"{bwhere}.params is missing searchable parameter {missing[0]!r}; "
                         "a baseline fixes every searchable parameter that applies to it")
