@@ -40,7 +40,7 @@ from anncnn_tune.search.names import check_study_name
 from anncnn_tune.search.parallel import plan_workers
 from anncnn_tune.search.samplers import grid_size
 from anncnn_tune.search.spec import fits_data, load_spec
-from anncnn_tune.search.study import FINISHED, WorkerResult, counts
+from anncnn_tune.search.study import FINISHED, WorkerResult, counts, stored_spec
 from anncnn_tune.search.watch import StudyWatch
 from anncnn_tune.search.worker import EXIT_INTERRUPTED, Assignment, Job, check_sizes, run_trials, spawned_main
 from anncnn_tune.service import records
@@ -202,8 +202,14 @@ def summarize(study: optuna.Study, result: WorkerResult | None = None) -> Optimi
     best = study_best_trial(study)
     if best is None:
         return out
-    return replace(out, best_value=best.value, best_trial=best.number, best_params=best.params,
-                   best_baseline=TrialRecord.read(best).baseline)
+    baseline = TrialRecord.read(best).baseline
+    params = best.params
+    spec = stored_spec(study)
+    if spec.baseline_model(baseline) != spec.model:  # a baseline of another family samples nothing: its own
+        params = {"model": spec.baseline_model(baseline),
+                  **next(b["params"] for b in spec.baselines if b["name"] == baseline)}
+    return replace(out, best_value=best.value, best_trial=best.number, best_params=params,
+                   best_baseline=baseline)
 
 
 def _finished_by(study: optuna.Study | None, workers: tuple[str, ...], since: datetime) -> int:

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import optuna
 
 from anncnn_tune.errors import UserError
 from anncnn_tune.training.params import SEED_MAX, Param
 
-if TYPE_CHECKING:
-    from anncnn_tune.search.spec import Spec
+class Spec(Protocol):
+    """What the constructors read of a study's spec (search/spec.py's Spec; a Protocol here, so that
+    this table, which spec.py reads, does not import spec.py back)."""
+
+    source: str
+    epochs: int
+    sampler: dict
+    pruner: dict
+    space: dict
 
 
 @dataclass(frozen=True)
