@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, overload
 
 from anncnn_tune.errors import UserError
+from anncnn_tune.results.render import FORMATS
 
 # Settings and value rules the command line shows and applies before any work. They load nothing
 # heavy, so `anncnn-tune --help` stays fast; a flag, a study file and a notebook share each rule.
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_STORAGE", "FORMATS", "STORAGE_ENV_VAR", "ExportedRun", "check_seed", "check_size",
            "compare", "dashboard", "dataset_names", "dataset_sources", "datasets", "delete", "duration_text", "export",
            "fetch_dataset", "init", "number", "optimize", "plan_delete", "reference", "retrain", "studies"]
-
-FORMATS = ("table", "markdown", "csv", "json", "html")
 
 
 def init(path, *, target: str | None = None, name: str | None = None, task: str = "auto",
@@ -120,7 +119,7 @@ def compare(storage: str | None = None, datasets: Sequence[str] | None = None, *
             format: None = None) -> pandas.DataFrame: ...
 @overload
 def compare(storage: str | None = None, datasets: Sequence[str] | None = None, *,
-            format: Literal["table", "markdown", "csv", "json", "html"]) -> str: ...
+            format: str) -> str: ...
 
 
 def compare(storage=None, datasets=None, *, format=None):
@@ -138,16 +137,17 @@ def compare(storage=None, datasets=None, *, format=None):
     format: instead of the frame, the text `anncnn-tune compare --format` prints ("table",
     "markdown", "csv", "json", or "html": a self-contained page with the figures embedded).
     """
-    from anncnn_tune.results import compare as board_mod
+    from anncnn_tune.results import leaderboard as board_mod
+    from anncnn_tune.results.render import render
 
     if format is not None and format not in FORMATS:
         raise UserError(f"unknown compare format {format!r}; use one of {', '.join(FORMATS)} (or None for a DataFrame)")
     url = _storage_url(storage)
     board = board_mod.leaderboard(url, tuple(datasets or ()))
     if format == "html":
-        return board_mod.render(board, format, board_mod.stored_studies(url, board))
+        return render(board, format, board_mod.stored_studies(url, board))
     if format is not None:
-        return board_mod.render(board, format)
+        return render(board, format)
     return _frame(board, board_mod.CSV_FIELDS)
 
 

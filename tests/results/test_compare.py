@@ -16,7 +16,7 @@ from helpers import build_digits_demo, sqlite_snapshot, url
 from helpers import main_in_process as cli
 
 from anncnn_tune.results import plots
-from anncnn_tune.results.compare import COLUMNS
+from anncnn_tune.results.render import COLUMNS
 from anncnn_tune.service import optuna_private, records
 from anncnn_tune.service.records import StudyRecord
 
@@ -184,7 +184,7 @@ def test_plots_render_and_handle_too_few_trials(db, tmp_path):
 
 def test_a_minimised_metric_ranks_the_lowest_value_best():
     """California's val_mse: the best trial is the lowest, ties going to the earlier trial."""
-    from anncnn_tune.results.compare import study_row
+    from anncnn_tune.results.leaderboard import study_row
 
     study = optuna.create_study(direction="minimize")
     study.set_user_attr("spec", {"dataset": "california-housing", "model": "ann", "metric": "val_mse",

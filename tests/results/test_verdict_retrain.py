@@ -13,7 +13,8 @@ import optuna
 import pytest
 from helpers import run_cli, sqlite_snapshot
 
-from anncnn_tune.results.compare import dataset_entry, fairness_note
+from anncnn_tune.results.fairness import dataset_entry
+from anncnn_tune.results.render import fairness_note
 from anncnn_tune.service import optuna_private, records
 
 TINY = ("--n-trials", "2", "--epochs", "1", "--subset", "300", "--device", "cpu", "--quiet")
