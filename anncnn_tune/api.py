@@ -116,26 +116,27 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
 
 @overload
 def compare(storage: str | None = None, datasets: Sequence[str] | None = None, *,
-            format: None = None) -> pandas.DataFrame: ...
+            format: None = None, wide: bool = False) -> pandas.DataFrame: ...
 @overload
 def compare(storage: str | None = None, datasets: Sequence[str] | None = None, *,
-            format: str) -> str: ...
+            format: str, wide: bool = False) -> str: ...
 
 
-def compare(storage=None, datasets=None, *, format=None):
+def compare(storage=None, datasets=None, *, format=None, wide=False):
     """ANN vs CNN per dataset: every anncnn-tune study of the storage, best trials side by side.
 
     datasets: only these (default: every dataset in the storage). Reads only.
 
     Returns a pandas DataFrame with one row per study (dataset, study, model, metric, best_value,
     best_trial, test_value of a retrained trial, baseline_value and vs_baseline for the study's
-    reference model, n_params, train_seconds, trial counts, `fair`: the dataset's studies share
+    baseline trial (the classical reference is in the leaderboard's "classical"), n_params, train_seconds, trial counts, `fair`: the dataset's studies share
     data, splits and budget, `winner`...); nested settings (sampler, pruner, best_params) stay
     dicts. `frame.attrs["leaderboard"]` holds the whole leaderboard as the JSON format has it
     (fairness notes, shared and differing settings per dataset).
 
     format: instead of the frame, the text `anncnn-tune compare --format` prints ("table",
     "markdown", "csv", "json", or "html": a self-contained page with the figures embedded).
+    wide: the "table" text with every column and the best params, not 120 columns.
     """
     from anncnn_tune.results import leaderboard as board_mod
     from anncnn_tune.results.render import render
@@ -147,7 +148,7 @@ def compare(storage=None, datasets=None, *, format=None):
     if format == "html":
         return render(board, format, board_mod.stored_studies(url, board))
     if format is not None:
-        return render(board, format)
+        return render(board, format, wide=wide)
     return _frame(board, board_mod.CSV_FIELDS)
 
 

@@ -28,10 +28,12 @@ def _write(path: str, text: str) -> None:
               help="Only this dataset (repeat for several). Default: every dataset in the storage.")
 @click.option("--format", "fmt", type=click.Choice(api.FORMATS), default="table", show_default=True,
               help="html is a self-contained report with the plots embedded.")
+@click.option("--wide", is_flag=True,
+              help="table: every column (baselines, FLOPs, latency...) and the best params, beyond 120 columns.")
 @click.option("-o", "--output", default=None, metavar="FILE", help="Write to FILE instead of standard output.")
-def compare(storage, datasets, fmt, output):
-    """ANN vs CNN per dataset: best trials, reference baselines and test scores side by side."""
-    text = api.compare(storage, datasets, format=fmt)
+def compare(storage, datasets, fmt, wide, output):
+    """ANN vs CNN per dataset: best trials, baseline trials, test scores and the classical reference side by side."""
+    text = api.compare(storage, datasets, format=fmt, wide=wide)
     if output is None:
         click.echo(text, nl=False)
         return

@@ -2,7 +2,7 @@
 
 Every study carries its spec and data description, and retrain adds its test metrics
 (service/records.py reads them all). So one pass over the storage gives, per study, its best
-trial, its reference baseline, its test score once retrained and its budget; `fairness` then
+trial, its baseline trial, its test score once retrained and its budget; `fairness` then
 judges each dataset's studies together, and `render` writes the same dicts as a table, Markdown,
 CSV, JSON or an HTML report, so every format carries the same numbers.
 
@@ -38,7 +38,7 @@ def _duration(trial) -> float:
 
 @dataclass(frozen=True)
 class StudyFacts:
-    """What a leaderboard row is read from: a study's record, its best trial and reference, its test."""
+    """What a leaderboard row is read from: a study's record, its best trial and baseline, its test."""
 
     name: str
     record: StudyRecord
@@ -47,7 +47,7 @@ class StudyFacts:
     states: dict
     best: FrozenTrial | None
     best_record: TrialRecord  # all None where there is no best trial yet
-    reference: FrozenTrial | None  # the best baseline trial, else the first one
+    baseline: FrozenTrial | None  # the best baseline trial, else the first one
     test_trial: int | None
     test: dict | None
 
@@ -62,7 +62,7 @@ class StudyFacts:
         return cls(name=study.study_name, record=record, maximize=maximize, trials=trials,
                    states={s: sum(t.state == s for t in trials) for s in TrialState}, best=best,
                    best_record=TrialRecord.read(best) if best else TrialRecord(number=-1),
-                   reference=best_trial(baselines, maximize) or (baselines[0] if baselines else None),
+                   baseline=best_trial(baselines, maximize) or (baselines[0] if baselines else None),
                    test_trial=test_trial, test=test)
 
     @property
@@ -70,9 +70,9 @@ class StudyFacts:
         return self.record.spec
 
     @property
-    def reference_value(self) -> float | None:
-        ref = self.reference
-        return ref.value if ref is not None and ref.state == TrialState.COMPLETE else None
+    def baseline_value(self) -> float | None:
+        trial = self.baseline
+        return trial.value if trial is not None and trial.state == TrialState.COMPLETE else None
 
     def test_field(self, key: str):
         return self.test[key] if self.test else None
@@ -88,9 +88,9 @@ def _test_entry(record: StudyRecord, best_number: int | None) -> tuple[int | Non
     return None, None
 
 
-def _vs_reference(f: StudyFacts) -> float | None:
-    ref = f.reference_value
-    return f.best.value - ref if ref is not None and f.best is not None else None
+def _vs_baseline(f: StudyFacts) -> float | None:
+    value = f.baseline_value
+    return f.best.value - value if value is not None and f.best is not None else None
 
 
 def _latency_ms(f: StudyFacts, key: str) -> float | None:
@@ -143,11 +143,11 @@ FIELDS: tuple[Field, ...] = (
     Field("test_std", lambda f: f.test_field("std")),
     Field("test_seeds", lambda f: f.test_field("seeds")),
     Field("test_trial", lambda f: f.test_trial),
-    Field("baseline_name", lambda f: TrialRecord.read(f.reference).baseline if f.reference else None),
-    Field("baseline_trial", lambda f: f.reference.number if f.reference else None),
-    Field("baseline_state", lambda f: f.reference.state.name.lower() if f.reference else None),
-    Field("baseline_value", lambda f: f.reference_value),
-    Field("vs_baseline", _vs_reference),
+    Field("baseline_name", lambda f: TrialRecord.read(f.baseline).baseline if f.baseline else None),
+    Field("baseline_trial", lambda f: f.baseline.number if f.baseline else None),
+    Field("baseline_state", lambda f: f.baseline.state.name.lower() if f.baseline else None),
+    Field("baseline_value", lambda f: f.baseline_value),
+    Field("vs_baseline", _vs_baseline),
     Field("n_params", lambda f: f.best_record.n_params),
     Field("train_seconds", lambda f: f.best_record.train_seconds),
     Field("epochs_run", lambda f: f.best_record.epochs_run),
@@ -175,6 +175,7 @@ FIELDS: tuple[Field, ...] = (
             else _plain) for key in FAIR_KEYS if key != "metric"),
     Field("best_params", lambda f: dict(f.best.params) if f.best else None, csv=_json_or_empty),
     Field("task", lambda f: f.record.data.get("task"), csv=None),
+    Field("kind", lambda f: f.record.data.get("kind"), csv=None),  # table or image: what a comparison can be
 )
 CSV_FIELDS = tuple(f.name for f in FIELDS if f.csv is not None)
 
@@ -185,7 +186,7 @@ def _dataset_label(dataset) -> str:
 
 
 def study_row(study: optuna.Study) -> dict:
-    """One leaderboard row: a study's best trial, its reference baseline, its budget and its test score."""
+    """One leaderboard row: a study's best trial, its baseline trial, its budget and its test score."""
     facts = StudyFacts.read(study)
     return {f.name: f.value(facts) for f in FIELDS if f.value is not None}
 

@@ -13,6 +13,7 @@ import csv
 import html
 import io
 import json
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -43,7 +44,8 @@ def _test_cell(row: dict) -> str:
     return test + (f" (trial {row['test_trial']})" if row["test_trial"] != row["best_trial"] else "")
 
 
-def _reference_cell(row: dict) -> str:
+def _baseline_cell(row: dict) -> str:
+    """The study's baseline trial (a named configuration enqueued first; not the classical reference)."""
     if row["baseline_name"] is None:
         return "—"
     if row["baseline_value"] is None:
@@ -61,35 +63,39 @@ class Column:
 
     header: str
     cell: Callable[[dict], str]
+    detail: bool = False  # shown by --wide, Markdown and HTML; left out of the 120-column text table
 
 
 TABLE: tuple[Column, ...] = (
     Column("", lambda r: "*" if r["winner"] else ""),
     Column("study", lambda r: r["study"]),
     Column("family", lambda r: r["model"]),
-    Column("metric", lambda r: r["metric"]),
+    Column("metric", lambda r: r["metric"], detail=True),
     Column("best val", lambda r: num(r["best_value"])),
     Column("trial", lambda r: "—" if r["best_trial"] is None
-           else str(r["best_trial"]) + (" ref" if r["best_is_baseline"] else "")),
+           else str(r["best_trial"]) + (" baseline" if r["best_is_baseline"] else "")),
     Column("test", _test_cell),
-    Column("reference", _reference_cell),
-    Column("vs ref", _or_dash("vs_baseline", "+.4f")),
+    Column("baseline", _baseline_cell, detail=True),
+    Column("vs baseline", _or_dash("vs_baseline", "+.4f")),
     Column("params", _or_dash("n_params", ",")),
-    Column("train s", _or_dash("train_seconds", ".1f")),
-    Column("epochs", lambda r: "—" if r["epochs_run"] is None else f"{r['best_epoch']}/{r['epochs_run']}"),
+    Column("train s", _or_dash("train_seconds", ".1f"), detail=True),
+    Column("epochs", lambda r: "—" if r["epochs_run"] is None else f"{r['best_epoch']}/{r['epochs_run']}",
+           detail=True),
     Column("trials c/p/f", lambda r: f"{r['complete']}/{r['pruned']}/{r['failed']}"),
     Column("search s", lambda r: f"{r['search_seconds']:.1f}"),
-    Column("epochs spent", lambda r: f"{r['epochs_spent']:g}"),
-    Column("FLOPs/sample", _or_dash("flops_per_sample", ",")),
+    Column("epochs spent", lambda r: f"{r['epochs_spent']:g}", detail=True),
+    Column("FLOPs/sample", _or_dash("flops_per_sample", ","), detail=True),
     Column("ms/sample b1, b256", lambda r: "—" if r["latency_ms_b1"] is None
-           else f"{r['latency_ms_b1']:.3f}, {r['latency_ms_b256']:.4f}"),
-    Column("test scored", lambda r: f"{r['test_scorings']}x"),
+           else f"{r['latency_ms_b1']:.3f}, {r['latency_ms_b256']:.4f}", detail=True),
+    Column("test scored", lambda r: f"{r['test_scorings']}x", detail=True),
 )
-COLUMNS = tuple(c.header for c in TABLE)
+WIDE_COLUMNS = tuple(c.header for c in TABLE)
+COLUMNS = tuple(c.header for c in TABLE if not c.detail)  # the text table without --wide
+TEXT_WIDTH = 120  # the text table and its lines fit this many columns (without --wide)
 
 
-def cells(row: dict) -> list[str]:
-    return [column.cell(row) for column in TABLE]
+def cells(row: dict, wide: bool = True) -> list[str]:
+    return [column.cell(row) for column in TABLE if wide or not column.detail]
 
 
 def fairness_note(entry: dict) -> str:
@@ -109,7 +115,11 @@ def fairness_note(entry: dict) -> str:
     if "pruner" in shared:
         parts.append(f"pruner {_options(shared['pruner'])}")
     families = "/".join(f.upper() for f in entry["families"])
-    if len(entry["studies"]) < 2:
+    if _table_only(entry):
+        note = (f"{families} on a table, where no CNN applies: the comparison is the net against gradient boosting "
+                + ("(classical reference below)" if entry.get("classical") else
+                   f"(`anncnn-tune reference --study {entry['studies'][0]['study']}`)"))
+    elif len(entry["studies"]) < 2:
         note = f"only {families} so far (no comparison yet)"
     elif entry["fair"]:
         note = f"{families} share the same data, splits and budget"
@@ -130,10 +140,23 @@ def _ratio(key: str, values: dict) -> str:
     return f" ({high / max(low, 1):.1f}x, more than the {BUDGET_TOLERANCE}x allowed)"
 
 
+def _table_only(entry: dict) -> bool:
+    """A single study of table data: a CNN study cannot exist, so its comparison is the classical one."""
+    return len(entry["studies"]) == 1 and entry["studies"][0].get("kind") == "table"
+
+
 def _winner_line(entry: dict) -> str:
     """The verdict (from the test split only) and, apart from it, who leads on validation."""
-    lead = ("best validation: none yet" if not entry["winner"] else
-            "best validation: " + ", ".join(entry["winner"]) + " (* in the table; not a verdict)")
+    scored = [r for r in entry["studies"] if r["best_value"] is not None]
+    metric = scored[0]["metric"] if scored else "validation"
+    if entry["winner"]:
+        lead = f"best {metric}: " + ", ".join(entry["winner"]) + " (* in the table; not a verdict)"
+    elif not scored:
+        lead = "best validation: none yet"
+    elif "metric" in entry["differs"]:
+        lead = "best validation: not compared (the studies optimise different metrics)"
+    else:  # one study has a best value: it is in the table, and there is no one to lead
+        lead = f"best {metric}: {scored[0]['study']} {num(scored[0]['best_value'])} (the only study with a complete trial)"
     return f"verdict: {entry['verdict']['line']}; {lead}"
 
 
@@ -184,14 +207,27 @@ def _aligned(header, rows) -> list[str]:
     return ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in (header, *rows)]
 
 
-def render_table(board: dict) -> str:
+def _wrapped(text: str, indent: str, wide: bool) -> list[str]:
+    """A line of prose, wrapped to TEXT_WIDTH (continuation lines indented two more), or as is with --wide."""
+    if wide:
+        return [indent + text]
+    return textwrap.wrap(text, TEXT_WIDTH, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def render_table(board: dict, wide: bool = False) -> str:
+    """The text table: 120 columns with the main figures; wide=True adds every column and the best params."""
     lines = [f"storage: {board['storage']}"]
     for entry in board["datasets"]:
-        lines += ["", f"{entry['dataset']}: {fairness_note(entry)}"]
-        lines += ["  " + line for line in _aligned(COLUMNS, [cells(r) for r in entry["studies"]])]
-        lines += ["  " + _winner_line(entry), "  " + frontier_line(entry), "  " + classical_line(entry),
-                  "  best params:"]
-        lines += ["    " + line for line in _params_lines(entry)]
+        lines += ["", *_wrapped(f"{entry['dataset']}: {fairness_note(entry)}", "", wide)]
+        header = WIDE_COLUMNS if wide else COLUMNS
+        lines += ["  " + line for line in _aligned(header, [cells(r, wide) for r in entry["studies"]])]
+        for line in (_winner_line(entry), frontier_line(entry), classical_line(entry)):
+            lines += _wrapped(line, "  ", wide)
+        if wide:
+            lines += ["  best params:", *("    " + line for line in _params_lines(entry))]
+        else:
+            lines.append("  best params, baselines, FLOPs and latency: --wide, --format json or the html report")
     return "\n".join(lines) + "\n"
 
 
@@ -203,7 +239,7 @@ def render_markdown(board: dict) -> str:
     lines = ["# ANN vs CNN leaderboard", "", f"Storage `{board['storage']}`, generated {board['generated_at']}.", ""]
     for entry in board["datasets"]:
         lines += [f"## {entry['dataset']}", "", f"{fairness_note(entry)}", ""]
-        header = ["winner" if c == "" else c for c in COLUMNS]
+        header = ["winner" if c == "" else c for c in WIDE_COLUMNS]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(_md_escape(c) for c in cells(r)) + " |" for r in entry["studies"]]
         lines += ["", _winner_line(entry), "", frontier_line(entry), "", classical_line(entry), "", "Best params:", ""]
@@ -248,7 +284,7 @@ def render_html(board: dict, studies: Mapping[str, optuna.Study]) -> str:
         fair = "fair" if entry["fair"] else "unfair"
         body.append(f"<h2>{html.escape(entry['dataset'])}</h2><p class='{fair}'>{html.escape(fairness_note(entry))}"
                     f"</p>")
-        header = "".join(f"<th>{html.escape(c or 'winner')}</th>" for c in COLUMNS)
+        header = "".join(f"<th>{html.escape(c or 'winner')}</th>" for c in WIDE_COLUMNS)
         rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(r)) + "</tr>"
                        for r in entry["studies"])
         body.append(f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>")
@@ -290,10 +326,13 @@ RENDERERS: dict[str, Callable[..., str]] = {
 FORMATS: tuple[str, ...] = tuple(RENDERERS)
 
 
-def render(board: dict, fmt: str, studies: Mapping[str, optuna.Study] | None = None) -> str:
-    """The board in one of FORMATS; html needs the board's studies (leaderboard.stored_studies) for its figures."""
+def render(board: dict, fmt: str, studies: Mapping[str, optuna.Study] | None = None, wide: bool = False) -> str:
+    """The board in one of FORMATS; html needs the board's studies (leaderboard.stored_studies) for its figures.
+    wide: the text table with every column and the best params (the other formats always have them)."""
     if fmt not in RENDERERS:
         raise ValueError(fmt)
+    if fmt == "table":
+        return render_table(board, wide)
     if fmt == "html":
         if studies is None:
             raise ValueError("the html format draws the studies' figures: pass studies=stored_studies(url, board)")

@@ -179,7 +179,9 @@ def dataset_verdict(rows: list[dict], fair: bool) -> dict:
     keeps the verdict's numbers instead)."""
     for r in rows:
         r["test_correct"] = decode_correct(r.pop("test_correct", None))
-    if len(rows) < 2:
+    if len(rows) < 2 and rows and rows[0].get("kind") == "table":
+        out = {"status": "single", "line": "no ANN-vs-CNN verdict on a table (no CNN applies)"}
+    elif len(rows) < 2:
         out = {"status": "single", "line": "no verdict: only one study so far"}
     elif rows[0]["metric"] != rows[1]["metric"]:
         out = {"status": "unfair", "line": "no verdict: the studies optimise different metrics"}
