@@ -23,34 +23,46 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, overload
 
 from anncnn_tune.errors import UserError
+from anncnn_tune.results.render import FORMATS
+
+# Settings and value rules the command line shows and applies before any work. They load nothing
+# heavy, so `anncnn-tune --help` stays fast; a flag, a study file and a notebook share each rule.
+from anncnn_tune.service.settings import DEFAULT_HEARTBEAT
+from anncnn_tune.service.settings import DEFAULT_URL as DEFAULT_STORAGE
+from anncnn_tune.service.settings import ENV_VAR as STORAGE_ENV_VAR
+from anncnn_tune.training.params import check_seed, check_size, number
 
 if TYPE_CHECKING:
     import pandas
 
     from anncnn_tune.results.retrain import RetrainResult
     from anncnn_tune.search.launcher import OptimizeResult
+    from anncnn_tune.service.cleanup import DeletePlan
 
-__all__ = ["ExportedRun", "compare", "export", "init", "optimize", "retrain"]
-
-FORMATS = ("table", "markdown", "csv", "json", "html")
+__all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_STORAGE", "FORMATS", "STORAGE_ENV_VAR", "ExportedRun", "check_seed", "check_size",
+           "compare", "dashboard", "dataset_names", "dataset_sources", "datasets", "delete", "duration_text", "export",
+           "fetch_dataset", "init", "number", "optimize", "plan_delete", "reference", "retrain", "studies"]
 
 
 def init(path, *, target: str | None = None, name: str | None = None, task: str = "auto",
-         drop: Sequence[str] = (), test=None, image_size: tuple[int, int] | None = None, out_dir=None,
+         drop: Sequence[str] = (), test=None, image_size: tuple[int, int] | str | None = None, out_dir=None,
          force: bool = False):
     """Inspect a user's table, array file or image folder and write its study files.
 
     path: a .csv/.tsv/.parquet/.npz file or a folder of class folders. target: the column to
-    predict (tables). Writes NAME-ann.yaml, and NAME-cnn.yaml for images, into out_dir (default:
+    predict (tables). image_size: (height, width), or the text "HxW" (or "N", square), to resize
+    images to. Writes NAME-ann.yaml, and NAME-cnn.yaml for images, into out_dir (default:
     the current directory); an existing file is an error unless force. Returns an InitResult:
     the study name, the inspected schema (`.schema.lines()` is the printed report) and the files.
     """
-    from anncnn_tune.search.scaffold import InitRequest
+    from anncnn_tune.search.scaffold import InitRequest, parse_image_size
     from anncnn_tune.search.scaffold import init as scaffold
 
+    if isinstance(image_size, str):
+        image_size = parse_image_size(image_size)
     return scaffold(InitRequest(path=str(path), target=target, name=name, task=task, drop=tuple(drop),
                                 test=None if test is None else str(test),
                                 image_size=None if image_size is None else tuple(image_size),
@@ -91,7 +103,6 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
     """
     from anncnn_tune.search.launcher import OptimizeRequest
     from anncnn_tune.search.launcher import optimize as launch
-    from anncnn_tune.service.storage import DEFAULT_HEARTBEAT
 
     if isinstance(devices, str):
         devices = [d.strip() for d in devices.split(",") if d.strip()]
@@ -108,37 +119,39 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
 
 @overload
 def compare(storage: str | None = None, datasets: Sequence[str] | None = None, *,
-            format: None = None) -> pandas.DataFrame: ...
+            format: None = None, wide: bool = False) -> pandas.DataFrame: ...
 @overload
 def compare(storage: str | None = None, datasets: Sequence[str] | None = None, *,
-            format: Literal["table", "markdown", "csv", "json", "html"]) -> str: ...
+            format: str, wide: bool = False) -> str: ...
 
 
-def compare(storage=None, datasets=None, *, format=None):
+def compare(storage=None, datasets=None, *, format=None, wide=False):
     """ANN vs CNN per dataset: every anncnn-tune study of the storage, best trials side by side.
 
     datasets: only these (default: every dataset in the storage). Reads only.
 
     Returns a pandas DataFrame with one row per study (dataset, study, model, metric, best_value,
     best_trial, test_value of a retrained trial, baseline_value and vs_baseline for the study's
-    reference model, n_params, train_seconds, trial counts, `fair`: the dataset's studies share
+    baseline trial (the classical reference is in the leaderboard's "classical"), n_params, train_seconds, trial counts, `fair`: the dataset's studies share
     data, splits and budget, `winner`...); nested settings (sampler, pruner, best_params) stay
     dicts. `frame.attrs["leaderboard"]` holds the whole leaderboard as the JSON format has it
     (fairness notes, shared and differing settings per dataset).
 
     format: instead of the frame, the text `anncnn-tune compare --format` prints ("table",
     "markdown", "csv", "json", or "html": a self-contained page with the figures embedded).
+    wide: the "table" text with every column and the best params, not 120 columns.
     """
-    from anncnn_tune.results import compare as board_mod
+    from anncnn_tune.results import leaderboard as board_mod
+    from anncnn_tune.results.render import render
 
     if format is not None and format not in FORMATS:
         raise UserError(f"unknown compare format {format!r}; use one of {', '.join(FORMATS)} (or None for a DataFrame)")
     url = _storage_url(storage)
     board = board_mod.leaderboard(url, tuple(datasets or ()))
     if format == "html":
-        return board_mod.render(board, format, board_mod.stored_studies(url, board))
+        return render(board, format, board_mod.stored_studies(url, board))
     if format is not None:
-        return board_mod.render(board, format)
+        return render(board, format, wide=wide)
     return _frame(board, board_mod.CSV_FIELDS)
 
 
@@ -202,3 +215,99 @@ def retrain(run_file: str, *, out: str | None = None, seeds: int = 1, cv: int = 
                              device=device, data_dir=None if data_dir is None else str(data_dir), storage=storage,
                              record=record, force=force)
     return run(request, log=log or (lambda line: None))
+
+
+def studies(storage: str | None = None) -> dict:
+    """The built-in study files and the studies in the storage (reads only).
+
+    Returns {"study_files": [one dict per file], "storage": the URL with any password masked,
+    "studies": [one dict per stored study: states, best value and trial], or None where the
+    storage does not exist yet}.
+    """
+    from anncnn_tune.search.catalog import builtin_studies, stored_studies
+    from anncnn_tune.service.storage import mask
+
+    url = _storage_url(storage)
+    return {"study_files": builtin_studies(), "storage": mask(url), "studies": stored_studies(url)}
+
+
+def dashboard(*, storage: str | None = None, host: str = "127.0.0.1", port: int = 8080,
+              artifacts: str | None = None) -> None:
+    """Serve optuna-dashboard on the storage and the workers' artifact directory until interrupted."""
+    from anncnn_tune.service.dashboard import serve
+
+    serve(_storage_url(storage), host, port, artifacts)
+
+
+def datasets(data_dir=None) -> list[dict]:
+    """Every built-in dataset's status: cached or not, its files, sizes, checksum status, source, licence."""
+    from anncnn_tune.data import DATASETS
+    from anncnn_tune.data.fetch import dataset_status
+
+    return [dataset_status(key, data_dir) for key in DATASETS]
+
+
+def dataset_names() -> tuple[str, ...]:
+    """The keys of the built-in datasets, in the registry's order."""
+    from anncnn_tune.data import DATASETS
+
+    return tuple(DATASETS)
+
+
+def fetch_dataset(name: str, data_dir=None) -> list[str] | None:
+    """Download (where missing) and verify a built-in dataset's files; their paths, or None for a
+    dataset that ships with its library (nothing to fetch). An unknown name is a UserError."""
+    from anncnn_tune.data import get
+    from anncnn_tune.data.fetch import REGISTRY, fetch
+
+    get(name)  # unknown names fail here with the list of known ones
+    if name not in REGISTRY:
+        return None
+    return [str(path) for path in fetch(name, data_dir)]
+
+
+def dataset_sources(storage: str | None = None) -> dict:
+    """The user datasets (own files and folders) the storage's studies use, with their fingerprints.
+
+    Returns {"storage": the masked URL, "sources": [one dict per study], or None where the storage
+    does not exist yet}.
+    """
+    from anncnn_tune.search.catalog import stored_sources
+    from anncnn_tune.service.storage import mask
+
+    url = _storage_url(storage)
+    return {"storage": mask(url), "sources": stored_sources(url)}
+
+
+def plan_delete(study: str, *, storage: str | None = None, artifacts: str | None = None) -> DeletePlan:
+    """What deleting a study would remove (its trials, artifact files, checkpoints); removes nothing.
+    `.describe()` says it in one line; pass the plan to delete()."""
+    from anncnn_tune.service.artifacts import resolve_dir
+    from anncnn_tune.service.cleanup import plan_delete as plan
+
+    url = _storage_url(storage)
+    return plan(url, study, resolve_dir(artifacts, url))
+
+
+def delete(plan: DeletePlan) -> dict:
+    """Delete a planned study from its storage, with its checkpoints and dashboard files.
+    Returns {"study", "trials", "artifact_files", "checkpoints"}: what was removed."""
+    from anncnn_tune.service.cleanup import delete as remove
+
+    return remove(plan)
+
+
+def reference(study: str, *, storage: str | None = None, data_dir: str | None = None, log=print) -> dict:
+    """Fit the classical reference (gradient boosting on tables, logistic regression on pixels) on a
+    study's splits, score its test split, and record it on the study, where `compare` shows it.
+    Returns the recorded entry (model, setting, metric, validation and test values...)."""
+    from anncnn_tune.results.reference import fit_reference
+
+    return fit_reference(study, _storage_url(storage), data_dir=data_dir, log=log or (lambda line: None))
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as the command line and the live view write it: 42.0s, 3m05s, 2h10m."""
+    from anncnn_tune.search.live import duration_text as text
+
+    return text(seconds)

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import click
 
+from anncnn_tune import api
 from anncnn_tune.cli.listing import echo_rows
 from anncnn_tune.cli.options import storage_option
-from anncnn_tune.data import DATASETS, get
-from anncnn_tune.data.fetch import REGISTRY, dataset_status, fetch
 from anncnn_tune.errors import UserError
-from anncnn_tune.service.storage import mask, resolve_url
 
 _DATA_DIR = click.option(
     "--data-dir",
@@ -53,15 +51,14 @@ def datasets(ctx: click.Context, data_dir: Path | None, storage: str | None) -> 
     """List every dataset: cached or not, files, sizes, checksum status, source and licence; then the
     user datasets (own files and folders) the storage's studies use, with their fingerprints."""
     if ctx.invoked_subcommand is None:
-        for key in DATASETS:
-            _print_status(dataset_status(key, data_dir))
-        _print_sources(resolve_url(storage))
+        for status in api.datasets(data_dir):
+            _print_status(status)
+        _print_sources(storage)
 
 
-def _print_sources(url: str) -> None:
-    from anncnn_tune.search.catalog import stored_sources  # opens the storage: only when listing
-
-    echo_rows(f"\nuser datasets of the studies in {mask(url)}:", stored_sources(url), _source_line,
+def _print_sources(storage: str | None) -> None:
+    listing = api.dataset_sources(storage)
+    echo_rows(f"\nuser datasets of the studies in {listing['storage']}:", listing["sources"], _source_line,
               no_storage="no studies yet: `anncnn-tune init PATH` writes study files for your own data",
               empty="none: no study there uses a file or folder of its own")
 
@@ -81,11 +78,10 @@ def fetch_command(ctx: click.Context, name: str, data_dir: Path | None) -> None:
     # `datasets --data-dir DIR fetch NAME` names the folder on the group: honour it there too.
     data_dir = data_dir if data_dir is not None else ctx.parent.params.get("data_dir")
     if name != "all":
-        get(name)  # unknown names fail here with the list of known ones
-        _fetch_one(name, data_dir)
+        _fetch_one(name, data_dir)  # an unknown name fails there with the list of known ones
         return
     failed = []
-    for key in DATASETS:  # `all` keeps going, so one unreachable mirror does not block the rest
+    for key in api.dataset_names():  # `all` keeps going, so one unreachable mirror does not block the rest
         try:
             _fetch_one(key, data_dir)
         except UserError as exc:
@@ -98,8 +94,9 @@ def fetch_command(ctx: click.Context, name: str, data_dir: Path | None) -> None:
 
 
 def _fetch_one(key: str, data_dir: Path | None) -> None:
-    if key not in REGISTRY:
+    paths = api.fetch_dataset(key, data_dir)
+    if paths is None:
         click.echo(f"{key}: bundled, nothing to fetch")
         return
-    for path in fetch(key, data_dir):
+    for path in paths:
         click.echo(f"{key}: {path} ok")

@@ -1,4 +1,4 @@
-"""`anncnn-tune delete NAME`: remove a study and its artifacts (service/cleanup.py decides what)."""
+"""`anncnn-tune delete NAME`: remove a study and its artifacts (the API plans it, then deletes)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ import sys
 
 import click
 
+from anncnn_tune import api
 from anncnn_tune.cli.options import storage_option
-from anncnn_tune.service import storage as storage_mod
-from anncnn_tune.service.artifacts import resolve_dir
-from anncnn_tune.service.cleanup import delete as delete_study
-from anncnn_tune.service.cleanup import plan_delete
 
 
 @click.command("delete")
@@ -21,13 +18,10 @@ from anncnn_tune.service.cleanup import plan_delete
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(name, storage, artifacts, yes):
     """Delete study NAME from the storage, with its checkpoints and dashboard files."""
-    url = storage_mod.resolve_url(storage)
-    plan = plan_delete(url, name, resolve_dir(artifacts, url))
-    what = (f"study {name} ({plan.n_trials} trial(s)) from {storage_mod.mask(url)}, {len(plan.artifact_files)} "
-            f"artifact file(s)" + (" and its checkpoints" if plan.checkpoint_dir else "") + f" under {plan.artifact_root}")
-    if not yes and not click.confirm(f"delete {what}?", default=False):
+    plan = api.plan_delete(name, storage=storage, artifacts=artifacts)
+    if not yes and not click.confirm(f"delete {plan.describe()}?", default=False):
         click.echo("nothing deleted", err=True)
         sys.exit(1)
-    done = delete_study(plan)
+    done = api.delete(plan)
     click.echo(f"deleted study {done['study']}: {done['trials']} trial(s), {done['artifact_files']} artifact "
                f"file(s)" + (", checkpoints" if done["checkpoints"] else ""))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from anncnn_tune import api
+
 TASKS = ("auto", "binary", "multiclass", "regression")
 
 
@@ -25,11 +27,8 @@ def init_command(path, target, name, task, drop, test, image_size, out_dir, forc
     anncnn-tune init data/housing.csv --target median_house_value
     anncnn-tune init xrays/ --name xrays
     """
-    from anncnn_tune import api  # torch only when run
-    from anncnn_tune.search.scaffold import parse_image_size
-
     result = api.init(path, target=target, name=name, task=task, drop=drop, test=test,
-                      image_size=parse_image_size(image_size), out_dir=out_dir, force=force)
+                      image_size=image_size, out_dir=out_dir, force=force)
     for line in result.schema.lines():
         click.echo(line)
     click.echo("")

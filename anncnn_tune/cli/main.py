@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from anncnn_tune import api
 from anncnn_tune.cli.datasets import datasets
 from anncnn_tune.cli.delete import delete
 from anncnn_tune.cli.init import init_command
@@ -17,7 +18,6 @@ from anncnn_tune.cli.listing import echo_rows
 from anncnn_tune.cli.options import DEVICES, SECONDS, SEED, SUBSET, WORKERS, storage_option
 from anncnn_tune.cli.results import compare, export, reference, retrain
 from anncnn_tune.errors import UserError
-from anncnn_tune.service import storage as storage_mod
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -56,7 +56,7 @@ def cli():
                    "32x32 colour images in class folders for cifar10-cnn). Stored as NAME-on-FOLDER.")
 @click.option("--data-dir", default=None, metavar="DIR",
               help="Dataset cache directory (default: $ANNCNN_TUNE_DATA, else the per-user cache).")
-@click.option("--heartbeat-interval", type=click.IntRange(min=1), default=storage_mod.DEFAULT_HEARTBEAT,
+@click.option("--heartbeat-interval", type=click.IntRange(min=1), default=api.DEFAULT_HEARTBEAT,
               show_default=True, help="Seconds between worker heartbeats; a trial silent for two is retried.")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile each trial's model; compile time is recorded apart (compile_seconds).")
@@ -82,9 +82,6 @@ def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed
     130 stopped by SIGINT/SIGTERM (the running trials stop after their epoch and are re-queued), 1 a
     worker died (its trial is retried by the next run).
     """
-    from anncnn_tune import api
-    from anncnn_tune.search.live import duration_text
-
     result = api.optimize(study, storage=storage, n_trials=n_trials, timeout=timeout, device=device, epochs=epochs,
                           seed=seed, subset=subset, data_dir=data_dir, compile=compile_, threads=threads,
                           heartbeat_interval=heartbeat_interval, quiet=quiet, artifacts=artifacts,
@@ -92,7 +89,7 @@ def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed
                           dataset=dataset)
     states = ", ".join(f"{n} {s}" for s, n in result.states.items())
     click.echo(f"study {result.study_name}: {states}")
-    click.echo(f"this launch: {result.finished_here} trial(s) finished, wall time {duration_text(result.wall_seconds)}")
+    click.echo(f"this launch: {result.finished_here} trial(s) finished, wall time {api.duration_text(result.wall_seconds)}")
     if result.timed_out:
         click.echo(f"--timeout reached after {result.ran_here} trial(s) here; run the same command to go on")
     if result.best_trial is not None:
@@ -117,10 +114,8 @@ def optimize(study, study_name, storage, n_trials, timeout, device, epochs, seed
               help="The workers' artifact directory (learning curves, model summaries). Default as for optimize.")
 def dashboard(storage, host, port, artifacts):
     """Serve optuna-dashboard on the storage and artifact directory the workers use."""
-    from anncnn_tune.service.dashboard import serve
-
     try:
-        serve(storage_mod.resolve_url(storage), host, port, artifacts)
+        api.dashboard(storage=storage, host=host, port=port, artifacts=artifacts)
     except KeyboardInterrupt:
         click.echo("dashboard stopped", err=True)
 
@@ -130,18 +125,16 @@ def dashboard(storage, host, port, artifacts):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def studies(storage, as_json):
     """List the built-in study files and the studies in the storage."""
-    from anncnn_tune.search.catalog import builtin_studies, stored_studies
-
-    url = storage_mod.resolve_url(storage)
-    files, stored = builtin_studies(), stored_studies(url)
+    listing = api.studies(storage)
+    files, stored = listing["study_files"], listing["studies"]
     if as_json:
-        click.echo(json.dumps({"study_files": files, "storage": storage_mod.mask(url), "studies": stored}, indent=2))
+        click.echo(json.dumps(listing, indent=2))
         return
     click.echo("study files:")
     for row in files:
-        click.echo(f"  {row['name']:<26} {row['dataset']:<20} {row['model']:<4} {row['metric']:<13} "
+        click.echo(f"  {row['name']:<26} {row['dataset']:<20} {row['model']:<7} {row['metric']:<13} "
                    f"{row['epochs']:>3} epochs  {row['searchable']:>2} searchable  {row['baselines']} baseline(s)")
-    echo_rows(f"\nstudies in {storage_mod.mask(url)}:", stored, _study_line,
+    echo_rows(f"\nstudies in {listing['storage']}:", stored, _study_line,
               no_storage="no storage yet: run `anncnn-tune optimize --study NAME`", empty="none")
 
 

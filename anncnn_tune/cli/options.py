@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
+from anncnn_tune import api
 from anncnn_tune.errors import UserError
-from anncnn_tune.service.storage import DEFAULT_URL, ENV_VAR
-from anncnn_tune.training.params import check_seed, check_size, number
 
-STORAGE_HELP = (f"Optuna storage URL. Default: ${ENV_VAR}, else {DEFAULT_URL} "
+STORAGE_HELP = (f"Optuna storage URL. Default: ${api.STORAGE_ENV_VAR}, else {api.DEFAULT_STORAGE} "
                 "(the file anncnn-tune.db in the working directory).")
 
 
@@ -18,6 +17,7 @@ def storage_option(f):
 
 # Value types whose rules live in the library (training/params.py): click only turns the text into
 # the value and a refusal into its usage error, so the CLI and a study file can never disagree.
+# api re-exports those checks without loading torch or Optuna, so --help stays fast.
 
 
 class _Checked(click.ParamType):
@@ -39,14 +39,14 @@ class SubsetType(_Checked):
     name = "fraction|count"
 
     def check(self, value, where):
-        return check_size(value, where)
+        return api.check_size(value, where)
 
 
 class SeedType(_Checked):
     name = "integer"
 
     def check(self, value, where):
-        return check_seed(value, where)
+        return api.check_seed(value, where)
 
 
 class SecondsType(_Checked):
@@ -55,7 +55,7 @@ class SecondsType(_Checked):
     name = "seconds"
 
     def check(self, value, where):
-        seconds = number(value, where)
+        seconds = api.number(value, where)
         if seconds <= 0:
             raise UserError(f"{where} must be a positive number of seconds, got {value}")
         return seconds
@@ -85,7 +85,7 @@ class WorkersType(_Checked):
             return "auto"
         if not value.isdigit() or int(value) < 1:
             raise UserError(f"{where} must be a whole number of at least 1 or 'auto', got {value!r}")
-        return number(value, where, integer=True)
+        return api.number(value, where, integer=True)
 
 
 SUBSET = SubsetType()

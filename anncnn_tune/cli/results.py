@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 
 from anncnn_tune import api
-from anncnn_tune.api import FORMATS
 from anncnn_tune.cli.options import storage_option
 from anncnn_tune.errors import UserError
 
@@ -27,12 +26,14 @@ def _write(path: str, text: str) -> None:
 @storage_option
 @click.option("--dataset", "datasets", multiple=True, metavar="NAME",
               help="Only this dataset (repeat for several). Default: every dataset in the storage.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(api.FORMATS), default="table", show_default=True,
               help="html is a self-contained report with the plots embedded.")
+@click.option("--wide", is_flag=True,
+              help="table: every column (baselines, FLOPs, latency...) and the best params, beyond 120 columns.")
 @click.option("-o", "--output", default=None, metavar="FILE", help="Write to FILE instead of standard output.")
-def compare(storage, datasets, fmt, output):
-    """ANN vs CNN per dataset: best trials, reference baselines and test scores side by side."""
-    text = api.compare(storage, datasets, format=fmt)
+def compare(storage, datasets, fmt, wide, output):
+    """ANN vs CNN per dataset: best trials, baseline trials, test scores and the classical reference side by side."""
+    text = api.compare(storage, datasets, format=fmt, wide=wide)
     if output is None:
         click.echo(text, nl=False)
         return
@@ -105,9 +106,6 @@ def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record, forc
               help="Dataset cache directory (default: $ANNCNN_TUNE_DATA, else the per-user cache).")
 def reference(study, storage, data_dir):
     """Fit the classical reference (gradient boosting on tables, logistic regression on pixels) on a study's splits."""
-    from anncnn_tune.results.reference import fit_reference
-
-    entry = fit_reference(study, api._storage_url(storage), data_dir=data_dir,
-                          log=lambda line: click.echo(line, err=True))
+    entry = api.reference(study, storage=storage, data_dir=data_dir, log=lambda line: click.echo(line, err=True))
     click.echo(f"{entry['model']} ({entry['setting']}): validation {entry['metric']} {entry['validation']:.4f}, "
                f"test {entry['test']:.4f}; recorded on study {study}; see `anncnn-tune compare`")

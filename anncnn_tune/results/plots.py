@@ -76,7 +76,7 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], *, title: str 
 
 
 def leaderboard_bars(datasets: list[dict]) -> Figure:
-    """Per dataset: the best ANN and CNN trial, each family's reference baseline, and test scores.
+    """Per dataset: the best ANN and CNN trial, each family's baseline trial, and test scores.
 
     datasets: compare's leaderboard entries ({"dataset", "studies": [rows]}). One panel per
     dataset, because metrics differ between datasets (accuracy here, MSE there).
@@ -94,7 +94,7 @@ def leaderboard_bars(datasets: list[dict]) -> Figure:
             colors.append(family_color(family))
             tests.append(row["test_value"])
             if row.get("baseline_value") is not None:
-                labels.append(f"{family.upper()}\nreference")
+                labels.append(f"{family.upper()}\nbaseline")
                 values.append(row["baseline_value"])
                 colors.append(COLORS["reference"])
                 tests.append(None)
@@ -131,7 +131,7 @@ def leaderboard_bars(datasets: list[dict]) -> Figure:
         # The verdict comes from the test split (the leaderboard's verdict line), never from these bars.
         lead = ", ".join(entry.get("winner") or []) or "none"
         ax.set_title(f"{entry['dataset']} (best validation: {lead})", fontsize=10)
-    fig.suptitle("best validation score: tuned vs reference, ANN vs CNN")
+    fig.suptitle("best validation score: tuned vs baseline, ANN vs CNN")
     fig.tight_layout()
     return fig
 
@@ -143,7 +143,7 @@ def optimization_history(study) -> Figure:
     """Each finished trial's value, the best so far, and the baseline trials marked.
 
     Drawn here rather than with optuna.visualization.matplotlib so pruned trials (at their last
-    reported value) and the reference baselines are visible, and no pyplot state is involved.
+    reported value) and the baseline trials are visible, and no pyplot state is involved.
     """
     from optuna.trial import TrialState
 
@@ -165,7 +165,7 @@ def optimization_history(study) -> Figure:
         ax.scatter([t.number for t in plain], [t.value for t in plain], color="C0", label="complete")
     if refs:
         ax.scatter([t.number for t in refs], [t.value for t in refs], marker="*", s=140, color="C3",
-                   label="reference baseline", zorder=3)
+                   label="baseline trial", zorder=3)
     if complete:
         best, xs, ys = None, [], []
         for t in sorted(complete, key=lambda t: t.number):

@@ -15,7 +15,8 @@ Three views of the same question, each with its own assumption:
   kind is Binomial(discordant, 1/2); the p-value is the two-sided binomial test.
 
 `verdict()` turns those into the one line the leaderboard prints; it never names a winner from
-validation scores or from a single seed.
+validation scores or from a single seed. `dataset_verdict()` picks the two studies of a dataset
+it compares (the best study of each side: ANN, then CNN) from the leaderboard's rows.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anncnn_tune.service.records import decode_correct
+from anncnn_tune.training import families
+from anncnn_tune.training.families.base import SIDES
+
 LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 ALPHA = 1 - LEVEL
+FRACTION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")  # shown in points (×100)
 
 
 @dataclass(frozen=True)
@@ -164,4 +170,63 @@ def verdict(a: dict, b: dict, *, maximize: bool, fair: bool, points: bool) -> di
                 f"{high:.2f}], {_p_text(p_shown)} ({count})")
         out["status"] = "no_difference"
     out["line"] = line
+    return out
+
+
+
+def _best_of_each_side(rows: list[dict]) -> list[dict]:
+    """The pair a verdict compares: the best study of the ANN side, then of the CNN side (a side may
+    hold several families: the notebook CNN and the fast CNN), each judged by its retrained test score
+    where it has one, else its best validation value; without both sides, the first two rows."""
+    sides: dict[str, list[dict]] = {}
+    for r in rows:
+        sides.setdefault(families.side(r["model"]), []).append(r)
+    if not all(s in sides for s in SIDES):
+        return rows[:2]
+
+    def rank(r: dict):
+        sign = 1 if r["direction"] == "maximize" else -1
+        tested = r["test_value"] is not None
+        value = r["test_value"] if tested else r["best_value"]
+        return (tested, value is not None, sign * (value if value is not None else 0.0))
+
+    return [max(sides[s], key=rank) for s in SIDES]
+
+
+def dataset_verdict(rows: list[dict], fair: bool) -> dict:
+    """What the test split says about the best study of each side (ANN, then CNN): verdict()'s dict.
+
+    The per-example correctness is used here and dropped from the rows (it is large, and the JSON
+    keeps the verdict's numbers instead)."""
+    for r in rows:
+        r["test_correct"] = decode_correct(r.pop("test_correct", None))
+    pair = _best_of_each_side(rows)
+    rows = pair + [r for r in rows if not any(r is p for p in pair)]
+    if len(rows) < 2 and rows and rows[0].get("kind") == "table":
+        out = {"status": "single", "line": "no ANN-vs-CNN verdict on a table (no CNN applies)"}
+    elif len(rows) < 2:
+        out = {"status": "single", "line": "no verdict: only one study so far"}
+    elif rows[0]["metric"] != rows[1]["metric"]:
+        out = {"status": "unfair", "line": "no verdict: the studies optimise different metrics"}
+    else:
+        a, b = ({"name": r["study"], "per_seed": r["test_per_seed"], "correct": r["test_correct"]} for r in rows[:2])
+        for side, r in ((a, rows[0]), (b, rows[1])):
+            if r["test_value"] is not None and not side["per_seed"] and r["test_seeds"] == 1:
+                side["per_seed"] = [r["test_value"]]  # a record older than per_seed_values: one seed is one value
+        older = [r["study"] for r in rows[:2] if r["test_value"] is not None and not r["test_per_seed"]
+                 and r["test_seeds"] != 1]
+        if older:
+            return _drop_correct(rows, {"status": "no_test", "line": f"no verdict: {older[0]} was retrained before "
+                                        "per-seed test scores were recorded; retrain it with --force"})
+        metric = rows[0]["test_metric"] or rows[0]["metric"].removeprefix("val_")
+        out = verdict(a, b, maximize=rows[0]["direction"] == "maximize", fair=fair,
+                        points=metric in FRACTION_METRICS)
+        if len(rows) > 2:
+            out["line"] += f" (the best of each side: {rows[0]['study']} and {rows[1]['study']}, of {len(rows)} studies)"
+    return _drop_correct(rows, out)
+
+
+def _drop_correct(rows: list[dict], out: dict) -> dict:
+    for r in rows:
+        r.pop("test_correct", None)
     return out

@@ -16,6 +16,7 @@ import optuna
 from anncnn_tune.errors import UserError
 from anncnn_tune.training.params import SEED_MAX, Param
 
+
 class Spec(Protocol):
     """What the constructors read of a study's spec (search/spec.py's Spec; a Protocol here, so that
     this table, which spec.py reads, does not import spec.py back)."""

@@ -33,6 +33,12 @@ class DeletePlan:
     artifact_files: tuple[Path, ...]  # those that exist now
     checkpoint_dir: Path | None  # None when the study never checkpointed here
 
+    def describe(self) -> str:
+        """What deleting removes, in one line (the confirmation question quotes it)."""
+        return (f"study {self.name} ({self.n_trials} trial(s)) from {mask(self.url)}, {len(self.artifact_files)} "
+                "artifact file(s)" + (" and its checkpoints" if self.checkpoint_dir else "")
+                + f" under {self.artifact_root}")
+
 
 def plan_delete(url: str, name: str, artifact_root: Path) -> DeletePlan:
     """What deleting study `name` removes; a one-line UserError (and nothing opened for writing

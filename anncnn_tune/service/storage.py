@@ -26,10 +26,8 @@ from sqlalchemy.engine import make_url
 
 from anncnn_tune.errors import UserError
 from anncnn_tune.service.locks import ExclusiveLock
+from anncnn_tune.service.settings import DEFAULT_HEARTBEAT, DEFAULT_URL, ENV_VAR, resolve_url  # noqa: F401 (re-exported)
 
-ENV_VAR = "ANNCNN_TUNE_STORAGE"
-DEFAULT_URL = "sqlite:///anncnn-tune.db"
-DEFAULT_HEARTBEAT = 30  # seconds; a trial silent for 2 heartbeats is declared stale and retried
 CONNECT_TIMEOUT = 5  # seconds before an unreachable server is reported
 SQLITE_BUSY_TIMEOUT = 60  # seconds a local worker waits for SQLite's write lock
 MAX_RETRY = 3  # a trial whose worker dies is retried at most this many times
@@ -95,10 +93,6 @@ def quiet_experimental_warnings() -> None:
     output. Applied when a command opens its storage (before any of those is used), not at import,
     so importing the package leaves a notebook's or a test's warning filters alone."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def resolve_url(flag: str | None) -> str:
-    return flag or os.environ.get(ENV_VAR) or DEFAULT_URL
 
 
 def mask(url: str) -> str:

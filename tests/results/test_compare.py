@@ -16,7 +16,7 @@ from helpers import build_digits_demo, sqlite_snapshot, url
 from helpers import main_in_process as cli
 
 from anncnn_tune.results import plots
-from anncnn_tune.results.compare import COLUMNS
+from anncnn_tune.results.render import COLUMNS, TEXT_WIDTH, WIDE_COLUMNS
 from anncnn_tune.service import optuna_private, records
 from anncnn_tune.service.records import StudyRecord
 
@@ -31,8 +31,9 @@ def _no_env_storage(monkeypatch):
     monkeypatch.delenv("ANNCNN_TUNE_STORAGE", raising=False)
 
 
-def parse_table(text: str) -> dict[str, dict]:
-    """The table's study rows as {study: {column: cell}}, cells split on runs of 2+ spaces."""
+def parse_table(text: str, columns: tuple[str, ...] = WIDE_COLUMNS) -> dict[str, dict]:
+    """The table's study rows as {study: {column: cell}}, cells split on runs of 2+ spaces (of `compare --wide`
+    by default)."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("study "))
     rows = {}
@@ -41,7 +42,7 @@ def parse_table(text: str) -> dict[str, dict]:
             break
         cells = re.split(r" {2,}", line.strip())
         winner = cells[0] == "*"
-        row = dict(zip(COLUMNS[1:], cells[1:] if winner else cells))
+        row = dict(zip(columns[1:], cells[1:] if winner else cells))
         row["winner"] = winner
         rows[row["study"]] = row
     return rows
@@ -49,7 +50,7 @@ def parse_table(text: str) -> dict[str, dict]:
 
 def test_table_puts_digits_ann_and_cnn_side_by_side(db, capsys):
     before = sqlite_snapshot(db)
-    code, out, err = cli(capsys, "compare", "--storage", url(db))
+    code, out, err = cli(capsys, "compare", "--storage", url(db), "--wide")
     assert code == 0, err
     assert "digits: ANN/CNN share the same data, splits and budget" in out
     assert "4 epochs" in out and "split seed 0" in out and "sampler tpe(" in out and "pruner hyperband(" in out
@@ -57,14 +58,14 @@ def test_table_puts_digits_ann_and_cnn_side_by_side(db, capsys):
     assert set(rows) == {"digits-ann", "digits-cnn"}
     assert sum(r["winner"] for r in rows.values()) >= 1
     assert rows["digits-ann"]["family"] == "ann" and rows["digits-cnn"]["family"] == "cnn"
-    assert "keras-mlp-128-64" in rows["digits-ann"]["reference"]
-    assert "conv32-conv64-dense64" in rows["digits-cnn"]["reference"]
+    assert "keras-mlp-128-64" in rows["digits-ann"]["baseline"]
+    assert "conv32-conv64-dense64" in rows["digits-cnn"]["baseline"]
     assert re.search(r"digits-cnn trial \d+: \{", out)
     assert sqlite_snapshot(db) == before  # compare only reads
 
 
 def test_json_and_csv_carry_the_numbers_of_the_table(db, capsys):
-    _, table, _ = cli(capsys, "compare", "--storage", url(db))
+    _, table, _ = cli(capsys, "compare", "--storage", url(db), "--wide")
     _, as_json, _ = cli(capsys, "compare", "--storage", url(db), "--format", "json")
     _, as_csv, _ = cli(capsys, "compare", "--storage", url(db), "--format", "csv")
     board = json.loads(as_json)
@@ -77,8 +78,8 @@ def test_json_and_csv_carry_the_numbers_of_the_table(db, capsys):
         cells, line = rows[row["study"]], csv_rows[row["study"]]
         assert cells["best val"] == f"{row['best_value']:.4f}"
         assert cells["trial"].split()[0] == str(row["best_trial"])
-        assert cells["reference"].split()[0] == f"{row['baseline_value']:.4f}"
-        assert cells["vs ref"] == f"{row['vs_baseline']:+.4f}"
+        assert cells["baseline"].split()[0] == f"{row['baseline_value']:.4f}"
+        assert cells["vs baseline"] == f"{row['vs_baseline']:+.4f}"
         assert int(cells["params"].replace(",", "")) == row["n_params"]
         assert float(cells["train s"]) == pytest.approx(row["train_seconds"], abs=0.05)
         assert cells["epochs"] == f"{row['best_epoch']}/{row['epochs_run']}"
@@ -184,7 +185,7 @@ def test_plots_render_and_handle_too_few_trials(db, tmp_path):
 
 def test_a_minimised_metric_ranks_the_lowest_value_best():
     """California's val_mse: the best trial is the lowest, ties going to the earlier trial."""
-    from anncnn_tune.results.compare import study_row
+    from anncnn_tune.results.leaderboard import study_row
 
     study = optuna.create_study(direction="minimize")
     study.set_user_attr("spec", {"dataset": "california-housing", "model": "ann", "metric": "val_mse",
@@ -197,3 +198,56 @@ def test_a_minimised_metric_ranks_the_lowest_value_best():
     row = study_row(study)
     assert (row["best_value"], row["best_trial"]) == (0.25, 1)
     assert row["direction"] == "minimize"
+
+
+# -- compare says what it means (issue 24, part 7): one test per friction -----------------------------
+
+
+def _only_ann(db: Path, tmp_path: Path, kind: str | None = None) -> str:
+    """A copy of the demo storage holding digits-ann alone; kind rewrites its data record's kind."""
+    copy = tmp_path / "one.db"
+    shutil.copy(db, copy)
+    optuna.delete_study(study_name="digits-cnn", storage=url(copy))
+    if kind is not None:
+        study = optuna.load_study(study_name="digits-ann", storage=url(copy))
+        data = {**StudyRecord.read(study).data, "kind": kind}  # as if the study had searched a table
+        optuna_private.set_study_system_attr(study, records.SYSTEM_PREFIX + "data", data)
+    return url(copy)
+
+
+def test_a_table_study_alone_is_compared_with_gradient_boosting_not_awaiting_a_cnn(db, tmp_path, capsys):
+    code, out, err = cli(capsys, "compare", "--storage", _only_ann(db, tmp_path, kind="table"))
+    assert code == 0, err
+    words = " ".join(out.split())  # the text table wraps its lines at 120 columns
+    assert "so far" not in words and "no comparison yet" not in words  # no CNN study can come on a table
+    assert "the comparison is the net against gradient boosting (`anncnn-tune reference --study digits-ann`)" in words
+    assert "no ANN-vs-CNN verdict on a table" in words
+
+
+def test_a_best_value_is_never_called_none_yet(db, tmp_path, capsys):
+    code, out, err = cli(capsys, "compare", "--storage", _only_ann(db, tmp_path))
+    assert code == 0, err
+    words = " ".join(out.split())  # the text table wraps its lines at 120 columns
+    assert "best validation: none yet" not in words
+    assert re.search(r"best val_accuracy: digits-ann \d\.\d{4} \(the only study with a complete trial\)", words)
+
+
+def test_baseline_trials_and_the_classical_reference_have_a_word_each(db, capsys):
+    for args in ((), ("--wide",), ("--format", "markdown")):
+        code, out, err = cli(capsys, "compare", "--storage", url(db), *args)
+        assert code == 0, err
+        words = " ".join(out.split())
+        assert not re.search(r"\bref\b", words), args  # "ref" was the baseline trials' word
+        # "reference" is the classical one only (and the command that fits it)
+        assert words.count("reference") == words.count("classical reference") + words.count("tune reference"), args
+    assert "vs baseline" in out and "| baseline |" in out
+
+
+def test_the_text_table_fits_120_columns_and_wide_has_the_details(db, capsys):
+    code, out, err = cli(capsys, "compare", "--storage", url(db))
+    assert code == 0, err
+    assert max(len(line) for line in out.splitlines()) <= TEXT_WIDTH == 120
+    assert set(parse_table(out, COLUMNS)) == {"digits-ann", "digits-cnn"}
+    assert "--wide" in out  # it says where the rest is
+    _, wide, _ = cli(capsys, "compare", "--storage", url(db), "--wide")
+    assert re.search(r"digits-cnn trial \d+: \{", wide) and "FLOPs/sample" in wide

@@ -13,7 +13,8 @@ import optuna
 import pytest
 from helpers import run_cli, sqlite_snapshot
 
-from anncnn_tune.results.compare import dataset_entry, fairness_note
+from anncnn_tune.results.fairness import dataset_entry
+from anncnn_tune.results.render import fairness_note
 from anncnn_tune.service import optuna_private, records
 
 TINY = ("--n-trials", "2", "--epochs", "1", "--subset", "300", "--device", "cpu", "--quiet")
@@ -66,7 +67,7 @@ def test_retrain_stores_each_seeds_test_predictions_and_compare_draws_a_verdict(
     assert cnn["flops_per_sample"] == cost["flops_per_sample"] and cnn["latency_ms_b1"] > 0
     front = entry["frontier"]
     assert front["front"] and front["cheapest"] and len(front["points"]) >= len(front["front"])
-    table = run_cli("compare", cwd=pair).stdout
+    table = run_cli("compare", "--wide", cwd=pair).stdout
     assert "cost frontier (" in table
     assert "verdict: " + verdict["line"] in table and "not a verdict" in table
 
@@ -88,7 +89,7 @@ def test_force_warns_and_counts_the_second_test_scoring(pair):
     assert "scored 1 time(s) before" in result.stderr and "no longer a clean held-out estimate" in result.stderr
     counts = {r["study"]: r["test_scorings"] for r in board(pair)["studies"]}
     assert counts == {"digits-ann": 2, "digits-cnn": 1}
-    assert "2x" in run_cli("compare", cwd=pair).stdout
+    assert "2x" in run_cli("compare", "--wide", cwd=pair).stdout
 
 
 def test_budgets_apart_by_less_than_one_trials_worth_stay_fair(pair):
@@ -139,7 +140,7 @@ def test_the_classical_reference_is_recorded_and_compare_stays_read_only(pair):
     db = pair / "anncnn-tune.db"
     before = sqlite_snapshot(db)
     entry = board(pair)
-    table = run_cli("compare", cwd=pair).stdout
+    table = run_cli("compare", "--wide", cwd=pair).stdout
     assert sqlite_snapshot(db) == before  # compare writes nothing
     ref = entry["classical"]["reference"]
     assert ref["model"] == "logistic regression on pixels" and ref["grid_size"] == 3 and 0.5 < ref["test"] <= 1

@@ -8,12 +8,11 @@ import pytest
 import torch
 import yaml
 
-from anncnn_tune.training import families
-from anncnn_tune.training.families import cnn
 from anncnn_tune.data.schema import Schema
 from anncnn_tune.search import generate as gen
 from anncnn_tune.search.spec import spec_from_dict
-from anncnn_tune.training import models
+from anncnn_tune.training import families, models
+from anncnn_tune.training.families import cnn
 
 
 def image_schema(channels, side, n, classes=3):

@@ -16,7 +16,7 @@ PROBE = """
 import os, warnings
 os.umask(0o027)
 import anncnn_tune.atomic, anncnn_tune.service.storage, anncnn_tune.service.artifacts
-import anncnn_tune.search.launcher, anncnn_tune.results.compare
+import anncnn_tune.search.launcher, anncnn_tune.results.leaderboard, anncnn_tune.results.render
 import optuna
 assert not [f for f in warnings.filters if f[2] is optuna.exceptions.ExperimentalWarning], "filter at import"
 anncnn_tune.service.storage.quiet_experimental_warnings()

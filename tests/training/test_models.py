@@ -12,8 +12,8 @@ import torch
 from anncnn_tune.data import DATASETS
 from anncnn_tune.search import spec as spec_mod
 from anncnn_tune.training import families, models
-from anncnn_tune.training.families.cnn import ConvBlock
 from anncnn_tune.training import params as P
+from anncnn_tune.training.families.cnn import ConvBlock
 from anncnn_tune.training.fit import DeviceData, fit
 
 # Input shapes without loading the data (large datasets may be absent on a test machine).

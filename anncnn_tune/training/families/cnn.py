@@ -7,8 +7,6 @@ for speed.
 
 from __future__ import annotations
 
-import math
-
 from torch import nn
 
 from anncnn_tune.training import params as P

@@ -15,8 +15,6 @@ parameters (training/params.py) that a fastcnn study searches or fixes.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -167,14 +165,16 @@ def space(schema, plan, train: dict, base_train: dict) -> tuple[dict, list[dict]
     side = min(height, width)
     groups = 3 if side >= 16 else 2
     high = 64 if side >= 24 and plan.n_train >= 10_000 else 32
-    reasons = [f"{height}x{width} images: the fast family with {groups} conv groups of 16..{high} channels "
-               "(then x2..x4), whitened 2x2 stem, test-time flip"]
+    # A mirrored glyph is another glyph: test-time flips only for colour images (natural photos).
+    tta = ["none", "flip"] if channels >= 3 else ["none"]
+    reasons = [(f"{height}x{width} images: the fast family with {groups} conv groups of 16..{high} channels "
+                f"(then x2..x4), whitened 2x2 stem, test-time views {' | '.join(tta)}")]
     params = {
         "width": P.int_range(16, high, log=True),
         "width_mult": P.float_range(2.0, 4.0),
         "groups": groups,
         "depth": P.int_range(1, 2),
-        "tta": P.choice(["none", "flip"]),
+        "tta": P.choice(tta),
         **{k: v for k, v in train.items() if k not in ("optimizer",)},
         "optimizer": "sgd",
         "nesterov": True,
@@ -185,7 +185,7 @@ def space(schema, plan, train: dict, base_train: dict) -> tuple[dict, list[dict]
     }
     if plan.task == "multiclass":
         params["label_smoothing"] = P.float_range(0.0, 0.3)
-    base = {"width": min(high, 32), "width_mult": 4.0, "depth": 2, "tta": "flip", "momentum": 0.85, "lr": 1.0,
+    base = {"width": min(high, 32), "width_mult": 4.0, "depth": 2, "tta": tta[-1], "momentum": 0.85, "lr": 1.0,
             "weight_decay": 1.0e-3, **{k: v for k, v in base_train.items() if k not in ("optimizer", "lr",
                                                                                          "weight_decay", "schedule")}}
     if plan.task == "multiclass":
