@@ -40,6 +40,9 @@ PARAMS = (
     P.Param("activation", "fastcnn", "choice", "gelu", "activation function", choices=tuple(ACTIVATIONS)),
     P.Param("bn_momentum", "fastcnn", "float", 0.4, "weight of each batch in batch norm's running statistics",
             low=0.0, high=1.0, low_open=True),
+    P.Param("bias_lr", "fastcnn", "float", 64.0,
+            "learning-rate multiplier of the batch-norm biases (weight decay divided by it), as airbench's",
+            low=1.0),
     P.Param("tta", "fastcnn", "choice", "flip", "test-time views averaged at evaluation (cost: 1, 2 or 6 passes)",
             choices=tuple(TTA_VIEWS)),
 )
@@ -107,6 +110,16 @@ class FastCNN(nn.Module):
         self.groups = nn.Sequential(*groups)
         self.head = nn.Linear(cin, out_dim, bias=False)
         self.tta = p["tta"]
+        self.bias_lr = float(p["bias_lr"])
+
+    def optimizer_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """The batch-norm biases (the only affine parameters left: BN scales are frozen) at bias_lr times
+        the rate and 1/bias_lr the weight decay, so their decay per step stays the others'."""
+        biases = [m.bias for m in self.modules() if isinstance(m, BatchNorm)]
+        ids = {id(b) for b in biases}
+        rest = [q for q in self.parameters() if q.requires_grad and id(q) not in ids]
+        return [{"params": rest, "lr": lr, "weight_decay": weight_decay},
+                {"params": biases, "lr": lr * self.bias_lr, "weight_decay": weight_decay / self.bias_lr}]
 
     def features(self, x):
         x = self.groups(self.stem_act(self.stem(x)))
