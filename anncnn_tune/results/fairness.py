@@ -48,8 +48,8 @@ def dataset_entry(dataset: str, rows: list[dict]) -> dict:
         winner = [r["study"] for r in scored if r["best_value"] == top]
         for r in rows:
             r["winner"] = r["study"] in winner
-    families = sorted({r["model"] for r in rows})
-    return {"dataset": dataset, "families": families, "fair": not differs, "shared": shared, "differs": differs,
+    models = sorted({r["model"] for r in rows})
+    return {"dataset": dataset, "families": models, "fair": not differs, "shared": shared, "differs": differs,
             "winner": winner, "verdict": dataset_verdict(rows, not differs), "frontier": _frontier(rows),
             "classical": _classical(rows), "studies": rows}
 
