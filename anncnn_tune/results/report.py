@@ -88,15 +88,15 @@ def _pipeline_lines(name: dict, pipeline: dict | None) -> list[str]:
     if pipeline is None or "preprocess" not in name:
         return []
     if pipeline["table"] is None and pipeline["image"] is None:
-        what = "no input preprocessing recorded for this data (an .npz array file): `predict` does not take it"
+        what = "no input preprocessing could be recorded for this data: `predict` does not take it"
     elif pipeline["table"] is not None:
         what = ("each column's role, imputed value, scaling and one-hot categories as fitted on the training rows; "
                 "`anncnn-tune predict RUN_DIR rows.csv` applies them to raw rows")
     else:
         what = ("decoding (mode, size, resampling) and the per-channel mean/std; `anncnn-tune predict RUN_DIR "
                 "image-or-folder` applies them")
-    return [f"- `{name['preprocess']}`: from raw input to output: {what}; the class names, the target's "
-            "scaling and the decision rule"]
+    return [(f"- `{name['preprocess']}`: from raw input to output: {what}; the class names, the target's "
+            "scaling and the decision rule")]
 
 
 def markdown_report(result: dict, run: Run, pipeline: dict | None = None) -> str:
