@@ -18,15 +18,17 @@ _LAZY = {
     "compare": "anncnn_tune.api",
     "export": "anncnn_tune.api",
     "retrain": "anncnn_tune.api",
+    "predict": "anncnn_tune.api",
     "init": "anncnn_tune.api",
     "ExportedRun": "anncnn_tune.api",
     "OptimizeResult": "anncnn_tune.search.launcher",
     "RetrainResult": "anncnn_tune.results.retrain",
+    "PredictResult": "anncnn_tune.results.predict",
     "UserError": "anncnn_tune.errors",
 }
 
-__all__ = ["ExportedRun", "OptimizeResult", "RetrainResult", "UserError", "compare", "export", "init",
-           "optimize", "retrain"]  # == sorted(_LAZY), which tests/test_api.py checks
+__all__ = ["ExportedRun", "OptimizeResult", "PredictResult", "RetrainResult", "UserError", "compare", "export",
+           "init", "optimize", "predict", "retrain"]  # == sorted(_LAZY), which tests/test_api.py checks
 
 
 def __getattr__(name: str):

@@ -9,6 +9,7 @@ notebook and a terminal run the same code and write the same storage::
     board = at.compare()                                          # the leaderboard as a pandas DataFrame
     run = at.export("digits-cnn", output="best.yaml")             # an ExportedRun (the run file as a dict)
     final = at.retrain("best.yaml", seeds=2)                      # a RetrainResult (test metrics, files)
+    rows = at.predict("runs/digits-cnn-trial3", "new-images/")     # predictions as a pandas DataFrame
 
 Storage: each function takes `storage` (an Optuna storage URL); None means $ANNCNN_TUNE_STORAGE,
 else the SQLite file anncnn-tune.db in the working directory, as on the command line.
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_STORAGE", "FORMATS", "STORAGE_ENV_VAR", "ExportedRun", "check_seed", "check_size",
            "compare", "dashboard", "dataset_names", "dataset_sources", "datasets", "delete", "duration_text", "export",
-           "fetch_dataset", "init", "number", "optimize", "plan_delete", "reference", "retrain", "studies"]
+           "fetch_dataset", "init", "number", "optimize", "plan_delete", "predict", "reference", "retrain", "studies"]
 
 
 def init(path, *, target: str | None = None, name: str | None = None, task: str = "auto",
@@ -215,6 +216,27 @@ def retrain(run_file: str, *, out: str | None = None, seeds: int = 1, cv: int = 
                              device=device, data_dir=None if data_dir is None else str(data_dir), storage=storage,
                              record=record, force=force)
     return run(request, log=log or (lambda line: None))
+
+
+def predict(run_dir, input, out=None, *, batch_size: int | None = None, skip_bad: bool = False, log=None,
+            stdout=None):
+    """Predict with a retrained model: raw table rows or image files in, a CSV of predictions out.
+
+    run_dir: the folder `retrain` wrote (model.pt and preprocess.json). input: a .csv/.tsv/.parquet
+    table with the training columns (extra columns, the target among them, are ignored; a missing
+    one is a UserError naming it), an image file, or a folder of images (searched recursively),
+    decoded and resized as in training. out: a CSV path (written whole, or not at all on an error),
+    "-" for `stdout` (default sys.stdout, written batch by batch), or None to return a pandas
+    DataFrame. Columns: `row` (tables, 0-based) or `file` (images, relative to the folder), then
+    `prediction` (the class name, or the value in the target's units) and `prob_<class>` per class.
+    batch_size: rows (default 4096) or images (256) per batch. skip_bad: skip unreadable images
+    (each named through `log`) instead of stopping at the first. log: progress lines (a callable
+    taking one string; None for silence). Returns the DataFrame (out None) or a PredictResult.
+    """
+    from anncnn_tune.results.predict import predict as run
+
+    return run(run_dir, input, None if out is None else str(out), batch_size=batch_size, skip_bad=skip_bad,
+               log=log or (lambda line: None), stdout=stdout)
 
 
 def studies(storage: str | None = None) -> dict:

@@ -16,7 +16,7 @@ from anncnn_tune.cli.delete import delete
 from anncnn_tune.cli.init import init_command
 from anncnn_tune.cli.listing import echo_rows
 from anncnn_tune.cli.options import DEVICES, SECONDS, SEED, SUBSET, WORKERS, storage_option
-from anncnn_tune.cli.results import compare, export, reference, retrain
+from anncnn_tune.cli.results import compare, export, predict, reference, retrain
 from anncnn_tune.errors import UserError
 
 
@@ -145,7 +145,7 @@ def _study_line(row: dict) -> str:
     return f"{row['name']:<26} {states:<40} {best}"
 
 
-for command in (datasets, compare, export, retrain, reference):
+for command in (datasets, compare, export, retrain, predict, reference):
     cli.add_command(command)
 cli.add_command(init_command)
 cli.add_command(delete)

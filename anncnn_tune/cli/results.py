@@ -1,4 +1,4 @@
-"""`anncnn-tune compare`, `export` and `retrain`: thin commands over the Python API (anncnn_tune.api).
+"""`anncnn-tune compare`, `export`, `retrain` and `predict`: thin commands over the Python API (anncnn_tune.api).
 
 The API loads torch and optuna inside each function, so `--help` does not pay for them.
 UserError propagates: cli.main() turns it into one line on stderr and exit code 2.
@@ -97,6 +97,32 @@ def retrain(run_file, out, seeds, cv, device, data_dir, storage, no_record, forc
     if result.recorded:
         click.echo(f"recorded on study {result.run['source']['study']} "
                    f"(test_metrics, trial {result.run['source']['trial']}); see `anncnn-tune compare`")
+
+
+@click.command()
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.argument("source", metavar="INPUT")
+@click.option("-o", "--output", default=None, metavar="FILE",
+              help="Write the predictions CSV to FILE (whole, or nothing on an error). Default: standard output.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Rows (default 4096) or images (default 256) read and predicted at a time.")
+@click.option("--skip-bad", is_flag=True,
+              help="Skip unreadable image files (each named on stderr) instead of stopping at the first.")
+def predict(run_dir, source, output, batch_size, skip_bad):
+    """Predict INPUT with the model `retrain` saved in RUN_DIR: a CSV of predictions.
+
+    INPUT is a .csv/.tsv/.parquet table with the training columns (other columns, the target among
+    them, are ignored; blank cells are imputed as in training), an image file, or a folder of
+    images (searched recursively), decoded and resized as in training. The CSV has one row per
+    input row (`row`, 0-based) or image (`file`), the `prediction` (class name, or the value in
+    the target's units) and, for classes, `prob_<class>` per class. Progress goes to stderr.
+    """
+    log = lambda line: click.echo(line, err=True)
+    result = api.predict(run_dir, source, output if output is not None else "-", batch_size=batch_size,
+                         skip_bad=skip_bad, log=log)
+    if output is not None:
+        skipped = f"; skipped {len(result.skipped)} unreadable image(s)" if result.skipped else ""
+        log(f"wrote {output}: {result.rows} predictions{skipped}")
 
 
 @click.command()

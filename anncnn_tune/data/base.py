@@ -138,6 +138,7 @@ class Splits:
     source: dict | None = None  # a user's DataSource.to_dict(); None for registry datasets
     schema: dict | None = None  # Schema.summary() of a user's source
     target_scaling: TargetScaling | None = None  # regression: fitted on y_train by the loader; None: identity
+    preprocess: dict | None = None  # tables: the fitted column transformer's parameters (data/pipeline.py)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -215,6 +215,12 @@ def _decode(task: tuple[list[str], int, tuple[int, int] | None]):
     return out, errors
 
 
+def decode_files(paths: list[str], channels: int, size: tuple[int, int]) -> tuple[np.ndarray, dict[int, str]]:
+    """Files decoded exactly as training decoded them (mode, resize): uint8 (N, C, H, W) and the
+    errors by position; what `predict` runs on a user's image files."""
+    return _decode((list(paths), channels, tuple(size)))
+
+
 def _reason(exc: Exception) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
 

@@ -22,6 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from anncnn_tune.data.base import Splits, choose_transform, fingerprint_files, split_rows
 from anncnn_tune.data.memory import check_fits
+from anncnn_tune.data.pipeline import describe_table
 from anncnn_tune.data.schema import Schema
 from anncnn_tune.errors import UserError
 
@@ -232,13 +233,15 @@ def encoded_splits(key: str, frame: pd.DataFrame, y: np.ndarray, cols: Columns, 
         x_test, y_test = encode(frame.iloc[test]), y[test]
     else:
         x_test = encode(test_frame)
+    x_train = encode(frame.iloc[train])
     return Splits(
         key=key, task=task, kind="tabular",
-        x_train=encode(frame.iloc[train]), y_train=y[train],
+        x_train=x_train, y_train=y[train],
         x_val=encode(frame.iloc[val]), y_val=y[val],
         x_test=x_test, y_test=y_test,
         classes=tuple(classes) if classes else None, fingerprint=fingerprint, split_seed=seed,
         feature_names=feature_names(fitted, cols),
+        preprocess=describe_table(fitted, cols, x_train.shape[1]),
     )  # fmt: skip
 
 

@@ -70,8 +70,38 @@ def _cost_lines(cost: dict | None) -> list[str]:
             "Latency: ONNX Runtime on this CPU, one thread, median of repeated runs after warm-up."]
 
 
-def markdown_report(result: dict, run: Run) -> str:
-    """report.md: the metrics.json content (`result`) as a page, with the figures and files linked."""
+def _onnx_lines(name: dict, result: dict, pipeline: dict | None) -> list[str]:
+    check = (f"max abs difference to PyTorch {result['onnx']['max_abs_diff']:.2e} "
+             f"(tolerance {result['onnx']['tolerance']:.0e})")
+    if pipeline is None:
+        return [f"- `{name['onnx']}`: input the stored values as the loader gives them; {check}"]
+    onnx = pipeline["onnx"]
+    lines = [f"- `{name['onnx']}` ({check}):", f"  - input `input`: {onnx['input']}",
+             f"  - output: {onnx['output']}"]
+    if onnx.get("positions"):
+        lines += ["  - input positions, in order:"]
+        lines += [f"    {i}. {text}" for i, text in enumerate(onnx["positions"])]
+    return lines
+
+
+def _pipeline_lines(name: dict, pipeline: dict | None) -> list[str]:
+    if pipeline is None or "preprocess" not in name:
+        return []
+    if pipeline["table"] is None and pipeline["image"] is None:
+        what = "no input preprocessing could be recorded for this data: `predict` does not take it"
+    elif pipeline["table"] is not None:
+        what = ("each column's role, imputed value, scaling and one-hot categories as fitted on the training rows; "
+                "`anncnn-tune predict RUN_DIR rows.csv` applies them to raw rows")
+    else:
+        what = ("decoding (mode, size, resampling) and the per-channel mean/std; `anncnn-tune predict RUN_DIR "
+                "image-or-folder` applies them")
+    return [(f"- `{name['preprocess']}`: from raw input to output: {what}; the class names, the target's "
+            "scaling and the decision rule")]
+
+
+def markdown_report(result: dict, run: Run, pipeline: dict | None = None) -> str:
+    """report.md: the metrics.json content (`result`) as a page, with the figures and files linked;
+    `pipeline` (preprocess.json) says what the ONNX input is."""
     test, source = result["test"], run.source
     name = {key: Path(path).name for key, path in result["files"].items()}  # links relative to the report
     lines = [f"# Retrain: {run.label}", ""]
@@ -110,8 +140,6 @@ def markdown_report(result: dict, run: Run) -> str:
               "## Files", "",
               (f"- `{name['weights']}`: `torch.load(path, weights_only=True)` gives the state dict (`model`) and "
               "the run config (`config`, `input_shape`, `out_dim`) that rebuild the model with `models.build`"),
-              (f"- `{name['onnx']}`: input raw stored values (pixels before normalisation; tabular features as the "
-              f"loader scales them), output logits; max abs difference to PyTorch "
-              f"{result['onnx']['max_abs_diff']:.2e} (tolerance {result['onnx']['tolerance']:.0e})"),
+              *_onnx_lines(name, result, pipeline), *_pipeline_lines(name, pipeline),
               f"- `{name['metrics']}`, `{name['run']}`", ""]
     return "\n".join(lines)

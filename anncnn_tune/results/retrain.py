@@ -6,7 +6,8 @@ Each seed's model sees the test split exactly once. Optional K-fold cross-valida
 train+validation only, so the test split stays untouched by anything but the final scoring.
 
 This module is the order of the steps; each step has a module of its own: refit (one training),
-scoring, crossval, weights (PyTorch and ONNX files), report (figures and report.md), recording
+scoring, crossval, weights (PyTorch and ONNX files, and preprocess.json: the raw input's
+preprocessing, which `anncnn-tune predict` applies), report (figures and report.md), recording
 (the test metrics on the study).
 
 Order matters for "bad input leaves everything as it was": every check (run file, device,
@@ -42,13 +43,13 @@ from anncnn_tune.results.recording import (
 )
 from anncnn_tune.results.refit import train_once
 from anncnn_tune.results.scoring import correctness, predicted, score, summarize
-from anncnn_tune.results.weights import ONNX_TOLERANCE, export_onnx, save_weights
+from anncnn_tune.results.weights import ONNX_TOLERANCE, export_onnx, save_pipeline, save_weights
 from anncnn_tune.search.names import path_component
 from anncnn_tune.training import devices, models
 from anncnn_tune.training.fit import DeviceData, RunOptions, predict
 
 FILES = {"run": "run.yaml", "metrics": "metrics.json", "report": "report.md", "weights": "model.pt",
-         "onnx": "model.onnx", "curves": "learning_curves.png", "confusion": "confusion_matrix.png",
+         "onnx": "model.onnx", "preprocess": "preprocess.json", "curves": "learning_curves.png", "confusion": "confusion_matrix.png",
          "predictions": "test_predictions.npy", "roc_pr": "roc_pr.png", "fit": "predicted_vs_actual.png"}
 
 
@@ -148,8 +149,8 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     model, details = kept
     cv = cross_validate(run, splits, request.cv, device, options, log) if request.cv else None
 
-    files = {name: out / FILES[name] for name in ("run", "metrics", "report", "weights", "onnx", "curves",
-                                                  "predictions")}
+    files = {name: out / FILES[name] for name in ("run", "metrics", "report", "weights", "onnx", "preprocess",
+                                                  "curves", "predictions")}
     if "confusion_matrix" in details:
         files["confusion"] = out / FILES["confusion"]
     test_figure = {"binary": "roc_pr", "regression": "fit"}.get(splits.task)
@@ -159,6 +160,7 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     # Every seed's test predictions, by test index (the split is fixed): what verdict.py pairs.
     np.save(files["predictions"], np.stack(predictions))
     save_weights(model, run, splits, files["weights"])
+    pipeline = save_pipeline(splits, files["preprocess"])  # raw input -> model -> the user's classes or units
     onnx_diff, onnx_tolerance = export_onnx(model.cpu().eval(), splits, files["onnx"])
     # Retrain trains the trial's best epoch count, so the first seed's time is its time to the best epoch.
     spent = measure_cost(model, torch.from_numpy(np.ascontiguousarray(splits.x_test[:1])), files["onnx"],
@@ -191,7 +193,7 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     )
     metrics = result.as_dict()
     files["metrics"].write_text(json.dumps(metrics, indent=2))
-    files["report"].write_text(report.markdown_report(metrics, run))
+    files["report"].write_text(report.markdown_report(metrics, run, pipeline))
     if onnx_diff > onnx_tolerance:
         raise UserError(f"the ONNX export differs from PyTorch by {onnx_diff:.3g} (> {onnx_tolerance:.3g}, "
                         f"{ONNX_TOLERANCE:g} of the outputs' scale); the PyTorch weights in {out} are fine, but do "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from anncnn_tune.data import pipeline
 from anncnn_tune.data.base import TargetScaling
 from anncnn_tune.results.export import Run
 from anncnn_tune.training import models
@@ -48,9 +50,13 @@ def load_weights(path: str):
 class Deployable(torch.nn.Module):
     """The model plus what fit() does outside it: the input normalisation, and for a regression
     target the way back to the user's units (TargetScaling.to_user, the same code predict() runs),
-    so the ONNX file takes the stored values (raw pixels) and gives values in the user's units."""
+    so the ONNX file takes the stored values (raw pixels) and gives values in the user's units.
 
-    def __init__(self, model: torch.nn.Module, mean, std, target=None):
+    `table`: a table's recorded preprocessing (data/pipeline.py); its numeric part runs first in
+    the graph (missing values imputed, numbers scaled), so the input holds raw numbers (NaN for
+    missing) and one-hot indicators for the categorical columns."""
+
+    def __init__(self, model: torch.nn.Module, mean, std, target=None, table: dict | None = None):
         super().__init__()
         self.model = model
         shape = (1, -1, 1, 1)
@@ -58,10 +64,72 @@ class Deployable(torch.nn.Module):
         self.register_buffer("std", torch.tensor(std or (1.0,), dtype=torch.float32).view(shape))
         self.normalise = mean is not None
         self.target = target if target is not None else TargetScaling()
+        self.tabular = table is not None
+        fill, center, scale = pipeline.onnx_table_prep(table) if table is not None else ((0.0,),) * 3
+        for name, values in (("fill", fill), ("center", center), ("scale", scale)):
+            self.register_buffer(name, torch.tensor(np.asarray(values), dtype=torch.float32).view(1, -1))
 
     def forward(self, x):
+        if self.tabular:
+            x = (torch.where(torch.isnan(x), self.fill, x) - self.center) / self.scale
         out = self.model((x - self.mean) / self.std) if self.normalise else self.model(x)
         return self.target.to_user(out)
+
+
+def raw_table_inputs(x: np.ndarray, table: dict) -> np.ndarray:
+    """Encoded table rows back to the ONNX input (raw numbers, one-hot indicators): x * scale + center."""
+    _, center, scale = pipeline.onnx_table_prep(table)
+    return (np.asarray(x, np.float64) * scale + center).astype(np.float32)
+
+
+def describe_pipeline(splits) -> dict:
+    """preprocess.json: everything from the user's raw input to the user's output, as plain values."""
+    task, classes = splits.task, list(splits.classes) if splits.classes else None
+    decision = {"multiclass": "the class of the largest probability (softmax of the outputs)",
+                "binary": {"threshold": 0.5, "class_if_above": classes[1] if classes else 1,
+                           "probability": "sigmoid of the one output"},
+                "regression": None}[task]
+    record = {"format": pipeline.FORMAT, "kind": splits.kind, "task": task, "classes": classes,
+              "target": {"column": (splits.source or {}).get("target"), "scaling": splits.target.to_dict()},
+              "decision": decision, "table": None, "image": None}
+    if splits.kind == "image" and splits.mean is not None:
+        record["image"] = pipeline.describe_images(splits.input_shape, splits.mean, splits.std)
+    elif splits.kind == "tabular":
+        record["table"] = splits.preprocess
+    record["onnx"] = onnx_description(record, splits)
+    return record
+
+
+def onnx_description(record: dict, splits) -> dict:
+    """The ONNX file's input and output, in words and shapes (what report.md prints)."""
+    output = {"multiclass": f"(N, {splits.out_dim}) logits, one per class in `classes` order; softmax gives "
+                            "probabilities",
+              "binary": "(N, 1) logit; sigmoid gives the probability of the second class, > 0.5 (logit > 0) "
+                        "predicts it",
+              "regression": "(N, 1) the prediction in the target's own units"}[splits.task]
+    if record["image"] is not None:
+        image = record["image"]
+        h, w = image["size"]
+        text = (f"float32 (N, {image['channels']}, {h}, {w}): pixel values 0-255 of images decoded as "
+                f"{image['mode']} and resized to {h}x{w} (bilinear) if they differ; the graph subtracts mean "
+                f"{[round(m, 3) for m in image['mean']]} and divides by std {[round(s, 3) for s in image['std']]}")
+        return {"input": text, "positions": None, "output": output}
+    if record["table"] is not None:
+        table = record["table"]
+        text = (f"float32 (N, {pipeline.table_width(table)}): per column in order, a number in raw units (NaN "
+                "for missing: the graph imputes it and scales it) or, for a categorical column, one 0/1 indicator "
+                "per training category (all 0: a category unseen in training; all NaN: missing, the most frequent "
+                "category). Turning category text into indicators is not in the graph: `anncnn-tune predict` "
+                "does it from preprocess.json")
+        return {"input": text, "positions": pipeline.onnx_table_input(table), "output": output}
+    return {"input": f"float32 (N, {', '.join(map(str, splits.input_shape))}): the stored features as the loader "
+                     "gives them (no preprocessing recorded)", "positions": None, "output": output}
+
+
+def save_pipeline(splits, path: Path) -> dict:
+    record = describe_pipeline(splits)
+    path.write_text(json.dumps(record, indent=2))
+    return record
 
 
 def onnx_tolerance(expected: np.ndarray) -> float:
@@ -72,15 +140,17 @@ def onnx_tolerance(expected: np.ndarray) -> float:
 
 def export_onnx(model: torch.nn.Module, splits, path: Path) -> tuple[float, float]:
     """Write the model as ONNX; (max abs difference to PyTorch on test inputs, the tolerance for it),
-    both in the user's units."""
+    both in the user's units. A table's graph starts with its imputation and scaling (Deployable)."""
     import logging
     import warnings
 
     import onnx
     import onnxruntime
 
-    wrapped = Deployable(model, splits.mean, splits.std, splits.target).eval()
-    x = torch.from_numpy(np.ascontiguousarray(splits.x_test[:ONNX_CHECK_ROWS])).float()
+    table = splits.preprocess if splits.kind == "tabular" else None
+    wrapped = Deployable(model, splits.mean, splits.std, splits.target, table).eval()
+    x = np.ascontiguousarray(splits.x_test[:ONNX_CHECK_ROWS])
+    x = torch.from_numpy(raw_table_inputs(x, table) if table is not None else x).float()
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # the exporter's notes (e.g. "torchvision is not installed") are noise here
