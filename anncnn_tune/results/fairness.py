@@ -13,6 +13,7 @@ import json
 from anncnn_tune.results import cost as C
 from anncnn_tune.results.verdict import FRACTION_METRICS, dataset_verdict
 from anncnn_tune.service.records import FAIR_KEYS
+from anncnn_tune.training import families
 
 # Search budgets are comparable when the larger is at most this many times the smaller, both in
 # finished trials (complete + pruned) and in epochs trained over all trials (the compute spent,

@@ -21,9 +21,15 @@ from anncnn_tune.service.artifacts import AtomicArtifactStore, upload_trial_file
 from anncnn_tune.service.checkpoints import TrialCheckpoint
 from anncnn_tune.service.records import TrialRecord
 from anncnn_tune.training import models
-from anncnn_tune.training.fit import DeviceData, NonFiniteLoss, RunOptions, fit, seed_everything
+from anncnn_tune.training.fit import (
+    DeviceData,
+    NonFiniteLoss,
+    RunOptions,
+    fit,
+    is_out_of_memory,
+    seed_everything,
+)
 from anncnn_tune.training.observer import TimingObserver
-from anncnn_tune.training.size_check import is_out_of_memory
 
 
 class TrialObserver(TimingObserver):

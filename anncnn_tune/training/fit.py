@@ -319,9 +319,11 @@ OUT_OF_MEMORY = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_AL
                  "can't allocate memory")
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    """Allocation failures that torch raises as a plain RuntimeError (cuBLAS/cuDNN workspaces, CPU)."""
-    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in OUT_OF_MEMORY)
+def is_out_of_memory(exc: BaseException) -> bool:
+    """The one test for an allocation failure: torch's OutOfMemoryError, or one that torch raises as a
+    plain RuntimeError (cuBLAS/cuDNN workspaces, the CPU allocator)."""
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and any(text in str(exc) for text in OUT_OF_MEMORY))
 
 
 @torch.inference_mode()
@@ -399,7 +401,7 @@ def fit(
     except torch.OutOfMemoryError:
         raise
     except RuntimeError as exc:
-        if _is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             raise torch.OutOfMemoryError(str(exc)) from exc
         raise
 

@@ -24,7 +24,7 @@ import torch
 
 from anncnn_tune.errors import UserError
 from anncnn_tune.training import families, models
-from anncnn_tune.training.fit import resolve_batch_size
+from anncnn_tune.training.fit import is_out_of_memory, resolve_batch_size  # noqa: F401 (re-exported)
 
 BYTES = 4  # float32
 OPTIMIZER_COPIES = 4  # weights, gradients, two Adam moments
@@ -182,10 +182,3 @@ def check_space_fits(family: str, space: dict, fixed: dict, baselines: list[dict
                             f"{_human(e.bytes)} to train at batch {e.batch_size}, more than {limit_text}; "
                             "make it smaller")
     return worst
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, or the CPU allocator's plain RuntimeError for the same failure."""
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
