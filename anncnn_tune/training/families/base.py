@@ -2,12 +2,13 @@
 
 A family says what it is (a name for study files, a title for people, the side of the ANN-vs-CNN
 question it stands for), what data it takes, its parameters (with their conditions), how to build
-a model from (params, input shape, outputs), the space `init` writes for a dataset, and, where it
-has them, the number of forward passes an evaluation costs
-(test-time augmentation). A model that needs to see the data to initialise itself (the fast CNN's
-whitening stem) defines `init_from_data(inputs)`, which fit() calls once before the first step. Its parameter count and FLOPs per sample follow from the params alone,
-on PyTorch's meta device (shapes only, nothing allocated), so a search knows a configuration's cost
-before it trains it. Nothing outside a family's module names a family.
+a model from (params, input shape, outputs), the space `init` writes for a dataset, and the number
+of forward passes an evaluation costs (test-time augmentation views). A model that needs to see the
+data to initialise itself (the fast CNN's whitening stem) defines `init_from_data(inputs)`, which
+fit() calls once before the first step; one that gives some parameters their own learning rates
+defines `optimizer_groups(lr, weight_decay)`. Its parameter count and FLOPs per sample follow from
+the params alone, on PyTorch's meta device (shapes only, nothing allocated), so a search knows a
+configuration's cost before it trains it. Nothing outside a family's module names a family.
 """
 
 from __future__ import annotations
