@@ -244,7 +244,8 @@ def main(argv=None) -> dict:
     if dataset_path(args) and not Path(dataset_path(args)).exists():
         parser.error(f"--dataset {args.dataset} is neither a dataset key ({', '.join(DATASETS)}) nor an existing path")
     seeds = [int(s) for s in args.seeds.split(",")]
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="race-"))
+    # Absolute: the arms run in it and get storage URLs of files in it.
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="race-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     info = {"study": args.study, "dataset": args.dataset, "budget_s": args.budget, "seeds": seeds, "arms": arms,
             "cores": available_cores(), "python": platform.python_version(), "optuna": optuna.__version__,
