@@ -55,7 +55,7 @@ from optuna.trial import TrialState
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anncnn_tune.data import DATASETS
+from anncnn_tune.data import DATASETS, load_dataset, parse_source
 from anncnn_tune.service.records import TrialRecord
 from anncnn_tune.training.threads import available_cores
 
@@ -252,6 +252,10 @@ def main(argv=None) -> dict:
             "date": datetime.datetime.now().isoformat(timespec="minutes"), "load_before": os.getloadavg()}
     print(f"# {' '.join(['python', 'benchmarks/race.py', *(argv if argv is not None else sys.argv[1:])])}")
     print(f"# {info}; storages and logs in {workdir}", flush=True)
+    if dataset_path(args):
+        # Decode the folder into anncnn-tune's data cache now, untimed: else the first arm alone pays
+        # the decoding (about 10 s for CIFAR-10's 60000 JPEGs) and every later arm reads the cache.
+        load_dataset(parse_source({"path": dataset_path(args)}, base_dir=Path.cwd(), where="--dataset"), seed=seeds[0])
     runs, summaries = [], []
     for i, seed in enumerate(seeds):
         order = arms[i % len(arms):] + arms[:i % len(arms)]  # rotate: no arm always goes first
