@@ -29,8 +29,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from anncnn_tune.data import load_dataset
+from plain_optuna_cnn import load_splits
 
 BATCHSIZE = 128
 EPOCHS = 10
@@ -51,7 +52,7 @@ def define_model(trial: optuna.Trial, in_features: int, classes: int) -> nn.Modu
 
 
 def loaders(dataset: str, seed: int, data_dir: str | None):
-    splits = load_dataset(dataset, data_dir=data_dir, seed=seed)
+    splits = load_splits(dataset, seed, data_dir)
 
     def tensors(x, y):
         x = x.reshape(len(x), -1).astype(np.float32)
@@ -102,7 +103,9 @@ def make_objective(train_loader, valid_loader, in_features: int, classes: int, t
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, help="an anncnn-tune dataset key (fashion-mnist, churn, ...)")
+    parser.add_argument("--dataset", required=True,
+                        help="an anncnn-tune dataset key (fashion-mnist, churn, ...), or a file or folder (as "
+                             "`optimize --dataset`)")
     parser.add_argument("--timeout", type=float, required=True, help="seconds (Optuna's study.optimize timeout)")
     parser.add_argument("--storage", required=True, help="Optuna storage URL the race reads afterwards")
     parser.add_argument("--seed", type=int, default=0, help="splits and sampler seed (default 0)")

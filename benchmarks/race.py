@@ -8,15 +8,29 @@ among the trials complete by time t), trials and epochs done, and for anncnn-tun
 its reference baselines (best minus the best baseline trial, by time t). For each pair the race also
 reports the time each side needed to reach the other's final best.
 
-Arms: `plain` is benchmarks/plain_optuna.py (optuna-examples' pytorch_simple.py style); `anncnn:W`
-is `anncnn-tune optimize --study STUDY --workers W` (W a number or auto; `anncnn:W@FILE` races another
-study file, a variant of the study, beside it). The arms of one seed run
-one after another, their order rotating from seed to seed; nothing else of this script runs
-meanwhile.
+Arms (PLAIN_SCRIPTS and `anncnn:`):
+- `plain`: benchmarks/plain_optuna.py, an MLP search in optuna-examples' pytorch_simple.py style;
+- `plain-cnn`: benchmarks/plain_optuna_cnn.py, a conv-net search written the same common way
+  (a Dataset that crops and flips each sample on the CPU, a DataLoader, `.to(device)` per batch);
+- `plain-engine`: benchmarks/plain_same_engine.py, the plain-cnn search (same space, TPE sampler,
+  median pruner, 10 epochs) on anncnn-tune's training loop: against plain-cnn it measures the
+  engine, against anncnn:W what anncnn-tune's own search adds on the same engine;
+- `anncnn:W`: `anncnn-tune optimize --study STUDY --workers W` (W a number or auto; `anncnn:W@FILE`
+  races another study file, a variant of the study, beside it).
+--dataset is a dataset key (the plain scripts' data; anncnn-tune runs the study's own) or a file or
+folder, which every arm gets: the plain scripts load it as anncnn-tune does, and anncnn-tune runs
+`optimize --study STUDY --dataset PATH` (stored as STUDY-on-FOLDER). The arms of one seed run one
+after another, their order rotating from seed to seed; nothing else of this script runs meanwhile.
+Every arm's storage holds one study and is read the same way: trials finished by the deadline,
+their epochs (those anncnn-tune recorded, else one per reported epoch), the anytime curve. The
+per-seed table sets each arm against each arm before it in --arms.
 
     python benchmarks/race.py --study fashion-mnist-ann --dataset fashion-mnist --budget 420 --seeds 0,1,2
     python benchmarks/race.py --study churn-ann --dataset churn --arms plain,anncnn:1,anncnn:auto
     python benchmarks/race.py --quick            # digits, 25 s per arm: checks the script only
+    # the headline study on a CIFAR-10 JPEG copy (train/<class>/*.jpg, test/<class>/*.jpg), 30 min per arm:
+    python benchmarks/race.py --study cifar10-cnn --dataset /path/to/cifar10-jpeg --budget 1800 --seeds 0,1,2 \\
+        --arms plain-cnn,plain-engine,anncnn:1
 """
 
 from __future__ import annotations
@@ -41,19 +55,33 @@ from optuna.trial import TrialState
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from anncnn_tune.data import DATASETS, load_dataset, parse_source
 from anncnn_tune.service.records import TrialRecord
 from anncnn_tune.training.threads import available_cores
 
-CHECKPOINTS = (30, 60, 120, 240, 420, 600, 900)  # seconds at which the anytime curves are tabulated
+CHECKPOINTS = (30, 60, 120, 240, 420, 600, 900, 1200, 1800)  # seconds at which the anytime curves are tabulated
+# The plain Optuna scripts, by arm: each takes --dataset, --timeout, --storage and --seed.
+PLAIN_SCRIPTS = {"plain": "plain_optuna.py", "plain-cnn": "plain_optuna_cnn.py", "plain-engine": "plain_same_engine.py"}
+
+
+def is_plain(arm: str) -> bool:
+    return arm in PLAIN_SCRIPTS
+
+
+def dataset_path(args) -> str | None:
+    """--dataset as an absolute path where it is no dataset key (the arms run in the work directory)."""
+    return None if args.dataset in DATASETS else str(Path(args.dataset).expanduser().resolve())
 
 
 def command(arm: str, args, seed: int, storage: str, workdir: Path) -> list[str]:
     python = sys.executable
-    if arm == "plain":
-        return [python, str(ROOT / "benchmarks" / "plain_optuna.py"), "--dataset", args.dataset, "--timeout",
-                str(args.budget), "--storage", storage, "--seed", str(seed)]
+    if is_plain(arm):
+        return [python, str(ROOT / "benchmarks" / PLAIN_SCRIPTS[arm]), "--dataset", dataset_path(args) or args.dataset,
+                "--timeout", str(args.budget), "--storage", storage, "--seed", str(seed)]
     workers, study = _anncnn_arm(arm, args)
     extra = ["--epochs", str(args.epochs)] if args.epochs else []
+    if dataset_path(args):
+        extra += ["--dataset", dataset_path(args)]
     return [python, "-m", "anncnn_tune.cli", "optimize", "--study", study, "--timeout", str(args.budget),
             "--n-trials", "100000", "--storage", storage, "--seed", str(seed), "--workers", workers,
             # Artifacts (and checkpoints) beside the arm's own storage: a trial killed at one arm's deadline
@@ -82,20 +110,32 @@ def run_arm(arm: str, args, seed: int, workdir: Path) -> dict:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     log.close()
-    deadline = datetime.datetime.fromtimestamp(started + args.budget)
-    study = optuna.load_study(study_name="plain" if arm == "plain" else Path(_anncnn_arm(arm, args)[1]).stem,
-                              storage=storage)
+    return {"arm": arm, "seed": seed, "exit_code": process.returncode, "trials": read_trials(storage, started, args.budget),
+            "log_tail": (workdir / f"{db.stem}.log").read_text()[-2000:]}
+
+
+def read_trials(storage: str, started: float, budget: float) -> list[dict]:
+    """An arm's trials finished by started + budget, as (seconds from start, state, value, epochs, baseline),
+    read alike for every arm: the storage's one study (none yet: an arm killed before it made its
+    study has no trials); epochs as anncnn-tune recorded them (fractions of the first epoch
+    included), else one per reported epoch (the plain scripts report after every epoch)."""
+    names = optuna.get_all_study_names(storage)
+    if not names:
+        return []
+    if len(names) > 1:
+        raise ValueError(f"{storage} holds {len(names)} studies ({', '.join(names)}); an arm's storage holds one")
+    deadline = datetime.datetime.fromtimestamp(started + budget)
     trials = []
-    for t in study.get_trials(deepcopy=False):
+    for t in optuna.load_study(study_name=names[0], storage=storage).get_trials(deepcopy=False):
         if t.datetime_complete is None or t.datetime_complete > deadline or not t.state.is_finished():
             continue
         record = TrialRecord.read(t)
-        epochs = record.epochs_spent if arm != "plain" else len(t.intermediate_values)
+        recorded = record.epochs_trained is not None or record.epochs_run is not None
+        epochs = record.epochs_spent if recorded else len(t.intermediate_values)
         trials.append({"seconds": (t.datetime_complete - datetime.datetime.fromtimestamp(started)).total_seconds(),
                        "state": t.state.name, "value": t.value, "epochs": epochs, "baseline": record.baseline})
     trials.sort(key=lambda t: t["seconds"])
-    return {"arm": arm, "seed": seed, "exit_code": process.returncode, "trials": trials,
-            "log_tail": (workdir / f"{db.stem}.log").read_text()[-2000:]}
+    return trials
 
 
 def best_by(trials: list[dict], t: float, *, baselines: bool | None = None) -> float | None:
@@ -148,7 +188,7 @@ def report(summaries: list[dict], runs: list[dict], arms: list[str], budget: flo
                      + f" | {fmt(_median(s['trials'] for s in mine), '.0f')} | "
                        f"{fmt(_median(s['pruned'] for s in mine), '.0f')} | {fmt(_median(s['epochs'] for s in mine), '.0f')}"
                        f" | {fmt(None if final is None else 1 - final)} |")
-    climbing = [a for a in arms if a != "plain"]
+    climbing = [a for a in arms if not is_plain(a)]  # the plain scripts enqueue no baselines
     if climbing:
         lines += ["", "climb above the best baseline (best minus best baseline trial, median over seeds)", "",
                   "| arm | " + " | ".join(f"t={t:g}s" for t in points) + " |", "|---|" + "---|" * len(points)]
@@ -156,33 +196,39 @@ def report(summaries: list[dict], runs: list[dict], arms: list[str], budget: flo
             mine = [s for s in summaries if s["arm"] == arm]
             lines.append(f"| {arm} | " + " | ".join(fmt(_median(s["climb"][str(t)] for s in mine), "+.4f")
                                                    for t in points) + " |")
-    if "plain" in arms:
-        lines += ["", ("per seed: final best, error ratio to plain, and the seconds each needed to reach the "
-                      "other's final best"), "",
-                  ("| seed | arm | final | plain final | error / plain error | arm reaches plain's best at s | "
-                  "plain reaches arm's best at s |"), "|---|---|---|---|---|---|---|"]
+    if len(arms) > 1:
+        lines += ["", ("per seed, each arm against each arm before it in --arms: final bests, the error ratio, and "
+                       "the seconds each needed to reach the other's final best"), "",
+                  ("| seed | arm | against | final | its final | error / its error | arm reaches its best at s | "
+                   "it reaches arm's best at s |"), "|---|---|---|---|---|---|---|---|"]
         by = {(r["arm"], r["seed"]): r for r in runs}
-        for s in summaries:
-            if s["arm"] == "plain":
-                continue
-            plain = next(p for p in summaries if p["arm"] == "plain" and p["seed"] == s["seed"])
-            ratio = ((1 - s["final"]) / (1 - plain["final"])
-                     if s["final"] is not None and plain["final"] not in (None, 1.0) else None)
-            lines.append(f"| {s['seed']} | {s['arm']} | {fmt(s['final'])} | {fmt(plain['final'])} | {fmt(ratio, '.2f')} | "
-                         f"{fmt(time_to_reach(by[(s['arm'], s['seed'])]['trials'], plain['final']), '.0f')} | "
-                         f"{fmt(time_to_reach(by[('plain', s['seed'])]['trials'], s['final']), '.0f')} |")
+        found = {(s["arm"], s["seed"]): s for s in summaries}
+        for seed in sorted({s["seed"] for s in summaries}):
+            for i, arm in enumerate(arms):
+                for other in arms[:i]:
+                    if (arm, seed) not in found or (other, seed) not in found:
+                        continue
+                    s, o = found[(arm, seed)], found[(other, seed)]
+                    ratio = ((1 - s["final"]) / (1 - o["final"])
+                             if s["final"] is not None and o["final"] not in (None, 1.0) else None)
+                    lines.append(f"| {seed} | {arm} | {other} | {fmt(s['final'])} | {fmt(o['final'])} | "
+                                 f"{fmt(ratio, '.2f')} | "
+                                 f"{fmt(time_to_reach(by[(arm, seed)]['trials'], o['final']), '.0f')} | "
+                                 f"{fmt(time_to_reach(by[(other, seed)]['trials'], s['final']), '.0f')} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", default="fashion-mnist-ann", help="anncnn-tune's study (default fashion-mnist-ann)")
-    parser.add_argument("--dataset", default="fashion-mnist", help="the plain script's dataset (the study's)")
+    parser.add_argument("--dataset", default="fashion-mnist",
+                        help="the plain scripts' dataset key (the study's), or a file or folder every arm runs on "
+                             "(anncnn-tune: optimize --dataset PATH)")
     parser.add_argument("--budget", type=float, default=420.0, help="wall-clock seconds per arm (default 420)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--arms", default="plain,anncnn:auto",
-                        help="comma-separated arms: plain, anncnn:W with W a worker count or auto (default "
-                             "plain,anncnn:auto)")
+                        help="comma-separated arms: plain, plain-cnn, plain-engine, anncnn:W with W a worker "
+                             "count or auto (default plain,anncnn:auto)")
     parser.add_argument("--epochs", type=int, default=None, help="override the study's epoch budget")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the storages and logs here")
     parser.add_argument("--quick", action="store_true", help="digits, 25 s per arm, one seed: checks the script")
@@ -192,14 +238,24 @@ def main(argv=None) -> dict:
         args.study, args.dataset, args.budget, args.seeds, args.epochs = "digits-ann", "digits", 25.0, "0", 3
     optuna.logging.set_verbosity(logging.WARNING)
     arms = args.arms.split(",")
+    unknown = [a for a in arms if not is_plain(a) and not a.startswith("anncnn:")]
+    if unknown:
+        parser.error(f"unknown arm(s) {', '.join(unknown)}; arms are {', '.join(PLAIN_SCRIPTS)} and anncnn:W")
+    if dataset_path(args) and not Path(dataset_path(args)).exists():
+        parser.error(f"--dataset {args.dataset} is neither a dataset key ({', '.join(DATASETS)}) nor an existing path")
     seeds = [int(s) for s in args.seeds.split(",")]
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="race-"))
+    # Absolute: the arms run in it and get storage URLs of files in it.
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="race-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     info = {"study": args.study, "dataset": args.dataset, "budget_s": args.budget, "seeds": seeds, "arms": arms,
             "cores": available_cores(), "python": platform.python_version(), "optuna": optuna.__version__,
             "date": datetime.datetime.now().isoformat(timespec="minutes"), "load_before": os.getloadavg()}
     print(f"# {' '.join(['python', 'benchmarks/race.py', *(argv if argv is not None else sys.argv[1:])])}")
     print(f"# {info}; storages and logs in {workdir}", flush=True)
+    if dataset_path(args):
+        # Decode the folder into anncnn-tune's data cache now, untimed: else the first arm alone pays
+        # the decoding (about 10 s for CIFAR-10's 60000 JPEGs) and every later arm reads the cache.
+        load_dataset(parse_source({"path": dataset_path(args)}, base_dir=Path.cwd(), where="--dataset"), seed=seeds[0])
     runs, summaries = [], []
     for i, seed in enumerate(seeds):
         order = arms[i % len(arms):] + arms[:i % len(arms)]  # rotate: no arm always goes first

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,7 +127,7 @@ def test_the_race_report_reads_anytime_curves_climbs_and_times_to_reach():
     assert summaries[1]["climb"] == {"30": 0.0, "60": pytest.approx(0.04)}
     assert race.time_to_reach(ours["trials"], 0.85) == 10 and race.time_to_reach(plain["trials"], 0.90) is None
     text = race.report(summaries, [plain, ours], ["plain", "anncnn:1"], 60)
-    assert "| 0 | anncnn:1 | 0.9000 | 0.8500 | 0.67 | 10 | - |" in text  # error 0.10 vs 0.15
+    assert "| 0 | anncnn:1 | plain | 0.9000 | 0.8500 | 0.67 | 10 | - |" in text  # error 0.10 vs 0.15
 
 
 def test_the_ceiling_study_is_the_fashion_mnist_ann_space_with_long_trained_baselines():
@@ -148,3 +150,105 @@ def test_conditions_quick_counts_fewer_entries_with_conditions_and_none_inert(tm
         assert with_["stored_entries"] < without["stored_entries"] == r["n"] * r["searched"]
         assert without["subspaces"] == 1 < with_["subspaces"]
     assert "| digits-cnn | 17 | 3 | with |" in stdout
+
+
+def write_tiny_image_folder(root: Path, *, classes=("cat", "dog", "ship"), per_class=20, size=16) -> Path:
+    """60 small PNGs in class folders (ImageFolder layout), each class brighter in its own channel."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 200, (size, size, 3), dtype=np.uint8)
+            pixels[..., c % 3] += 55
+            Image.fromarray(pixels, "RGB").save(root / name / f"{i}.png")
+    return root
+
+
+def test_the_plain_cnn_script_and_its_engine_twin_search_one_space_and_race_alike(tmp_path):
+    """Both plain CNN scripts run on a folder of PNGs (anncnn-tune's splits of it), record trials of the
+    same space, and the race reads their storages into one report."""
+    import optuna
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import race
+
+    folder = write_tiny_image_folder(tmp_path / "tiny")
+    env = {**os.environ, "ANNCNN_TUNE_DATA": str(tmp_path / "cache")}
+    runs, params = [], {}
+    for arm in ("plain-cnn", "plain-engine"):
+        storage = f"sqlite:///{tmp_path / arm}.db"
+        started = time.time()
+        # --timeout 1: Optuna always starts the first trial, so each script records at least one.
+        done = subprocess.run([sys.executable, str(REPO / "benchmarks" / race.PLAIN_SCRIPTS[arm]), "--dataset",
+                               str(folder), "--timeout", "1", "--storage", storage, "--seed", "0", "--device", "cpu"],
+                              check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        (study,) = optuna.get_all_study_summaries(storage)
+        assert study.study_name == arm
+        trials = optuna.load_study(study_name=arm, storage=storage).trials
+        assert trials and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+        for t in trials:  # a report after every epoch, 10 epochs unless pruned, accuracies
+            steps = sorted(t.intermediate_values)
+            assert steps == list(range(len(steps))) and 1 <= len(steps) <= 10
+            assert t.state.name == "PRUNED" or (len(steps) == 10 and t.value == t.intermediate_values[9])
+            assert all(0 <= v <= 1 for v in t.intermediate_values.values())
+        params[arm] = set(trials[0].params)
+        read = race.read_trials(storage, started - 1, 3600)
+        assert len(read) == len(trials)
+        assert sum(x["epochs"] for x in read) == sum(len(t.intermediate_values) for t in trials)
+        runs.append({"arm": arm, "seed": 0, "trials": read})
+    assert params["plain-cnn"] == params["plain-engine"] == {
+        "n_blocks", "filters", "convs", "dropout", "head_units", "head_dropout", "optimizer", "lr", "weight_decay"}
+    summaries = [race.summarise(r, 3600) for r in runs]
+    text = race.report(summaries, runs, ["plain-cnn", "plain-engine"], 3600)
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| plain-")}
+    assert set(rows) == {"plain-cnn", "plain-engine"}
+    for s in summaries:
+        assert s["trials"] >= 1 and f"| {s['trials']} |" in rows[s["arm"]]
+    assert "| 0 | plain-engine | plain-cnn |" in text and "climb" not in text  # plain arms have no baselines
+
+
+def test_the_engine_twin_builds_the_plain_scripts_network():
+    import optuna
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import plain_optuna_cnn
+    import plain_same_engine
+
+    from anncnn_tune.training import families, models
+
+    for blocks, filters, convs, dropout in ((2, 16, 1, 0.0), (4, 64, 2, 0.3), (3, 32, 2, 0.1)):
+        plain = {"n_blocks": blocks, "filters": filters, "convs": convs, "dropout": dropout, "head_units": 100,
+                 "head_dropout": 0.2, "optimizer": "SGD", "lr": 0.01, "weight_decay": 1e-4}
+        assert plain_optuna_cnn.suggest(optuna.trial.FixedTrial(plain), (3, 32, 32)) == plain
+        ours = models.build("cnn", families.get("cnn").full(plain_same_engine.to_engine_params(plain)), (3, 32, 32), 10)
+        theirs = plain_optuna_cnn.define_model(plain, (3, 32, 32), 10)
+        def layers(model):
+            return [(type(m).__name__, tuple(p.shape for p in m.parameters(recurse=False)), getattr(m, "p", None))
+                    for m in model.modules() if not list(m.children()) and not isinstance(m, torch.nn.Identity)]
+
+        assert layers(ours) == layers(theirs)
+        theirs.load_state_dict(dict(zip(theirs.state_dict(), ours.state_dict().values())))
+        x = torch.randn(2, 3, 32, 32)
+        assert torch.equal(ours.eval()(x), theirs.eval()(x))
+
+
+def test_the_race_gives_a_folder_to_every_arm(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import argparse
+
+    import race
+
+    folder = write_tiny_image_folder(tmp_path / "tiny", per_class=1)
+    args = argparse.Namespace(study="cifar10-cnn", dataset=os.path.relpath(folder), budget=60.0, epochs=None)
+    for arm in ("plain", "plain-cnn", "plain-engine", "anncnn:1"):
+        command = race.command(arm, args, 0, "sqlite:///x.db", tmp_path)
+        assert command[command.index("--dataset") + 1] == str(folder.resolve())  # absolute: arms run elsewhere
+    assert race.command("anncnn:1", args, 0, "sqlite:///x.db", tmp_path)[4:6] == ["--study", "cifar10-cnn"]
+    args.dataset = "fashion-mnist"  # a key: the plain scripts' data, anncnn-tune runs the study's own
+    assert "--dataset" not in race.command("anncnn:1", args, 0, "sqlite:///x.db", tmp_path)
+    assert race.read_trials(f"sqlite:///{tmp_path / 'empty.db'}", time.time(), 60) == []  # killed before its study
