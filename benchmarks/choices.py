@@ -220,11 +220,12 @@ def _sgd_step(model, x, y, bf16: bool):
     return step
 
 
-def bf16_steps(iterations, repeats) -> list[dict]:
+def bf16_steps(iterations, repeats, quick=False) -> list[dict]:
     """Images per second of training steps, float32 against bf16 autocast, all cores, channels_last."""
     torch.set_num_threads(available_cores())
     rows = []
     for name, family, params, shape, b in FAST_CNNS:
+        b = 8 if quick else b
         variants = {}
         for label, bf16 in (("float32", False), ("bf16", True)):
             torch.manual_seed(0)
@@ -238,13 +239,14 @@ def bf16_steps(iterations, repeats) -> list[dict]:
     return rows
 
 
-def conv_peak(iterations, repeats) -> list[dict]:
+def conv_peak(iterations, repeats, quick=False) -> list[dict]:
     """GFLOP/s of one large 3x3 convolution's forward and backward (256 channels, 16x16, batch 64):
     the most this CPU's convolutions give, in each precision."""
     torch.set_num_threads(available_cores())
     conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
-    x = torch.randn(64, 256, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_()
-    flops = 3 * 2 * 64 * 256 * 256 * 9 * 16 * 16  # forward, and backward (input and weight gradients)
+    batch = 2 if quick else 64
+    x = torch.randn(batch, 256, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_()
+    flops = 3 * 2 * batch * 256 * 256 * 9 * 16 * 16  # forward, and backward (input and weight gradients)
 
     def run(bf16):
         def step():
@@ -262,22 +264,26 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--only", default=None,
+                        help="comma-separated words: run only the sections whose title contains one (e.g. bf16,peak)")
     args = parser.parse_args(argv)
     configure_threads(threads=1)
     iterations, repeats = (3, 1) if args.quick else (40, 5)
     print(f"# python benchmarks/choices.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"# torch {torch.__version__}, {available_cores()} cores; medians of {repeats} interleaved repeats, "
           f"one intra-op thread unless stated")
-    sections = {
-        "optimizer step (CPU)": optimizer_steps(iterations * 5, repeats),
-        "batch gather": gathers(iterations * 20, repeats),
-        "translation": translations(iterations * 5, repeats),
-        "memory format": memory_formats(max(2, iterations // 4), repeats),
-        "validation batch (CPU)": eval_batches(iterations, repeats, args.quick),
-        "intra-op threads": threads(max(2, iterations // 2), repeats),
-        "bf16 autocast (CPU, all cores)": bf16_steps(max(2, iterations // 8), repeats),
-        "convolution peak (CPU, all cores)": conv_peak(max(2, iterations // 8), repeats),
+    planned = {
+        "optimizer step (CPU)": lambda: optimizer_steps(iterations * 5, repeats),
+        "batch gather": lambda: gathers(iterations * 20, repeats),
+        "translation": lambda: translations(iterations * 5, repeats),
+        "memory format": lambda: memory_formats(max(2, iterations // 4), repeats),
+        "validation batch (CPU)": lambda: eval_batches(iterations, repeats, args.quick),
+        "intra-op threads": lambda: threads(max(2, iterations // 2), repeats),
+        "bf16 autocast (CPU, all cores)": lambda: bf16_steps(max(2, iterations // 8), repeats, args.quick),
+        "convolution peak (CPU, all cores)": lambda: conv_peak(max(2, iterations // 8), repeats, args.quick),
     }
+    words = args.only.split(",") if args.only else None
+    sections = {title: run() for title, run in planned.items() if words is None or any(w in title for w in words)}
     torch.set_num_threads(1)
     for title, rows in sections.items():
         columns = [k for k in rows[0] if k not in ("what", "unit")]

@@ -121,6 +121,7 @@ class Objective:
         self.current_trial: int | None = None
         self.deadline: float | None = None  # time.monotonic() of --timeout (run_worker sets it)
         self.pace = Pace()  # this worker's training FLOPs per second, measured on its trials
+        self.out_of_time = False  # a trial was not started for want of time: the worker stops (run_worker)
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.current_trial = trial.number  # run_worker settles it should the storage fail under it
@@ -214,6 +215,7 @@ class Objective:
             reason = (f"not started: its {epochs} epoch(s) would take about {needed:.0f} s at this worker's pace, "
                       f"{max(0.0, left):.0f} s are left before --timeout")
             records.write_pruned_reason(trial, reason)
+            self.out_of_time = True
             raise optuna.TrialPruned(reason)
 
     def _record_progress(self, observer: TrialObserver, n_train: int, per_epoch: float) -> None:

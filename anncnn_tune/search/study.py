@@ -198,6 +198,10 @@ def _step(study, objective, lock, n_trials, deadline, poll_seconds, progress, ca
     lock.release()  # if the trial never reached the objective
     state["ran"] += 1
     state["outages"] = 0
+    if getattr(objective, "out_of_time", False):
+        # The sampled trial could not finish before --timeout: neither would the next ones, on
+        # average, and sampling them only to refuse them fills the study with empty trials.
+        return "timed_out"
     return None
 
 
