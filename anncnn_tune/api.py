@@ -48,13 +48,14 @@ __all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_STORAGE", "FORMATS", "STORAGE_ENV_VAR",
 
 
 def init(path, *, target: str | None = None, name: str | None = None, task: str = "auto",
-         drop: Sequence[str] = (), test=None, image_size: tuple[int, int] | str | None = None, out_dir=None,
-         force: bool = False):
+         drop: Sequence[str] = (), test=None, image_size: tuple[int, int] | str | None = None,
+         on_bad_file: str = "error", out_dir=None, force: bool = False):
     """Inspect a user's table, array file or image folder and write its study files.
 
     path: a .csv/.tsv/.parquet/.npz file or a folder of class folders. target: the column to
     predict (tables). image_size: (height, width), or the text "HxW" (or "N", square), to resize
-    images to. Writes NAME-ann.yaml, and NAME-cnn.yaml for images, into out_dir (default:
+    images to. on_bad_file: "skip" leaves unreadable image files out (the study file records it, so
+    every later load skips them too) instead of refusing the folder. Writes NAME-ann.yaml, and NAME-cnn.yaml for images, into out_dir (default:
     the current directory); an existing file is an error unless force. Returns an InitResult:
     the study name, the inspected schema (`.schema.lines()` is the printed report) and the files.
     """
@@ -66,7 +67,7 @@ def init(path, *, target: str | None = None, name: str | None = None, task: str 
     return scaffold(InitRequest(path=str(path), target=target, name=name, task=task, drop=tuple(drop),
                                 test=None if test is None else str(test),
                                 image_size=None if image_size is None else tuple(image_size),
-                                out_dir=None if out_dir is None else str(out_dir), force=force))
+                                on_bad_file=on_bad_file, out_dir=None if out_dir is None else str(out_dir), force=force))
 
 
 def _storage_url(storage: str | None) -> str:

@@ -252,3 +252,49 @@ def test_init_optimize_compare_export_retrain_on_an_image_folder(tmp_path, monke
         assert files() == before and not (tmp_path / "again").exists()
     finally:
         close_all()
+
+
+def _folder_with_a_corrupt_png(root):
+    write_images(root, classes=("a", "b"), per_class=6)
+    (root / "b" / "zzz.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated, not an image")
+    return root
+
+
+def test_an_unreadable_image_is_refused_with_the_flag_that_skips_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _folder_with_a_corrupt_png(tmp_path / "pets")
+    before = listing(tmp_path)
+    code, out, err = run(capsys, "init", "pets")
+    assert code == 2 and err.count("\n") == 1 and "zzz.png" in err
+    assert "--on-bad-file skip" in err, err  # a flag this command has, not only a study-file key
+    assert listing(tmp_path) == before
+
+
+def test_on_bad_file_skip_writes_the_studies_with_the_skip_recorded(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _folder_with_a_corrupt_png(tmp_path / "pets")
+    code, out, err = run(capsys, "init", "pets", "--on-bad-file", "skip")
+    assert code == 0, err
+    assert "skipped 1 unreadable files" in out and "zzz.png" in out, out
+    for family in ("ann", "cnn", "fastcnn"):
+        written = yaml.safe_load((tmp_path / f"pets-{family}.yaml").read_text())
+        assert written["dataset"]["on_bad_file"] == "skip"
+        spec = load_spec(str(tmp_path / f"pets-{family}.yaml"))
+        assert spec.data_source.on_bad_file == "skip"
+    from anncnn_tune.data.source import load_source
+
+    splits = load_source(spec.data_source)  # the recorded skip holds for every later load
+    assert len(splits.y_train) + len(splits.y_val) + len(splits.y_test) == 12
+
+
+def test_the_api_takes_on_bad_file(tmp_path):
+    import anncnn_tune as at
+    from anncnn_tune.errors import UserError
+
+    _folder_with_a_corrupt_png(tmp_path / "pets")
+    result = at.init(tmp_path / "pets", on_bad_file="skip", out_dir=tmp_path / "studies")
+    assert "pets-ann.yaml" in [f.name for f in result.files]
+    assert result.schema.skipped and "zzz.png" in result.schema.skipped[0]
+    with pytest.raises(UserError, match="on_bad_file"):
+        at.init(tmp_path / "pets", on_bad_file="ignore", out_dir=tmp_path / "other")
+    assert not (tmp_path / "other").exists()
