@@ -19,6 +19,7 @@ _LAZY = {
     "export": "anncnn_tune.api",
     "retrain": "anncnn_tune.api",
     "init": "anncnn_tune.api",
+    "relocate": "anncnn_tune.api",
     "ExportedRun": "anncnn_tune.api",
     "OptimizeResult": "anncnn_tune.search.launcher",
     "RetrainResult": "anncnn_tune.results.retrain",
@@ -26,7 +27,7 @@ _LAZY = {
 }
 
 __all__ = ["ExportedRun", "OptimizeResult", "RetrainResult", "UserError", "compare", "export", "init",
-           "optimize", "retrain"]  # == sorted(_LAZY), which tests/test_api.py checks
+           "optimize", "relocate", "retrain"]  # == sorted(_LAZY), which tests/test_api.py checks
 
 
 def __getattr__(name: str):

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_STORAGE", "FORMATS", "STORAGE_ENV_VAR", "ExportedRun", "check_seed", "check_size",
            "compare", "dashboard", "dataset_names", "dataset_sources", "datasets", "delete", "duration_text", "export",
-           "fetch_dataset", "init", "number", "optimize", "plan_delete", "reference", "retrain", "studies"]
+           "fetch_dataset", "init", "number", "optimize", "plan_delete", "reference", "relocate", "retrain", "studies"]
 
 
 def init(path, *, target: str | None = None, name: str | None = None, task: str = "auto",
@@ -296,6 +296,16 @@ def delete(plan: DeletePlan) -> dict:
     from anncnn_tune.service.cleanup import delete as remove
 
     return remove(plan)
+
+
+def relocate(study: str, path, *, test=None, storage: str | None = None) -> dict:
+    """Point a stored study of your own files at their new place (a moved file or folder), once the
+    data there has the fingerprint the study recorded; a mismatch is a UserError, storage unchanged.
+    test: the held-out test file or folder's new place, for a study that has one and it moved too.
+    Returns {"study", "old", "new", "test", "fingerprint"}."""
+    from anncnn_tune.search.relocate import relocate as move
+
+    return move(_storage_url(storage), study, str(path), None if test is None else str(test))
 
 
 def reference(study: str, *, storage: str | None = None, data_dir: str | None = None, log=print) -> dict:

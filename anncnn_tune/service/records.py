@@ -225,6 +225,13 @@ def write_study_created(study: optuna.Study, spec: dict, data: dict) -> None:
     optuna_private.set_study_system_attr(study, SYSTEM_PREFIX + "spec", spec)
 
 
+def write_relocated(study: optuna.Study, spec: dict, data: dict) -> None:
+    """A study's data moved (`anncnn-tune relocate`, fingerprint checked): its spec and data description
+    with the new paths, in the layout the study has; data first, as at creation."""
+    _set(study, "data", data)
+    _set(study, "spec", spec)
+
+
 def write_test_metrics(study: optuna.Study, trial_number: int, entry: dict) -> None:
     """Retrain's summary of one trial (metric, mean, std, seeds, ..., retrained_at), beside earlier ones."""
     recorded = dict(_stored_values(study).get("test_metrics") or {})

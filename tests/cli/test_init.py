@@ -235,7 +235,8 @@ def test_init_optimize_compare_export_retrain_on_an_image_folder(tmp_path, monke
         assert code == 0, err
         assert (tmp_path / "final").is_dir() and any((tmp_path / "final").iterdir())
 
-        # The folder changes under the studies: every command that reads them refuses, writes nothing.
+        # The folder changes under the studies: compare lists them, left out; export and retrain refuse;
+        # nothing is written.
         from PIL import Image
 
         Image.new("L", (8, 8), 7).save(tmp_path / "data" / "shapes" / "cat" / "new.png")
@@ -245,7 +246,11 @@ def test_init_optimize_compare_export_retrain_on_an_image_folder(tmp_path, monke
             return {p: p.read_bytes() for p in kept}, sqlite_snapshot(tmp_path / "anncnn-tune.db")
 
         before = files()
-        for args in (("compare",), ("export", "--study", "shapes-cnn", "-o", "again.yaml"),
+        code, out, err = run(capsys, "compare")
+        assert code == 0, err
+        assert sum(line.startswith("warning: study shapes-") and "has changed since the study began" in line
+                   for line in out.splitlines()) == 2, out
+        for args in (("export", "--study", "shapes-cnn", "-o", "again.yaml"),
                      ("retrain", "best.yaml", "--out", "again", "--device", "cpu")):
             code, out, err = run(capsys, *args)
             assert code == 2 and err.count("\n") == 1 and "has changed since the study began" in err, (args, err)
