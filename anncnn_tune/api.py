@@ -99,8 +99,9 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
     Returns an OptimizeResult: the trial counts by state, the best trial (value, number, params,
     baseline name), this launch's `wall_seconds` and `finished_here` (its complete or pruned
     trials), and `.study`, the stored optuna.Study (e.g. `.study.trials_dataframe()`).
-    A SIGINT/SIGTERM ends the running trial as failed with its reason and returns with
-    `interrupted` set; the next call resumes.
+    A SIGINT/SIGTERM says at once what will happen, stops the running trial after its epoch (stored as
+    failed with its reason and an `interrupted` mark, counted in `states["interrupted"]`, not among the
+    failed), re-queues it and returns with `interrupted` set; the next call resumes it from its checkpoint.
     """
     from anncnn_tune.search.launcher import OptimizeRequest
     from anncnn_tune.search.launcher import optimize as launch

@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -273,6 +274,12 @@ def _run_workers(request: OptimizeRequest, job: Job, splits=None) -> OptimizeRes
 
     def on_signal(signum, frame):
         stop["signals"] += 1
+        if stop["signals"] == 1:  # said at once, from a thread (this handler may have cut into a write)
+            line = (f"{signal.Signals(signum).name}: stopping after the current epoch; each worker's running trial "
+                    "will resume from its checkpoint on the next run (again to stop at once)")
+            threading.Thread(target=view.line if view is not None else lambda text: print(text, file=sys.stderr,
+                                                                                           flush=True),
+                             args=(line,), daemon=True).start()
         for process in processes:
             if process.pid is not None and process.exitcode is None:
                 os.kill(process.pid, signal.SIGTERM if stop["signals"] == 1 else signal.SIGKILL)

@@ -111,9 +111,13 @@ class WorkerResult:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state; a trial a signal stopped and re-queued counts as "interrupted", not "fail"
+    (its retry is among the waiting, or further on)."""
     result = {s.name.lower(): 0 for s in TrialState}
+    result["interrupted"] = 0
     for trial in study.get_trials(deepcopy=False):
-        result[trial.state.name.lower()] += 1
+        paused = trial.state == TrialState.FAIL and records.TrialRecord.read(trial).interrupted
+        result["interrupted" if paused else trial.state.name.lower()] += 1
     return result
 
 
@@ -175,6 +179,8 @@ def run_worker(study: optuna.Study, objective, lock: StudyLock, *, n_trials: int
         lock.release()
         if exc.trial_number is not None:
             requeue_interrupted(study, exc.trial_number)
+            if progress is not None:
+                progress.trial_interrupted(study, exc.trial_number)
         signals.clear()
         return WorkerResult(state["ran"], True, False)
     except KeyboardInterrupt:  # a second signal: the user insists, stop wherever this is
