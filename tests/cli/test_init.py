@@ -269,7 +269,7 @@ def test_an_unreadable_image_is_refused_with_the_flag_that_skips_it(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     _folder_with_a_corrupt_png(tmp_path / "pets")
     before = listing(tmp_path)
-    code, out, err = run(capsys, "init", "pets")
+    code, _, err = run(capsys, "init", "pets")
     assert code == 2 and err.count("\n") == 1 and "zzz.png" in err
     assert "--on-bad-file skip" in err, err  # a flag this command has, not only a study-file key
     assert listing(tmp_path) == before

@@ -34,9 +34,9 @@ def two_datasets(tmp_path, monkeypatch, capsys):
     (tmp_path / "data").mkdir()
     for seed, name in enumerate(("penguins", "other")):
         _table(tmp_path / "data" / f"{name}.csv", seed)
-        code, out, err = run(capsys, "init", f"data/{name}.csv", "--target", "label")
+        code, _, err = run(capsys, "init", f"data/{name}.csv", "--target", "label")
         assert code == 0, err
-        code, out, err = run(capsys, "optimize", "--study", f"{name}-ann.yaml", "--n-trials", "2", "--epochs", "1",
+        code, _, err = run(capsys, "optimize", "--study", f"{name}-ann.yaml", "--n-trials", "2", "--epochs", "1",
                              "--quiet", "--threads", "1", "--device", "cpu")
         assert code == 0, err
     yield tmp_path

@@ -45,7 +45,7 @@ def test_a_bare_name_finds_the_file_here_then_the_stored_study(here, capsys):
 
 
 def test_an_unknown_name_is_still_unknown(here, capsys):
-    code, out, err = run(capsys, "optimize", "--study", "penguins-ann", "--n-trials", "1")
+    code, _, err = run(capsys, "optimize", "--study", "penguins-ann", "--n-trials", "1")
     assert code == 2 and err.count("\n") == 1 and "unknown study 'penguins-ann'" in err, err
     assert not (here / "anncnn-tune.db").exists()
 
@@ -59,10 +59,10 @@ def test_an_unknown_name_is_still_unknown(here, capsys):
 ])
 def test_resuming_with_a_changed_flag_names_the_flag_to_repeat(here, capsys, first, again, says):
     (here / "tiny-ann.yaml").write_text(yaml.safe_dump(TINY_ANN))
-    code, out, err = run(capsys, "optimize", "--study", "tiny-ann.yaml", "--n-trials", "1", *first, *QUICK)
+    code, _, err = run(capsys, "optimize", "--study", "tiny-ann.yaml", "--n-trials", "1", *first, *QUICK)
     assert code == 0, err
     before = sqlite_snapshot(here / "anncnn-tune.db")
-    code, out, err = run(capsys, "optimize", "--study", "tiny-ann.yaml", "--n-trials", "2", *again, *QUICK)
+    code, _, err = run(capsys, "optimize", "--study", "tiny-ann.yaml", "--n-trials", "2", *again, *QUICK)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert says in err, err
     assert sqlite_snapshot(here / "anncnn-tune.db") == before

@@ -18,7 +18,7 @@ def _running_after_an_epoch(db):
     try:
         study = optuna.load_study(study_name="quick-cnn", storage=f"sqlite:///{db}")
         trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    except Exception:  # not created yet
+    except Exception:  # noqa: BLE001 - not created yet, or its schema half-made by the CLI at this moment
         return None
     return next((t.number for t in trials if t.intermediate_values), None)
 
