@@ -20,6 +20,7 @@ _LAZY = {
     "retrain": "anncnn_tune.api",
     "predict": "anncnn_tune.api",
     "init": "anncnn_tune.api",
+    "relocate": "anncnn_tune.api",
     "ExportedRun": "anncnn_tune.api",
     "OptimizeResult": "anncnn_tune.search.launcher",
     "RetrainResult": "anncnn_tune.results.retrain",
@@ -28,7 +29,7 @@ _LAZY = {
 }
 
 __all__ = ["ExportedRun", "OptimizeResult", "PredictResult", "RetrainResult", "UserError", "compare", "export",
-           "init", "optimize", "predict", "retrain"]  # == sorted(_LAZY), which tests/test_api.py checks
+           "init", "optimize", "predict", "relocate", "retrain"]  # == sorted(_LAZY), which tests/test_api.py checks
 
 
 def __getattr__(name: str):

@@ -45,17 +45,19 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_STORAGE", "FORMATS", "STORAGE_ENV_VAR", "ExportedRun", "check_seed", "check_size",
            "compare", "dashboard", "dataset_names", "dataset_sources", "datasets", "delete", "duration_text", "export",
-           "fetch_dataset", "init", "number", "optimize", "plan_delete", "predict", "reference", "retrain", "studies"]
+           "fetch_dataset", "init", "number", "optimize", "plan_delete", "predict", "reference",
+           "relocate", "retrain", "studies"]
 
 
 def init(path, *, target: str | None = None, name: str | None = None, task: str = "auto",
-         drop: Sequence[str] = (), test=None, image_size: tuple[int, int] | str | None = None, out_dir=None,
-         force: bool = False):
+         drop: Sequence[str] = (), test=None, image_size: tuple[int, int] | str | None = None,
+         on_bad_file: str = "error", out_dir=None, force: bool = False):
     """Inspect a user's table, array file or image folder and write its study files.
 
     path: a .csv/.tsv/.parquet/.npz file or a folder of class folders. target: the column to
     predict (tables). image_size: (height, width), or the text "HxW" (or "N", square), to resize
-    images to. Writes NAME-ann.yaml, and NAME-cnn.yaml for images, into out_dir (default:
+    images to. on_bad_file: "skip" leaves unreadable image files out (the study file records it, so
+    every later load skips them too) instead of refusing the folder. Writes NAME-ann.yaml, and NAME-cnn.yaml for images, into out_dir (default:
     the current directory); an existing file is an error unless force. Returns an InitResult:
     the study name, the inspected schema (`.schema.lines()` is the printed report) and the files.
     """
@@ -67,7 +69,7 @@ def init(path, *, target: str | None = None, name: str | None = None, task: str 
     return scaffold(InitRequest(path=str(path), target=target, name=name, task=task, drop=tuple(drop),
                                 test=None if test is None else str(test),
                                 image_size=None if image_size is None else tuple(image_size),
-                                out_dir=None if out_dir is None else str(out_dir), force=force))
+                                on_bad_file=on_bad_file, out_dir=None if out_dir is None else str(out_dir), force=force))
 
 
 def _storage_url(storage: str | None) -> str:
@@ -99,8 +101,9 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
     Returns an OptimizeResult: the trial counts by state, the best trial (value, number, params,
     baseline name), this launch's `wall_seconds` and `finished_here` (its complete or pruned
     trials), and `.study`, the stored optuna.Study (e.g. `.study.trials_dataframe()`).
-    A SIGINT/SIGTERM ends the running trial as failed with its reason and returns with
-    `interrupted` set; the next call resumes.
+    A SIGINT/SIGTERM says at once what will happen, stops the running trial after its epoch (stored as
+    failed with its reason and an `interrupted` mark, counted in `states["interrupted"]`, not among the
+    failed), re-queues it and returns with `interrupted` set; the next call resumes it from its checkpoint.
     """
     from anncnn_tune.search.launcher import OptimizeRequest
     from anncnn_tune.search.launcher import optimize as launch
@@ -317,6 +320,16 @@ def delete(plan: DeletePlan) -> dict:
     from anncnn_tune.service.cleanup import delete as remove
 
     return remove(plan)
+
+
+def relocate(study: str, path, *, test=None, storage: str | None = None) -> dict:
+    """Point a stored study of your own files at their new place (a moved file or folder), once the
+    data there has the fingerprint the study recorded; a mismatch is a UserError, storage unchanged.
+    test: the held-out test file or folder's new place, for a study that has one and it moved too.
+    Returns {"study", "old", "new", "test", "fingerprint"}."""
+    from anncnn_tune.search.relocate import relocate as move
+
+    return move(_storage_url(storage), study, str(path), None if test is None else str(test))
 
 
 def reference(study: str, *, storage: str | None = None, data_dir: str | None = None, log=print) -> dict:

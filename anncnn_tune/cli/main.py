@@ -16,6 +16,7 @@ from anncnn_tune.cli.delete import delete
 from anncnn_tune.cli.init import init_command
 from anncnn_tune.cli.listing import echo_rows
 from anncnn_tune.cli.options import DEVICES, SECONDS, SEED, SUBSET, WORKERS, storage_option
+from anncnn_tune.cli.relocate import relocate
 from anncnn_tune.cli.results import compare, export, predict, reference, retrain
 from anncnn_tune.errors import UserError
 
@@ -149,6 +150,7 @@ for command in (datasets, compare, export, retrain, predict, reference):
     cli.add_command(command)
 cli.add_command(init_command)
 cli.add_command(delete)
+cli.add_command(relocate)
 
 
 def _one_line(text: str) -> str:

@@ -267,7 +267,8 @@ def plan(listing: Listing, source: DataSource) -> Plan:
         if isinstance(header, str):
             if source.on_bad_file == "error":
                 raise UserError(f"{listing.files[i]} is not a readable image ({header}); "
-                                "fix or remove it, or set on_bad_file: skip")
+                                "fix or remove it, or skip unreadable files (`init --on-bad-file skip`; "
+                                "on_bad_file: skip in a study file's dataset mapping)")
             keep[i] = False
             skipped.append(listing.names[i])
     good = [h for h in listing.headers if not isinstance(h, str)]
@@ -369,7 +370,8 @@ def decode(listing: Listing, p: Plan, source: DataSource, rows: np.ndarray, sugg
             row = int(rows[c * CHUNK + i])
             if source.on_bad_file == "error":
                 raise UserError(f"{listing.files[row]} is not a readable image ({reason}); "
-                                "fix or remove it, or set on_bad_file: skip")
+                                "fix or remove it, or skip unreadable files (`init --on-bad-file skip`; "
+                                "on_bad_file: skip in a study file's dataset mapping)")
             keep[row] = False
             skipped.append(listing.names[row])
             failed.append(c * CHUNK + i)

@@ -235,7 +235,8 @@ def source_from_dict(d: dict) -> DataSource:
 def _require(source: DataSource) -> None:
     for label, value in (("path", source.path), ("test", source.test)):
         if value is not None and not Path(value).exists():
-            raise UserError(f"dataset {label} {value} does not exist any more; restore it or point the study at its new place")
+            raise UserError(f"dataset {label} {value} does not exist any more; restore it, or point the study at "
+                            "the data's new place with `anncnn-tune relocate STUDY PATH`")
 
 
 def inspect(source: DataSource) -> Schema:

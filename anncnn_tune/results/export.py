@@ -20,7 +20,7 @@ import optuna
 import yaml
 from optuna.trial import FixedTrial, TrialState
 
-from anncnn_tune.data.source import TARGET_TRANSFORMS, check_unchanged
+from anncnn_tune.data.source import TARGET_TRANSFORMS, check_unchanged, source_from_dict
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.spec import mapping, read_yaml, spec_from_dict, suggest, text
 from anncnn_tune.search.study import stored_spec
@@ -130,19 +130,31 @@ def versions() -> dict:
     return found
 
 
+def data_change(study: optuna.Study) -> str | None:
+    """Why the study's user data is not what it searched any more (one line), or None: a registry
+    dataset, or files whose fingerprint is still the recorded one. Read from the record as stored,
+    so a study whose files moved is described, not refused by the study-file check of its paths."""
+    record = StudyRecord.read(study)
+    dataset = (record.spec or {}).get("dataset")
+    if not isinstance(dataset, dict):
+        return None
+    try:
+        check_unchanged(source_from_dict(dataset), record.fingerprint or "")
+    except UserError as exc:
+        return str(exc).replace("relocate STUDY ", f"relocate {study.study_name} ")
+    return None
+
+
 def unchanged_spec(study: optuna.Study):
     """The study's stored spec; for a user's own data, only while its files are the ones searched.
 
     A study's scores stand for the data it searched: leaderboards, run files and retrains of a
     file that has changed since would mix two datasets under one name.
     """
-    spec = stored_spec(study)
-    if spec.data_source is not None:
-        try:
-            check_unchanged(spec.data_source, StudyRecord.read(study).fingerprint or "")
-        except UserError as exc:
-            raise UserError(f"study {study.study_name!r}: {exc}") from None
-    return spec
+    reason = data_change(study)
+    if reason is not None:
+        raise UserError(f"study {study.study_name!r}: {reason}")
+    return stored_spec(study)
 
 
 def run_from_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, url: str) -> dict:

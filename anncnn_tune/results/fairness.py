@@ -13,7 +13,7 @@ import json
 from anncnn_tune.results import cost as C
 from anncnn_tune.results.verdict import FRACTION_METRICS, dataset_verdict
 from anncnn_tune.service.records import FAIR_KEYS
-from anncnn_tune.training import families
+from anncnn_tune.training.families import side_order
 
 # Search budgets are comparable when the larger is at most this many times the smaller, both in
 # finished trials (complete + pruned) and in epochs trained over all trials (the compute spent,
@@ -26,7 +26,7 @@ BUDGET_KEYS = ("finished_trials", "epochs_spent")
 
 def dataset_entry(dataset: str, rows: list[dict]) -> dict:
     """Rows of one dataset, the settings they share, those they do not, and the winner."""
-    rows = sorted(rows, key=lambda r: (families.side_order(r["model"]), r["study"]))
+    rows = sorted(rows, key=lambda r: (side_order(r["model"]), r["study"]))
     shared, differs = {}, {}
     for key in FAIR_KEYS:
         values = {r["study"]: r[key] for r in rows}

@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from anncnn_tune.data.source import source_from_dict
 from anncnn_tune.errors import UserError
-from anncnn_tune.results.export import unchanged_spec
+from anncnn_tune.results.export import data_change
 from anncnn_tune.results.fairness import dataset_entry
 from anncnn_tune.service.readonly import open_storage_readonly
 from anncnn_tune.service.records import FAIR_KEYS, StudyRecord, TrialRecord, best_trial, is_maximize
@@ -192,30 +192,41 @@ def study_row(study: optuna.Study) -> dict:
 
 
 def leaderboard(url: str, datasets: tuple[str, ...] | list[str] | None = None) -> dict:
-    """Per dataset, the anncnn-tune studies of the storage side by side (reads only; writes nothing)."""
+    """Per dataset, the anncnn-tune studies of the storage side by side (reads only; writes nothing).
+
+    A study whose user data changed or moved since it began is left out, with its one-line reason in
+    "left_out": its scores stand for data that is no longer there. Every other study, of its dataset
+    or of any other, is compared as usual.
+    """
     storage = open_storage_readonly(url)
-    rows, foreign = [], []
+    rows, foreign, left_out = [], [], []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if not StudyRecord.read_summary(summary, storage).is_ours:
             foreign.append(summary.study_name)  # a study some other tool made: nothing to compare it on
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        unchanged_spec(study)  # a user dataset changed since its study began is refused, not compared
+        reason = data_change(study)
+        if reason is not None:
+            left_out.append({"study": study.study_name, "dataset": _dataset_label(StudyRecord.read(study).spec["dataset"]),
+                             "reason": reason})
+            continue
         rows.append(study_row(study))
-    if not rows:
+    if not rows and not left_out:
         raise UserError(f"no anncnn-tune studies in {mask(url)}; run `anncnn-tune optimize --study NAME` first "
                         "or pass --storage")
-    present = sorted({r["dataset"] for r in rows})
+    present = sorted({r["dataset"] for r in rows} | {s["dataset"] for s in left_out})
     if datasets:
         unknown = [d for d in datasets if d not in present]
         if unknown:
             raise UserError(f"no studies of dataset {unknown[0]!r} in {mask(url)}; datasets there: "
                             f"{', '.join(present)}")
         present = [d for d in present if d in datasets]
+    compared = [d for d in present if any(r["dataset"] == d for r in rows)]
     return {
         "storage": mask(url),
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "datasets": [dataset_entry(d, [r for r in rows if r["dataset"] == d]) for d in present],
+        "datasets": [dataset_entry(d, [r for r in rows if r["dataset"] == d]) for d in compared],
+        "left_out": [s for s in left_out if s["dataset"] in present],
         "other_studies": foreign,
     }
 

@@ -215,9 +215,15 @@ def _wrapped(text: str, indent: str, wide: bool) -> list[str]:
                          break_long_words=False, break_on_hyphens=False)
 
 
+def left_out_lines(board: dict) -> list[str]:
+    """One warning line per study left out of the board because its data changed or moved."""
+    return [f"warning: study {s['study']} ({s['dataset']}) left out of the comparison: {s['reason']}"
+            for s in board.get("left_out", ())]
+
+
 def render_table(board: dict, wide: bool = False) -> str:
     """The text table: 120 columns with the main figures; wide=True adds every column and the best params."""
-    lines = [f"storage: {board['storage']}"]
+    lines = [f"storage: {board['storage']}", *left_out_lines(board)]
     for entry in board["datasets"]:
         lines += ["", *_wrapped(f"{entry['dataset']}: {fairness_note(entry)}", "", wide)]
         header = WIDE_COLUMNS if wide else COLUMNS
@@ -237,6 +243,7 @@ def _md_escape(text: str) -> str:
 
 def render_markdown(board: dict) -> str:
     lines = ["# ANN vs CNN leaderboard", "", f"Storage `{board['storage']}`, generated {board['generated_at']}.", ""]
+    lines += [*(f"> {_md_escape(line)}" for line in left_out_lines(board)), ""] if board.get("left_out") else []
     for entry in board["datasets"]:
         lines += [f"## {entry['dataset']}", "", f"{fairness_note(entry)}", ""]
         header = ["winner" if c == "" else c for c in WIDE_COLUMNS]
@@ -278,7 +285,8 @@ def render_html(board: dict, studies: Mapping[str, optuna.Study]) -> str:
         return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{plots.png_base64(fig)}">'
 
     body = [(f"<h1>ANN vs CNN leaderboard</h1><p>Storage <code>{html.escape(board['storage'])}</code>, generated "
-            f"{html.escape(board['generated_at'])}.</p>"), image(plots.leaderboard_bars(board["datasets"]),
+            f"{html.escape(board['generated_at'])}.</p>"),
+            *(f"<p class='unfair'>{html.escape(line)}</p>" for line in left_out_lines(board)), image(plots.leaderboard_bars(board["datasets"]),
                                                                 "leaderboard bar chart")]
     for entry in board["datasets"]:
         fair = "fair" if entry["fair"] else "unfair"

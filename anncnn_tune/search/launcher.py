@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -39,14 +40,15 @@ from anncnn_tune.search.live import make_view
 from anncnn_tune.search.names import check_study_name
 from anncnn_tune.search.parallel import plan_workers
 from anncnn_tune.search.samplers import grid_size
-from anncnn_tune.search.spec import fits_data, load_spec
+from anncnn_tune.search.spec import UnknownStudy, fits_data, load_spec
 from anncnn_tune.search.study import FINISHED, WorkerResult, counts, stored_spec
 from anncnn_tune.search.watch import StudyWatch
 from anncnn_tune.search.worker import EXIT_INTERRUPTED, Assignment, Job, check_sizes, run_trials, spawned_main
 from anncnn_tune.service import records
 from anncnn_tune.service.artifacts import check_store_dir, resolve_dir
+from anncnn_tune.service.readonly import open_storage_readonly
 from anncnn_tune.service.records import TrialRecord, study_best_trial
-from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, check_reachable, open_storage
+from anncnn_tune.service.storage import DEFAULT_HEARTBEAT, check_reachable, mask, open_storage
 from anncnn_tune.training import devices
 
 
@@ -106,8 +108,7 @@ def optimize(request: OptimizeRequest) -> OptimizeResult:
 
 def _optimize(request: OptimizeRequest) -> OptimizeResult:
     check_numbers(request)
-    spec = load_spec(request.study).with_overrides(epochs=request.epochs, seed=request.seed,
-                                                subset=request.subset)
+    spec = _find_spec(request).with_overrides(epochs=request.epochs, seed=request.seed, subset=request.subset)
     if request.dataset is not None:
         spec = spec.on_dataset(request.dataset)
     request = _default_trials(request, spec)
@@ -140,6 +141,37 @@ def _optimize(request: OptimizeRequest) -> OptimizeResult:
 
 
 AUTO = "auto"
+
+
+def _find_spec(request: OptimizeRequest):
+    """--study as a built-in name, a path, NAME.yaml in the working folder, or else the name of a study
+    in the storage (resumed with the spec it stored); the last two say so in one line on stderr."""
+    def note(line: str) -> None:
+        if not request.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    try:
+        return load_spec(request.study, note)
+    except UnknownStudy:
+        study = _stored_study(request.storage_url, request.study)
+        if study is None:
+            raise
+    note(f"--study {request.study}: resuming the study of that name in {mask(request.storage_url)} with the spec "
+         "it stored (no study file or built-in study has that name)")
+    return stored_spec(study)
+
+
+def _stored_study(url: str, name: str) -> optuna.Study | None:
+    """The anncnn-tune study `name` in the storage, read only; None where there is none (or no storage)."""
+    try:
+        storage = open_storage_readonly(url)
+        names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    except UserError:  # no storage yet, or not one: the study is unknown, which the caller says
+        return None
+    if name not in names:
+        return None
+    study = optuna.load_study(study_name=name, storage=storage)
+    return study if records.StudyRecord.read(study).is_ours else None
 
 
 def _checked_splits(spec, job: Job):
@@ -242,6 +274,12 @@ def _run_workers(request: OptimizeRequest, job: Job, splits=None) -> OptimizeRes
 
     def on_signal(signum, frame):
         stop["signals"] += 1
+        if stop["signals"] == 1:  # said at once, from a thread (this handler may have cut into a write)
+            line = (f"{signal.Signals(signum).name}: stopping after the current epoch; each worker's running trial "
+                    "will resume from its checkpoint on the next run (again to stop at once)")
+            threading.Thread(target=view.line if view is not None else lambda text: print(text, file=sys.stderr,
+                                                                                           flush=True),
+                             args=(line,), daemon=True).start()
         for process in processes:
             if process.pid is not None and process.exitcode is None:
                 os.kill(process.pid, signal.SIGTERM if stop["signals"] == 1 else signal.SIGKILL)

@@ -57,7 +57,8 @@ class Snapshot:
     n_trials: int | None  # the study's budget of finished trials, all runs and workers (None: not known)
     complete: int = 0
     pruned: int = 0
-    failed: int = 0
+    failed: int = 0  # failed for good: an interrupted trial is not among them
+    interrupted: int = 0  # stopped by a signal and re-queued: it resumes on the next run
     best_value: float | None = None
     best_trial: int | None = None  # records.best_trial's choice: ties go to the earlier trial
     running: tuple[RunningTrial, ...] = ()
@@ -132,8 +133,10 @@ def take_snapshot(trials: Iterable[FrozenTrial], *, maximize: bool, n_trials: in
                       if t.state in FINISHED and t.datetime_start and t.datetime_complete)
     running = tuple(_running(t, spec_epochs, now, (reported or {}).get(t.number) or _last_reported(t, steps_per_epoch))
                     for t in trials if t.state == TrialState.RUNNING)
+    interrupted = sum(1 for t in trials if t.state == TrialState.FAIL and TrialRecord.read(t).interrupted)
     return Snapshot(n_trials=n_trials, complete=states.count(TrialState.COMPLETE),
-                    pruned=states.count(TrialState.PRUNED), failed=states.count(TrialState.FAIL),
+                    pruned=states.count(TrialState.PRUNED), failed=states.count(TrialState.FAIL) - interrupted,
+                    interrupted=interrupted,
                     best_value=best.value if best else None, best_trial=best.number if best else None,
                     running=running, durations=durations, elapsed=elapsed, workers=workers, time_left=time_left)
 
@@ -226,7 +229,12 @@ def _parts(s: Snapshot, metric: str) -> tuple[str, str, str]:
 
 def status_line(s: Snapshot, metric: str) -> str:
     finished, best, timing = _parts(s, metric)
-    return f"status: {finished} ({s.pruned} pruned, {s.failed} failed), {len(s.running)} running, {best}, {timing}"
+    return (f"status: {finished} ({s.pruned} pruned, {s.failed} failed{_interrupted(s)}), {len(s.running)} running, "
+            f"{best}, {timing}")
+
+
+def _interrupted(s: Snapshot) -> str:
+    return f", {s.interrupted} interrupted and re-queued" if s.interrupted else ""
 
 
 def trial_line(trial: FrozenTrial, metric: str, spec_epochs: int, seconds: float, best_value: float | None,
@@ -241,7 +249,10 @@ def trial_line(trial: FrozenTrial, metric: str, spec_epochs: int, seconds: float
     best = f"best {best_value:.4f} (#{best_number})" if best_number is not None else "no complete trial yet"
     baseline = f" [{record.baseline}]" if record.baseline else ""
     reason = f"  {record.reason}" if record.reason else ""
-    return (f"trial {trial.number:>3} {trial.state.name.lower():<8} epoch {epoch_text(epochs):>3}/"
+    state = trial.state.name.lower()
+    if trial.state == TrialState.FAIL and record.interrupted:
+        state, reason = "interrupted", f"{reason}; re-queued, it resumes from its checkpoint on the next run"
+    return (f"trial {trial.number:>3} {state:<8} epoch {epoch_text(epochs):>3}/"
             f"{record.epoch_budget(spec_epochs)} "
             f"{shown:<22} {seconds:6.1f}s  {best}{baseline}{reason}")
 
@@ -252,7 +263,8 @@ def render(s: Snapshot, title: str, metric: str) -> RenderableType:
     head = Table.grid(padding=(0, 1))
     head.add_row(Text(title, style="bold"), ProgressBar(total=s.n_trials, completed=s.done, width=30),
                  Text.assemble(finished, " (", (f"{s.pruned} pruned", "yellow" if s.pruned else ""), ", ",
-                               (f"{s.failed} failed", "red" if s.failed else ""), f"), {len(s.running)} running"))
+                               (f"{s.failed} failed", "red" if s.failed else ""), (f", {s.interrupted} interrupted" if s.interrupted else "", "yellow"),
+                               f"), {len(s.running)} running"))
     lines: list[RenderableType] = [head, Text(f"{timing}   {best}")]
     if s.running:
         table = Table(box=None, pad_edge=False, header_style="dim", show_edge=False)

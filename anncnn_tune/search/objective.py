@@ -119,16 +119,25 @@ class Objective:
         self.store = store
         self.worker = records.worker_id(os.getpid())
         self.current_trial: int | None = None
+        self.running: int | None = None  # the trial in the objective now
         self.deadline: float | None = None  # time.monotonic() of --timeout (run_worker sets it)
         self.pace = Pace()  # this worker's training FLOPs per second, measured on its trials
         self.out_of_time = False  # a trial was not started for want of time: the worker stops (run_worker)
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.running = trial.number  # what a stop notice names (signals.set_notice): only while it trains
+        try:
+            return self._run(trial)
+        finally:
+            self.running = None
+
+    def _run(self, trial: optuna.Trial) -> float:
         self.current_trial = trial.number  # run_worker settles it should the storage fail under it
         if self.on_start is not None:
             self.on_start()
         if signals.stop_requested():  # stopped between the claim and here: nothing trained yet
-            records.write_fail_reason(trial, f"interrupted by {signals.stop_requested()} before epoch 1")
+            records.write_interrupted(trial, signals.stop_requested(),
+                                      f"interrupted by {signals.stop_requested()} before epoch 1")
             stop = signals.StopRequested(signals.stop_requested())
             stop.trial_number = trial.number
             raise stop
@@ -187,7 +196,7 @@ class Objective:
             # Stopped at a safe point: FAIL with the reason, then run_worker re-queues it and the
             # retry resumes from the checkpoint, which therefore stays.
             done = observer.rows[-1]["epoch"] if observer.rows else 0
-            records.write_fail_reason(trial, f"interrupted by {exc.args[0]} after epoch {done} of {epochs}")
+            records.write_interrupted(trial, exc.args[0], f"interrupted by {exc.args[0]} after epoch {done} of {epochs}")
             exc.trial_number = trial.number
             raise
         except KeyboardInterrupt as exc:

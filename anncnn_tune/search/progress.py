@@ -104,3 +104,18 @@ class Progress:
         self.view.line(trial_line(trial, self.metric, self.epochs, seconds, s.best_value, s.best_trial,
                                   self.search.steps_per_epoch))
         self._show()
+
+    def trial_interrupted(self, study: optuna.Study, number: int) -> None:
+        """The line of a trial a signal stopped at a safe point, once it is re-queued."""
+        if self.view is None or not self.trials:
+            return
+        trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+        if trial is None:
+            return
+        seconds = time.perf_counter() - self._started.pop(number, time.perf_counter())
+        self._last_line.pop(number, None)
+        self.search.read(study)
+        s = self.search.snapshot()
+        self.view.line(trial_line(trial, self.metric, self.epochs, seconds, s.best_value, s.best_trial,
+                                  self.search.steps_per_epoch))
+        self._show()

@@ -33,6 +33,7 @@ class InitRequest:
     drop: tuple[str, ...] = ()
     test: str | None = None
     image_size: tuple[int, int] | None = None
+    on_bad_file: str = "error"  # error | skip: an unreadable image stops init, or is left out (and recorded)
     out_dir: str | None = None  # None: the current directory
     force: bool = False
 
@@ -119,6 +120,8 @@ def init(request: InitRequest) -> InitResult:
         raw["drop"] = list(request.drop)
     if request.image_size is not None:
         raw["image_size"] = list(request.image_size)
+    if request.on_bad_file != "error":  # parse_source checks the value and refuses it for a table
+        raw["on_bad_file"] = request.on_bad_file
     # Paths given on the command line are relative to where the command runs.
     source = parse_source(raw, base_dir=Path.cwd(), where="dataset")
     schema = inspect(source)

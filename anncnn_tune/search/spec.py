@@ -266,16 +266,23 @@ def read_yaml(path: Path, *, what: str, hint: str):
 # -- loading and validation -------------------------------------------------------------------------
 
 
-def resolve_path(study: str) -> Path:
-    """`--study` is a built-in study name or a path to a YAML file."""
+class UnknownStudy(UserError):
+    """--study is neither a path, a built-in study name nor NAME.yaml in the working folder (the
+    launcher then looks for a stored study of that name before it says so)."""
+
+
+def resolve_path(study: str, note=None) -> Path:
+    """`--study` is a built-in study name, a path to a YAML file, or NAME where NAME.yaml (or .yml) is
+    in the working folder; note(line) is told when it is the last (a bare name the user gave
+    expecting their own file, which a built-in study of that name would take first)."""
     try:
-        return _resolve_path(study)
+        return _resolve_path(study, note)
     except OSError as exc:  # a name the file system refuses (too long, say)
         raise UserError(f"cannot use --study {P.short(study)}: {exc.strerror or exc}; pass a built-in study "
                         "name or a path to a YAML file") from None
 
 
-def _resolve_path(study: str) -> Path:
+def _resolve_path(study: str, note=None) -> Path:
     if "\x00" in study or len(study) > 4096:
         raise UserError(f"--study {P.short(study)} is neither a built-in study name nor a usable path")
     if study.endswith((".yaml", ".yml")) or "/" in study or Path(study).exists():
@@ -287,14 +294,19 @@ def _resolve_path(study: str) -> Path:
                             f"({', '.join(builtin_names())}) or a path to a YAML file")
         return path
     path = builtin_dir() / f"{study}.yaml"
-    if not path.is_file():
-        raise UserError(f"unknown study {study!r}; built-in studies: {', '.join(builtin_names())} "
-                        "(or pass a path to a YAML file)")
-    return path
+    if path.is_file():
+        return path
+    for here in (Path(f"{study}.yaml"), Path(f"{study}.yml")):
+        if here.is_file():
+            if note is not None:
+                note(f"--study {study}: using the study file ./{here} (no built-in study has that name)")
+            return here
+    raise UnknownStudy(f"unknown study {study!r}; built-in studies: {', '.join(builtin_names())} "
+                       "(or pass a path to a YAML file, or the name of a study in the storage)")
 
 
-def load_spec(study: str) -> Spec:
-    path = resolve_path(study)
+def load_spec(study: str, note=None) -> Spec:
+    path = resolve_path(study, note)
     raw = read_yaml(path, what="study file", hint="fix the syntax")
     return spec_from_dict(raw, source=str(path), name=path.stem, base_dir=path.parent)
 

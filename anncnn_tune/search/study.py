@@ -24,6 +24,9 @@ from anncnn_tune.service.records import StudyRecord
 from anncnn_tune.service.storage import MAX_RETRY, check_storage_file
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Spec keys a command-line flag overrides (Spec.with_overrides): a stored study that differs there was
+# started with the flag, or without it. --seed also sets the sampler's seed.
+FLAGS = {"epochs": "--epochs", "seed": "--seed", "sampler.seed": "--seed", "subset": "--subset"}
 
 
 def stored_spec(study: optuna.Study) -> Spec:
@@ -71,12 +74,23 @@ def open_study(spec: Spec, storage, data_description: dict, lock: StudyLock, wor
                 was, now = record.spec, spec.to_dict()
                 for key in differs.split("."):  # the dotted key's stored and new values, for the message
                     was, now = (x.get(key) if isinstance(x, dict) else None for x in (was, now))
+                flag = FLAGS.get(differs)
+                if flag is not None:  # a command-line override: the way back is the same flag
+                    _flag_changed(spec.name, flag, record.spec.get(flag[2:]), spec.to_dict().get(flag[2:]))
                 raise UserError(f"study {spec.name!r} already exists in this storage with a different {differs} (stored "
                                 f"{was!r}, now {now!r}); pass --study-name NAME to keep both side by side")
             if record.fingerprint != data_description.get("fingerprint"):
                 raise UserError(f"study {spec.name!r} was created on different data files (fingerprint mismatch); "
                                 "use another --storage or the original files")
     return study
+
+
+def _flag_changed(name: str, flag: str, was, now) -> None:
+    started = f"with `{flag} {was}`" if was is not None else f"without {flag}"
+    asked = f"`{flag} {now}`" if now is not None else f"no {flag}"
+    back = f"repeat `{flag} {was}`" if was is not None else f"leave out {flag}"
+    raise UserError(f"study {name!r} in this storage was started {started}, this run has {asked}; {back} to "
+                    "resume, or pass --study-name NAME for a new study")
 
 
 def _save_note(study: optuna.Study, spec_dict: dict, data_description: dict) -> None:
@@ -97,9 +111,13 @@ class WorkerResult:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state; a trial a signal stopped and re-queued counts as "interrupted", not "fail"
+    (its retry is among the waiting, or further on)."""
     result = {s.name.lower(): 0 for s in TrialState}
+    result["interrupted"] = 0
     for trial in study.get_trials(deepcopy=False):
-        result[trial.state.name.lower()] += 1
+        paused = trial.state == TrialState.FAIL and records.TrialRecord.read(trial).interrupted
+        result["interrupted" if paused else trial.state.name.lower()] += 1
     return result
 
 
@@ -161,6 +179,8 @@ def run_worker(study: optuna.Study, objective, lock: StudyLock, *, n_trials: int
         lock.release()
         if exc.trial_number is not None:
             requeue_interrupted(study, exc.trial_number)
+            if progress is not None:
+                progress.trial_interrupted(study, exc.trial_number)
         signals.clear()
         return WorkerResult(state["ran"], True, False)
     except KeyboardInterrupt:  # a second signal: the user insists, stop wherever this is

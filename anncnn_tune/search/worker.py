@@ -28,6 +28,7 @@ from anncnn_tune.search.objective import Objective
 from anncnn_tune.search.progress import Progress, start_line
 from anncnn_tune.search.spec import Spec, fits_data
 from anncnn_tune.search.study import WorkerResult, counts, open_study, run_worker
+from anncnn_tune.service import signals
 from anncnn_tune.service.artifacts import open_store
 from anncnn_tune.service.budget_lock import StudyLock
 from anncnn_tune.service.optuna_private import failed_trial_logger
@@ -154,13 +155,35 @@ def run_trials(job: Job, assignment: Assignment, splits=None, *, own_view: bool 
         data = DeviceData.from_splits(splits, device)
         options = RunOptions(device=device, compile=job.compile)
         objective = Objective(spec, data, splits.input_shape, splits.out_dim, options, progress, store=store)
-        with progress.showing(study):
-            result = run_worker(study, objective, lock, n_trials=job.n_trials, timeout=job.timeout,
-                                progress=progress, catch=(torch.OutOfMemoryError,))
+        previous_notice = signals.set_notice(
+            lambda name: _say(progress, stop_notice(name, objective.running, checkpoints=store is not None)))
+        try:
+            with progress.showing(study):
+                result = run_worker(study, objective, lock, n_trials=job.n_trials, timeout=job.timeout,
+                                    progress=progress, catch=(torch.OutOfMemoryError,))
+        finally:
+            signals.set_notice(previous_notice)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return study, result
+
+
+def stop_notice(signal_name: str, trial: int | None, *, checkpoints: bool = True) -> str:
+    """What the first SIGINT/SIGTERM will do, said the moment it arrives (the stop itself waits for a safe point)."""
+    if trial is None:
+        return f"{signal_name}: stopping before the next trial (again to stop at once)"
+    resume = "resume from its checkpoint" if checkpoints else "be re-queued"
+    return (f"{signal_name}: stopping after the current epoch; trial {trial} will {resume} on the next run "
+            "(again to stop at once)")
+
+
+def _say(progress: Progress, line: str) -> None:
+    """A line for the user even under --quiet: they pressed Ctrl-C and wait for an answer."""
+    if progress.view is not None:
+        progress.message(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def spawned_main(job: Job, assignment: Assignment, relay: Connection | None = None) -> None:

@@ -26,7 +26,6 @@ from anncnn_tune.service import records
 from anncnn_tune.service.artifacts import ENV_VAR as ARTIFACTS_ENV
 from anncnn_tune.service.artifacts import AtomicArtifactStore, resolve_dir
 from anncnn_tune.service.readonly import NoStudiesYet, open_storage_readonly
-from anncnn_tune.service.signals import raise_keyboard_interrupt
 from anncnn_tune.service.storage import mask
 
 
@@ -143,9 +142,24 @@ def _when_there_are_studies(make, storage_url: str, poll_seconds: float = 2.0):
             time.sleep(poll_seconds)
 
 
+def _stop_now(signum, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def serve(storage_url: str, host: str, port: int, artifacts_flag: str | None = None) -> None:
-    """Serve until SIGINT or SIGTERM (`docker stop`), then close the storage cleanly."""
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    """Serve until SIGINT or SIGTERM (`docker stop`), then close the storage cleanly.
+
+    The first SIGTERM stops it, as Ctrl-C does. (A worker's handler, signals.request_stop, only
+    records a first signal for the trial loop to act on; the dashboard has no trial loop, so with
+    that handler `docker stop` waited its grace period and ended in SIGKILL.)"""
+    previous = signal.signal(signal.SIGTERM, _stop_now)
+    try:
+        _serve(storage_url, host, port, artifacts_flag)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(storage_url: str, host: str, port: int, artifacts_flag: str | None) -> None:
     artifacts_dir = artifacts_to_serve(artifacts_flag, storage_url)
     server = _when_there_are_studies(lambda: make_dashboard_server(storage_url, host, port, artifacts_dir),
                                      storage_url)

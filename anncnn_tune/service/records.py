@@ -44,7 +44,8 @@ Trial attributes:   baseline (name) and epochs (the baseline's epoch budget), se
                     inside the first epoch of a pruner whose first rungs are parts of an epoch: rows
                     of {"epoch": fraction, "samples", "train_loss", "val_...": ...}); best_epoch,
                     stopped, history (rows of {"epoch", "train_loss", "val_...": ...}) when complete;
-                    pruned_reason / fail_reason; resumed_from_trial, resumed_from_epoch on a retry
+                    pruned_reason / fail_reason; interrupted (the signal's name) on a trial a signal
+                    stopped and the worker re-queued; resumed_from_trial, resumed_from_epoch on a retry
                     that continued a checkpoint.
 
 It also holds the two facts several commands must agree on: the seed of a trial and which
@@ -225,6 +226,13 @@ def write_study_created(study: optuna.Study, spec: dict, data: dict) -> None:
     optuna_private.set_study_system_attr(study, SYSTEM_PREFIX + "spec", spec)
 
 
+def write_relocated(study: optuna.Study, spec: dict, data: dict) -> None:
+    """A study's data moved (`anncnn-tune relocate`, fingerprint checked): its spec and data description
+    with the new paths, in the layout the study has; data first, as at creation."""
+    _set(study, "data", data)
+    _set(study, "spec", spec)
+
+
 def write_test_metrics(study: optuna.Study, trial_number: int, entry: dict) -> None:
     """Retrain's summary of one trial (metric, mean, std, seeds, ..., retrained_at), beside earlier ones."""
     recorded = dict(_stored_values(study).get("test_metrics") or {})
@@ -305,6 +313,7 @@ class TrialRecord:
     partial_epochs: list | None = None  # rows validated inside the first epoch, with their "samples"
     pruned_reason: str | None = None
     fail_reason: str | None = None
+    interrupted: str | None = None  # the signal that stopped it at a safe point; it was re-queued
     resumed_from_trial: int | None = None
     resumed_from_epoch: int | None = None
 
@@ -387,6 +396,13 @@ def write_fail_reason(trial: optuna.Trial, reason: str) -> None:
     trial.set_user_attr("fail_reason", reason)
 
 
+def write_interrupted(trial: optuna.Trial, signal_name: str, reason: str) -> None:
+    """A signal stopped the trial at a safe point: it ends FAIL with the reason, and this mark says that
+    it is no failure but a pause (the worker re-queues it; the retry resumes from its checkpoint)."""
+    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr("interrupted", signal_name)
+
+
 def write_resumed(trial: optuna.Trial, *, from_trial: int, from_epoch: int) -> None:
     """A retry that continues its chain's checkpoint. Set on every retry: the user attributes were
     copied from the stale trial, which may itself have resumed from a different epoch."""
@@ -396,7 +412,7 @@ def write_resumed(trial: optuna.Trial, *, from_trial: int, from_epoch: int) -> N
 
 # What a retry does not inherit from the trial it retries: why that one ended, and its per-run setup
 # and results (the retry writes its own).
-_NOT_INHERITED = ("fail_reason", "pruned_reason", "best_epoch", "stopped", "history", "partial_epochs")
+_NOT_INHERITED = ("fail_reason", "interrupted", "pruned_reason", "best_epoch", "stopped", "history", "partial_epochs")
 
 
 def retry_user_attrs(attrs: dict) -> dict:

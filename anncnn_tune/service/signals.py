@@ -11,8 +11,11 @@ interrupted, re-queued trial. A second signal means the user insists: it raises 
 from __future__ import annotations
 
 import signal
+import threading
+from collections.abc import Callable
 
 _requested: list[str] = []  # the signal names received and not yet acted on (a list: no `global`)
+_notice: list[Callable[[str], None]] = []  # says what the stop will do (set_notice); at most one
 
 
 class StopRequested(KeyboardInterrupt):
@@ -28,6 +31,18 @@ def request_stop(signum, frame) -> None:
     if _requested:
         raise KeyboardInterrupt(name)
     _requested.append(name)
+    if _notice:
+        # Said at once, though the stop waits for the epoch's end. From a thread: this handler may
+        # have interrupted a write to the very stream the notice goes to.
+        threading.Thread(target=_notice[0], args=(name,), name="anncnn-tune-stop-notice", daemon=True).start()
+
+
+def set_notice(notice: Callable[[str], None] | None) -> Callable[[str], None] | None:
+    """What to say when the first signal arrives: notice(signal_name) words what will happen (the
+    worker names its running trial). Returns the notice it replaces, to be set back after."""
+    previous = _notice[0] if _notice else None
+    _notice[:] = [notice] if notice is not None else []
+    return previous
 
 
 # The name optimize.py and the workers install; it no longer raises on the first signal.

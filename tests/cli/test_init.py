@@ -235,7 +235,8 @@ def test_init_optimize_compare_export_retrain_on_an_image_folder(tmp_path, monke
         assert code == 0, err
         assert (tmp_path / "final").is_dir() and any((tmp_path / "final").iterdir())
 
-        # The folder changes under the studies: every command that reads them refuses, writes nothing.
+        # The folder changes under the studies: compare lists them, left out; export and retrain refuse;
+        # nothing is written.
         from PIL import Image
 
         Image.new("L", (8, 8), 7).save(tmp_path / "data" / "shapes" / "cat" / "new.png")
@@ -245,10 +246,60 @@ def test_init_optimize_compare_export_retrain_on_an_image_folder(tmp_path, monke
             return {p: p.read_bytes() for p in kept}, sqlite_snapshot(tmp_path / "anncnn-tune.db")
 
         before = files()
-        for args in (("compare",), ("export", "--study", "shapes-cnn", "-o", "again.yaml"),
+        code, out, err = run(capsys, "compare")
+        assert code == 0, err
+        assert sum(line.startswith("warning: study shapes-") and "has changed since the study began" in line
+                   for line in out.splitlines()) == 2, out
+        for args in (("export", "--study", "shapes-cnn", "-o", "again.yaml"),
                      ("retrain", "best.yaml", "--out", "again", "--device", "cpu")):
             code, out, err = run(capsys, *args)
             assert code == 2 and err.count("\n") == 1 and "has changed since the study began" in err, (args, err)
         assert files() == before and not (tmp_path / "again").exists()
     finally:
         close_all()
+
+
+def _folder_with_a_corrupt_png(root):
+    write_images(root, classes=("a", "b"), per_class=6)
+    (root / "b" / "zzz.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated, not an image")
+    return root
+
+
+def test_an_unreadable_image_is_refused_with_the_flag_that_skips_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _folder_with_a_corrupt_png(tmp_path / "pets")
+    before = listing(tmp_path)
+    code, _, err = run(capsys, "init", "pets")
+    assert code == 2 and err.count("\n") == 1 and "zzz.png" in err
+    assert "--on-bad-file skip" in err, err  # a flag this command has, not only a study-file key
+    assert listing(tmp_path) == before
+
+
+def test_on_bad_file_skip_writes_the_studies_with_the_skip_recorded(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _folder_with_a_corrupt_png(tmp_path / "pets")
+    code, out, err = run(capsys, "init", "pets", "--on-bad-file", "skip")
+    assert code == 0, err
+    assert "skipped 1 unreadable files" in out and "zzz.png" in out, out
+    for family in ("ann", "cnn", "fastcnn"):
+        written = yaml.safe_load((tmp_path / f"pets-{family}.yaml").read_text())
+        assert written["dataset"]["on_bad_file"] == "skip"
+        spec = load_spec(str(tmp_path / f"pets-{family}.yaml"))
+        assert spec.data_source.on_bad_file == "skip"
+    from anncnn_tune.data.source import load_source
+
+    splits = load_source(spec.data_source)  # the recorded skip holds for every later load
+    assert len(splits.y_train) + len(splits.y_val) + len(splits.y_test) == 12
+
+
+def test_the_api_takes_on_bad_file(tmp_path):
+    import anncnn_tune as at
+    from anncnn_tune.errors import UserError
+
+    _folder_with_a_corrupt_png(tmp_path / "pets")
+    result = at.init(tmp_path / "pets", on_bad_file="skip", out_dir=tmp_path / "studies")
+    assert "pets-ann.yaml" in [f.name for f in result.files]
+    assert result.schema.skipped and "zzz.png" in result.schema.skipped[0]
+    with pytest.raises(UserError, match="on_bad_file"):
+        at.init(tmp_path / "pets", on_bad_file="ignore", out_dir=tmp_path / "other")
+    assert not (tmp_path / "other").exists()

@@ -241,3 +241,26 @@ def test_a_trial_that_outlived_the_mean_is_given_its_own_pace():
     assert Snapshot(n_trials=6, pruned=5, durations=(10.0,) * 5, running=(finished_its_budget,)).eta() == 0.0
     young = RunningTrial(7, 0.5, 40, 0.6, 4.0)  # within the mean: the mean's rest, 6 s
     assert Snapshot(n_trials=6, pruned=5, durations=(10.0,) * 5, running=(young,)).eta() == pytest.approx(6.0)
+
+
+def test_an_interrupted_trial_is_counted_apart_from_the_failed_and_shown_as_re_queued(tmp_path):
+    """A trial a signal stopped (FAIL with the `interrupted` mark, its retry waiting) is no failure."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
+    study.tell(study.ask(), 0.9)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # a real failure
+    stopped = study.ask()
+    stopped.report(0.7, 1)
+    records.write_interrupted(stopped, "SIGINT", "interrupted by SIGINT after epoch 1 of 3")
+    study.tell(stopped, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial({})
+    s = take_snapshot(study.get_trials(), maximize=True, n_trials=5, spec_epochs=3)
+    assert (s.complete, s.failed, s.interrupted) == (1, 1, 1)
+    assert "(0 pruned, 1 failed, 1 interrupted and re-queued)" in live.status_line(s, "val_accuracy")
+    out = io.StringIO()
+    Console(file=out, force_terminal=True, width=120).print(render(s, "digits-ann", "val_accuracy"))
+    assert "(0 pruned, 1 failed, 1 interrupted), 0 running" in ANSI.sub("", out.getvalue())
+    line = live.trial_line(study.get_trials()[2], "val_accuracy", 3, 4.0, 0.9, 0)
+    assert line.startswith("trial   2 interrupted epoch") and "re-queued" in line, line
+    from anncnn_tune.search.study import counts
+
+    assert {k: v for k, v in counts(study).items() if v} == {"complete": 1, "fail": 1, "interrupted": 1, "waiting": 1}

@@ -34,7 +34,7 @@ def colour_folder(tmp_path):
 
 
 def run(*args, cwd):
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=600, check=False)
 
 
 def test_the_study_is_the_builtin_one_on_the_users_data(colour_folder):
