@@ -180,7 +180,7 @@ def test_changed_study_file_is_refused_on_resume(demo, tmp_path):
     cwd, _ = demo
     before = sqlite_snapshot(cwd / "anncnn-tune.db")
     result = run_cli("optimize", "--study", "digits-ann", "--n-trials", "4", "--epochs", "5", cwd=cwd)
-    assert_user_error(result, "already exists in this storage with a different epochs")
+    assert_user_error(result, "was started with `--epochs")
     assert sqlite_snapshot(cwd / "anncnn-tune.db") == before
 
 

@@ -46,7 +46,7 @@ def test_changed_epochs_names_stored_and_new_value(two_variants, capsys):
     before = sqlite_snapshot(two_variants / "anncnn-tune.db")
     code, _, err = run(capsys, "optimize", *QUICK, "--epochs", "4")
     assert code == 2 and err.count("\n") == 1
-    assert "different epochs (stored 2, now 4)" in err and "--study-name" in err
+    assert "was started with `--epochs 2`, this run has `--epochs 4`" in err and "--study-name" in err
     assert sqlite_snapshot(two_variants / "anncnn-tune.db") == before
 
 

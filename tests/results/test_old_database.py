@@ -35,7 +35,7 @@ def test_the_old_storage_lists_and_compares(storage, tmp_path):
     assert "digits-ann" in listing.stdout and "digits-cnn" in listing.stdout
     assert listing.stdout.count("2 complete, 1 pruned") == 2
 
-    text = run_cli("compare", "--storage", storage, cwd=tmp_path)
+    text = run_cli("compare", "--storage", storage, "--wide", cwd=tmp_path)
     assert text.returncode == 0, text.stderr
     assert "keras-mlp-128-64" in text.stdout and "conv32-conv64-dense64" in text.stdout  # the baselines
     rows = {r["study"]: r for r in anncnn_tune.compare(storage).to_dict("records")}

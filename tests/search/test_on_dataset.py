@@ -45,11 +45,9 @@ def test_the_study_is_the_builtin_one_on_the_users_data(colour_folder):
         builtin.space, builtin.fixed, builtin.baselines, builtin.epochs, builtin.pruner)
 
 
-def test_a_table_is_refused_for_an_image_study(tmp_path):
-    table = tmp_path / "t.csv"
-    table.write_text("a,b,y\n1,2,0\n3,4,1\n")
-    with pytest.raises(UserError, match=r"--dataset\.model: fastcnn needs an image dataset"):
-        load_spec("cifar10-cnn").on_dataset(str(table))
+def test_data_of_another_kind_is_refused(colour_folder):
+    with pytest.raises(UserError, match=r"holds image data, study churn-ann searches tabular data"):
+        load_spec("churn-ann").on_dataset(str(colour_folder))
 
 
 @pytest.mark.slow

@@ -131,7 +131,7 @@ def test_lookahead_holds_back_nothing_early_and_averages_late():
             weight.add_(1.0)
             average.update()
     assert weight.detach()[0] == pytest.approx(5.0, rel=1e-3)
-    average.steps = 95
+    average.steps = 99
     with torch.no_grad():
         weight.add_(10.0)
         average.update()  # step 100: a pull of 0.9**5 towards the slow weights
