@@ -143,12 +143,13 @@ class Objective:
             raise stop
         record = TrialRecord.read(trial)
         params = suggest(self.spec, trial, baseline=record.baseline)
+        family = self.spec.baseline_model(record.baseline)  # a baseline may be of another family
         epochs = record.epoch_budget(self.spec.epochs)
         checkpoint = TrialCheckpoint(self.store.root, trial.study, trial) if self.store else None
         seed = records.trial_seed(self.spec.seed, checkpoint.original if checkpoint else trial.number)
         seed_everything(seed)
         try:
-            model = models.build(self.spec.baseline_model(record.baseline), params, self.input_shape, self.out_dim)
+            model = models.build(family, params, self.input_shape, self.out_dim)
         except RuntimeError as exc:  # the sampled model's weights alone do not fit in memory now
             if not is_out_of_memory(exc):
                 raise
@@ -156,8 +157,7 @@ class Objective:
             raise torch.OutOfMemoryError(str(exc)) from exc
         n_train = len(self.data.y_train)
         n_val = 0 if self.data.y_val is None else len(self.data.y_val)
-        per_epoch = epoch_flops(self.spec.baseline_model(record.baseline), params, self.input_shape, self.out_dim,
-                                n_train, n_val)
+        per_epoch = epoch_flops(family, params, self.input_shape, self.out_dim, n_train, n_val)
         records.write_setup(trial, n_params=models.count_params(model), device=str(self.options.device), seed=seed,
                             worker=self.worker)
         self._check_time_left(trial, per_epoch * epochs, epochs)

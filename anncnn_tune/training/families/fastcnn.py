@@ -89,13 +89,12 @@ class FastCNN(nn.Module):
         super().__init__()
         channels, height, width = in_shape
         self.whiten = bool(p["whiten"])
+        stem_out = 2 * channels * WHITEN_KERNEL**2  # each patch eigenvector, with both signs
         if self.whiten:
-            stem_out = 2 * channels * WHITEN_KERNEL**2
             self.stem = nn.Conv2d(channels, stem_out, WHITEN_KERNEL, padding=0, bias=True)
             self.stem.weight.requires_grad = False  # set from the data in init_from_data, then frozen
             side = min(height, width) - WHITEN_KERNEL + 1
-        else:
-            stem_out = 2 * channels * WHITEN_KERNEL**2
+        else:  # a learned stem of the same width
             self.stem = nn.Conv2d(channels, stem_out, 3, padding=1, bias=True)
             side = min(height, width)
         groups = []
