@@ -133,18 +133,19 @@ def plan(schema) -> Plan:
 
 
 def _training_params(p: Plan) -> tuple[dict, dict]:
-    """The training part of the space (shared by both families) and its baseline values."""
-    params = {
-        "optimizer": P.choice(["adam", "adamw", "sgd"]),
-        "lr": P.float_range(1.0e-4, 3.0e-2, log=True),
-        "weight_decay": P.float_range(1.0e-6, 1.0e-2, log=True),
-        "schedule": P.choice(["none", "cosine", "onecycle"]),
-        "batch_size": P.choice(p.batch_sizes),
-    }
-    base = {"optimizer": "adam", "lr": 1.0e-3, "weight_decay": 1.0e-6, "schedule": "none",
+    """The training part of the space (shared by every family) and its baseline values: the ranges
+    the declarations give `init` (params.TABLE's init_space), and the batch sizes, augmentation and
+    class weights this data calls for."""
+    declared = P.declared()
+    searched = ("optimizer", "lr", "weight_decay", "schedule") + (("label_smoothing",) if p.task == "multiclass"
+                                                                   else ())
+    params = {name: dict(declared[name].init_space) for name in searched}
+    params["batch_size"] = P.choice(p.batch_sizes)
+    # The baseline: the Keras tutorials' Adam at 1e-3, no schedule; the weight decay at the floor of its
+    # log range (no decay is not on a log scale).
+    base = {"optimizer": "adam", "lr": 1.0e-3, "weight_decay": params["weight_decay"]["low"], "schedule": "none",
             "batch_size": p.baseline_batch}
     if p.task == "multiclass":
-        params["label_smoothing"] = P.float_range(0.0, 0.2)
         base["label_smoothing"] = 0.0
     if len(p.augment) > 1:
         params["augment"] = P.choice(p.augment)

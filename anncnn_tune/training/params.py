@@ -93,6 +93,9 @@ class Param:
     choices: tuple | None = None  # for kind choice
     image_only: bool = False  # applies only to image datasets
     when: tuple[Condition, ...] = ()  # applies only where all of these hold (else: not sampled, default)
+    # What `init` searches where it searches this parameter on any dataset (the study-file form: a
+    # {type, low, high} or {type: categorical, choices}); None: init leaves it out or sizes it to the data.
+    init_space: dict | None = None
 
     @property
     def options(self) -> tuple | None:
@@ -157,14 +160,19 @@ POSITIVE = {"low": 0.0, "low_open": True}
 
 TABLE: tuple[Param, ...] = (  # the training loop's; each model family declares its own (training/families/)
     # -- training (every family) --
-    Param("optimizer", "train", "choice", "adam", "optimizer", choices=("sgd", "adam", "adamw")),
-    Param("lr", "train", "float", 1.0e-3, "learning rate", **POSITIVE),
+    Param("optimizer", "train", "choice", "adam", "optimizer", choices=("sgd", "adam", "adamw"),
+          init_space={"type": "categorical", "choices": ["adam", "adamw", "sgd"]}),
+    Param("lr", "train", "float", 1.0e-3, "learning rate",
+          init_space={"type": "float", "low": 1.0e-4, "high": 3.0e-2, "log": True}, **POSITIVE),
     Param("momentum", "train", "float", 0.9, "momentum (sgd only)", when=when(optimizer="sgd"), **FRACTION),
     Param("nesterov", "train", "bool", False, "Nesterov momentum (sgd only)", when=when(optimizer="sgd")),
-    Param("weight_decay", "train", "float", 0.0, "weight decay", low=0.0),
-    Param("label_smoothing", "train", "float", 0.0, "label smoothing (multiclass only)", **FRACTION),
+    Param("weight_decay", "train", "float", 0.0, "weight decay", low=0.0,
+          init_space={"type": "float", "low": 1.0e-6, "high": 1.0e-2, "log": True}),
+    Param("label_smoothing", "train", "float", 0.0, "label smoothing (multiclass only)",
+          init_space={"type": "float", "low": 0.0, "high": 0.2}, **FRACTION),
     Param("schedule", "train", "choice", "none", "learning-rate schedule (triangle: linear up, then down to 0)",
-          choices=("none", "cosine", "onecycle", "triangle")),
+          choices=("none", "cosine", "onecycle", "triangle"),
+          init_space={"type": "categorical", "choices": ["none", "cosine", "onecycle"]}),
     Param("warmup", "train", "float", 0.2, "fraction of the steps spent rising to the peak learning rate",
           when=when(schedule="triangle"), **FRACTION),
     Param("batch_size", "train", "size", 128,

@@ -150,3 +150,18 @@ def test_scalars_read_back_as_the_same_values():
     for value in (1.0e-4, 3.0e-2, 1.0e-6, 0.0, 0.25, 2.0, 5.0e-3, 128, True, False, "none", "a: b", "yes"):
         assert yaml.safe_load(f"x: {gen.scalar(value)}")["x"] == value
     assert gen.scalar(1.0e-4) == "1.0e-4"
+
+
+def test_the_training_ranges_init_writes_come_from_the_declarations(monkeypatch):
+    """No training range is written down twice: change a declaration's init_space and init follows."""
+    from dataclasses import replace
+
+    from anncnn_tune.training import params as P
+
+    narrow = {"type": "float", "low": 2.0e-3, "high": 5.0e-3, "log": True}
+    table = tuple(replace(p, init_space=narrow) if p.name == "lr" else p for p in P.TABLE)
+    monkeypatch.setattr(P, "TABLE", table)
+    plan = gen.plan(SCHEMAS["cifar-like"])
+    params, base = gen._training_params(plan)
+    assert params["lr"] == narrow and params["lr"] is not narrow  # a copy: the study cannot edit the table
+    assert base["weight_decay"] == P.declared()["weight_decay"].init_space["low"]
