@@ -154,27 +154,27 @@ def run_worker(study: optuna.Study, objective, lock: StudyLock, *, n_trials: int
     callbacks = [progress.trial_finished] if progress else []
     if getattr(objective, "trial_stored", None) is not None:
         callbacks.append(objective.trial_stored)
-    state = {"ran": 0, "waited": False, "outages": 0}
+    loop = _WorkerLoop(study, objective, lock, n_trials=n_trials, deadline=deadline, poll_seconds=poll_seconds,
+                       progress=progress, callbacks=callbacks, catch=catch)
     say = progress.message if progress else None
     try:
         with outage.quiet_heartbeat_threads(say):
             while True:
                 try:
-                    ended = _step(study, objective, lock, n_trials, deadline, poll_seconds, progress, callbacks,
-                                  catch, state)
+                    ended = loop.step()
                 except Exception as exc:
                     # A SQLite file deleted under the run fails its next commit as an outage would: that
                     # is StorageLost (one line, exit 1), not two minutes of retries.
                     check_storage_file(study)
                     error = outage.storage_error(exc)
-                    state["outages"] += 1
+                    loop.outages += 1
                     # An error that comes back every time the storage answers is no outage: a bug.
-                    if error is None or state["outages"] > MAX_RETRY:
+                    if error is None or loop.outages > MAX_RETRY:
                         raise
                     _ride_out_outage(study, objective, lock, error, say)
                     continue
                 if ended is not None:
-                    return WorkerResult(state["ran"], False, ended == "timed_out")
+                    return WorkerResult(loop.ran, False, ended == "timed_out")
     except signals.StopRequested as exc:
         lock.release()
         if exc.trial_number is not None:
@@ -182,47 +182,62 @@ def run_worker(study: optuna.Study, objective, lock: StudyLock, *, n_trials: int
             if progress is not None:
                 progress.trial_interrupted(study, exc.trial_number)
         signals.clear()
-        return WorkerResult(state["ran"], True, False)
+        return WorkerResult(loop.ran, True, False)
     except KeyboardInterrupt:  # a second signal: the user insists, stop wherever this is
-        return WorkerResult(state["ran"], True, False)
+        return WorkerResult(loop.ran, True, False)
     finally:
         with contextlib.suppress(Exception):  # the storage may be gone: its session ends with the process
             lock.release()
 
 
-def _step(study, objective, lock, n_trials, deadline, poll_seconds, progress, callbacks, catch, state) -> str | None:
-    """One turn of the worker loop: None to go on, "done" or "timed_out" to return."""
-    signals.check_stop()
-    check_storage_file(study)
-    if deadline is not None and time.monotonic() >= deadline:
-        return "timed_out"
-    lock.acquire()
-    if heartbeat_enabled(study):
-        # Fails the trials of dead workers; the storage's retry callback enqueues them again.
-        optuna.storages.fail_stale_trials(study)
-    trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-    finished = sum(t.state in FINISHED for t in trials)
-    running = len(trials) - finished
-    if finished >= n_trials:
-        return "done"
-    if finished + running >= n_trials:
-        # The budget is spoken for by running trials; wait in case their worker dies.
-        lock.release()
-        if progress and not state["waited"]:
-            progress.message(f"waiting for {running} running trial(s) of other workers to finish")
-            state["waited"] = True
-        _sleep_unless_stopped(poll_seconds)
+class _WorkerLoop:
+    """The worker loop's settings and counters, so that one turn of it (step) needs no long argument list.
+
+    ran counts the trials this worker ran, waited whether it said once that it waits for other workers'
+    trials, outages the storage errors in a row since the last trial that ran (run_worker counts them).
+    """
+
+    def __init__(self, study: optuna.Study, objective, lock: StudyLock, *, n_trials: int, deadline: float | None,
+                 poll_seconds: float, progress, callbacks: list, catch):
+        self.study, self.objective, self.lock = study, objective, lock
+        self.n_trials, self.deadline, self.poll_seconds = n_trials, deadline, poll_seconds
+        self.progress, self.callbacks, self.catch = progress, callbacks, catch
+        self.ran, self.waited, self.outages = 0, False, 0
+
+    def step(self) -> str | None:
+        """One turn of the worker loop: None to go on, "done" or "timed_out" to return."""
+        study, objective, lock = self.study, self.objective, self.lock
+        signals.check_stop()
+        check_storage_file(study)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "timed_out"
+        lock.acquire()
+        if heartbeat_enabled(study):
+            # Fails the trials of dead workers; the storage's retry callback enqueues them again.
+            optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+        finished = sum(t.state in FINISHED for t in trials)
+        running = len(trials) - finished
+        if finished >= self.n_trials:
+            return "done"
+        if finished + running >= self.n_trials:
+            # The budget is spoken for by running trials; wait in case their worker dies.
+            lock.release()
+            if self.progress and not self.waited:
+                self.progress.message(f"waiting for {running} running trial(s) of other workers to finish")
+                self.waited = True
+            _sleep_unless_stopped(self.poll_seconds)
+            return None
+        objective.current_trial = None  # the objective sets it: the trial an outage may leave behind
+        study.optimize(objective, n_trials=1, callbacks=self.callbacks, catch=self.catch)
+        lock.release()  # if the trial never reached the objective
+        self.ran += 1
+        self.outages = 0
+        if getattr(objective, "out_of_time", False):
+            # The sampled trial could not finish before --timeout: neither would the next ones, on
+            # average, and sampling them only to refuse them fills the study with empty trials.
+            return "timed_out"
         return None
-    objective.current_trial = None  # the objective sets it: the trial an outage may leave behind
-    study.optimize(objective, n_trials=1, callbacks=callbacks, catch=catch)
-    lock.release()  # if the trial never reached the objective
-    state["ran"] += 1
-    state["outages"] = 0
-    if getattr(objective, "out_of_time", False):
-        # The sampled trial could not finish before --timeout: neither would the next ones, on
-        # average, and sampling them only to refuse them fills the study with empty trials.
-        return "timed_out"
-    return None
 
 
 def _ride_out_outage(study, objective, lock, error, say) -> None:
