@@ -27,14 +27,15 @@ import numpy as np
 import torch
 
 from anncnn_tune.data import load_dataset
-from anncnn_tune.data.base import TargetScaling
+from anncnn_tune.data.base import Splits, TargetScaling
 from anncnn_tune.data.source import check_unchanged
 from anncnn_tune.errors import UserError
 from anncnn_tune.results import report
 from anncnn_tune.results.cost import measure as measure_cost
 from anncnn_tune.results.crossval import cross_validate
-from anncnn_tune.results.export import load_run, to_yaml
+from anncnn_tune.results.export import Run, load_run, to_yaml
 from anncnn_tune.results.recording import (
+    RecordTarget,
     check_clean_test,
     record,
     record_target,
@@ -102,6 +103,37 @@ def _prepare_out(out: Path) -> None:
 
 def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     """Check, train every seed (and CV folds), write the files, then record the test metrics."""
+    inputs = _check_inputs(request, log)
+    run, splits, device = inputs.run, inputs.splits, inputs.device
+    options = RunOptions(device=device)
+    data = DeviceData.from_splits(splits, device, merge_val=True)
+    seeds = _train_seeds(run, splits, data, request.seeds, options, log)
+    cv = cross_validate(run, splits, request.cv, device, options, log) if request.cv else None
+    result = _write_outputs(request, inputs, data, seeds, cv)
+    if inputs.target is not None:
+        record(inputs.target, result.as_dict(), inputs.out,
+               None if seeds.correct[0] is None else np.stack(seeds.correct))
+    result.recorded = inputs.target is not None
+    return result
+
+
+@dataclass
+class _Inputs:
+    """What the checks of a retrain produced: the run file, the device, the data, where to record, where to write."""
+
+    run: Run
+    device: torch.device
+    splits: Splits  # with the run file's target scaling
+    target: RecordTarget | None  # the study to record the test metrics on; None: none
+    out: Path
+
+
+def _check_inputs(request: RetrainRequest, log) -> _Inputs:
+    """Every check (run file, options, device, data fingerprint, storage, output directory), in one place.
+
+    They come before any training and before any file is written, so that bad input costs nothing and
+    leaves everything as it was; the only thing done here is making (and probing) the output directory.
+    """
     run = load_run(request.run_file)
     if request.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {request.seeds}")
@@ -124,14 +156,34 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
     overwriting = check_clean_test(out, request.force)
     _prepare_out(out)
     warn_rescoring(target, overwriting, log)
-    options = RunOptions(device=device)
+    return _Inputs(run, device, splits, target, out)
 
-    data = DeviceData.from_splits(splits, device, merge_val=True)
+
+@dataclass
+class _Seeds:
+    """What training every seed left: the first seed's model and outputs, and every seed's scores."""
+
+    model: torch.nn.Module  # the first seed's: the one saved, exported and detailed
+    details: dict  # the first seed's per-class scores / confusion matrix (scoring.score)
+    first_outputs: np.ndarray  # the first seed's test outputs, (n_test, outputs)
+    per_seed: list[dict]
+    histories: list
+    predictions: list  # every seed's test predictions, by test index
+    correct: list  # every seed's per-sample correctness (None for regression)
+
+
+def _train_seeds(run: Run, splits: Splits, data: DeviceData, n_seeds: int, options: RunOptions, log) -> _Seeds:
+    """Train one model per seed on train+validation and score each on the test split, once.
+
+    A step of its own because it is the long part, and because its only output is what the later
+    steps need: they write files and never train.
+    """
+    device = options.device
     x_test = torch.from_numpy(np.ascontiguousarray(splits.x_test)).to(device)
     y_test = torch.from_numpy(np.ascontiguousarray(splits.y_test)).to(device)
     key = run.metric.removeprefix("val_")
     per_seed, seed_histories, kept, predictions, correct = [], [], None, [], []
-    for k in range(request.seeds):
+    for k in range(n_seeds):
         seed = run.seed + k
         model, result = train_once(run, splits, data, seed, options, log, f"seed {seed}: ")
         outputs = predict(model, data, x_test, options)
@@ -147,8 +199,18 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
         if kept is None:
             kept = (model, details)  # the first seed's model is the one saved, exported and detailed
     model, details = kept
-    cv = cross_validate(run, splits, request.cv, device, options, log) if request.cv else None
+    return _Seeds(model, details, first_outputs, per_seed, seed_histories, predictions, correct)
 
+
+def _write_outputs(request: RetrainRequest, inputs: _Inputs, data: DeviceData, seeds: _Seeds,
+                   cv: dict | None) -> RetrainResult:
+    """Write every file of the retrain (run file, predictions, weights, ONNX, figures, metrics, report).
+
+    The files come before the study is written: a failed ONNX check raises here, after metrics.json and
+    the report exist (the PyTorch weights are fine) but before anything is recorded on the study.
+    """
+    run, splits, out, model, details = inputs.run, inputs.splits, inputs.out, seeds.model, seeds.details
+    key = run.metric.removeprefix("val_")
     files = {name: out / FILES[name] for name in ("run", "metrics", "report", "weights", "onnx", "preprocess",
                                                   "curves", "predictions")}
     if "confusion_matrix" in details:
@@ -158,32 +220,33 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
         files[test_figure] = out / FILES[test_figure]
     files["run"].write_text(to_yaml(run.as_dict()))
     # Every seed's test predictions, by test index (the split is fixed): what verdict.py pairs.
-    np.save(files["predictions"], np.stack(predictions))
+    np.save(files["predictions"], np.stack(seeds.predictions))
     save_weights(model, run, splits, files["weights"])
     pipeline = save_pipeline(splits, files["preprocess"])  # raw input -> model -> the user's classes or units
     onnx_diff, onnx_tolerance = export_onnx(model.cpu().eval(), splits, files["onnx"])
     # Retrain trains the trial's best epoch count, so the first seed's time is its time to the best epoch.
     spent = measure_cost(model, torch.from_numpy(np.ascontiguousarray(splits.x_test[:1])), files["onnx"],
-                         per_seed[0]["train_seconds"])
+                         seeds.per_seed[0]["train_seconds"])
 
-    summary = summarize([{k: v for k, v in row.items() if k not in ("seed", "train_seconds")} for row in per_seed])
-    curves = report.learning_curves(run, trial_history(target), seed_histories, cv["histories"] if cv else [])
+    summary = summarize([{k: v for k, v in row.items() if k not in ("seed", "train_seconds")}
+                         for row in seeds.per_seed])
+    curves = report.learning_curves(run, trial_history(inputs.target), seeds.histories, cv["histories"] if cv else [])
     report.write_figures(run, curves, summary[key]["mean"], details.get("confusion_matrix"), files["curves"],
                          files.get("confusion"))
     if test_figure:  # the first seed's, like the confusion matrix
-        report.write_test_figure(run, splits.task, splits.y_test, first_outputs[:, 0], files[test_figure])
+        report.write_test_figure(run, splits.task, splits.y_test, seeds.first_outputs[:, 0], files[test_figure])
 
     result = RetrainResult(
         run=run.as_dict(),
         run_file=str(Path(request.run_file).resolve()),
-        device=str(device),
+        device=str(inputs.device),
         epochs=run.epochs,
         n_train=len(data.y_train),
         n_test=len(splits.y_test),
         n_params=models.count_params(model),
         validation={"metric": run.metric, "value": run.source.get("value")},
         test={"metric": key, "mean": summary[key]["mean"], "std": summary[key]["std"], "seeds": request.seeds,
-              "summary": summary, "per_seed": per_seed, **details},
+              "summary": summary, "per_seed": seeds.per_seed, **details},
         cv={k: v for k, v in cv.items() if k != "histories"} if cv else None,
         onnx={"max_abs_diff": onnx_diff, "tolerance": onnx_tolerance, "relative_tolerance": ONNX_TOLERANCE,
               "passed": onnx_diff <= onnx_tolerance},
@@ -198,9 +261,6 @@ def retrain(request: RetrainRequest, log=print) -> RetrainResult:
         raise UserError(f"the ONNX export differs from PyTorch by {onnx_diff:.3g} (> {onnx_tolerance:.3g}, "
                         f"{ONNX_TOLERANCE:g} of the outputs' scale); the PyTorch weights in {out} are fine, but do "
                         f"not deploy {files['onnx']}")
-    if target is not None:
-        record(target, metrics, out, None if correct[0] is None else np.stack(correct))
-    result.recorded = target is not None
     return result
 
 
