@@ -90,6 +90,11 @@ class TrialObserver(TimingObserver):
             records.write_partial_epochs(self.trial, self.partial)
 
 
+def _epochs_done(observer: TrialObserver) -> int:
+    """The last epoch the trial finished (0: none), for an interruption's reason."""
+    return observer.rows[-1]["epoch"] if observer.rows else 0
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
@@ -172,39 +177,25 @@ class Objective:
             result = fit(model, self.data, params, epochs=epochs, metric=self.spec.metric, seed=seed,
                          options=self.options, observer=observer, partial_epochs=self.spec.partial_epochs)
         except optuna.TrialPruned:
-            self._record_progress(observer, n_train, per_epoch)
-            self._finish(trial, checkpoint, model, observer.rows)
+            self._settle_pruned(trial, checkpoint, model, observer, n_train, per_epoch)
             raise
         except NonFiniteLoss as exc:
             # Pruned rather than failed: the sampler then learns that this region diverges.
-            self._record_progress(observer, n_train, per_epoch)
-            records.write_pruned_reason(trial, str(exc))
-            self._finish(trial, checkpoint, model, observer.rows)
+            self._settle_pruned(trial, checkpoint, model, observer, n_train, per_epoch, reason=str(exc))
             raise optuna.TrialPruned(str(exc)) from None
         except RuntimeError as exc:  # CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError
             if not is_out_of_memory(exc):
                 raise
-            records.write_fail_reason(trial, f"out of memory on {self.options.device} at batch_size="
-                                             f"{params['batch_size']}, n_params={models.count_params(model)}")
-            if self.options.device.type == "cuda":
-                torch.cuda.empty_cache()
+            self._settle_out_of_memory(trial, params, model)
             if isinstance(exc, torch.OutOfMemoryError):
                 raise  # FAIL for good: trial_stored removes the checkpoint once that is committed
             # One type for the worker's catch=(torch.OutOfMemoryError,): the trial fails, the worker goes on.
             raise torch.OutOfMemoryError(str(exc)) from exc
         except signals.StopRequested as exc:
-            # Stopped at a safe point: FAIL with the reason, then run_worker re-queues it and the
-            # retry resumes from the checkpoint, which therefore stays.
-            done = observer.rows[-1]["epoch"] if observer.rows else 0
-            records.write_interrupted(trial, exc.args[0], f"interrupted by {exc.args[0]} after epoch {done} of {epochs}")
-            exc.trial_number = trial.number
+            self._settle_stop(trial, exc, observer, epochs)
             raise
         except KeyboardInterrupt as exc:
-            # A second signal, raised wherever it landed: the trial ends FAILED and is not retried,
-            # but its checkpoint stays for a retry of a stale trial or a manual rerun.
-            signal_name = str(exc.args[0]) if exc.args else "SIGINT"
-            done = observer.rows[-1]["epoch"] if observer.rows else 0
-            records.write_fail_reason(trial, f"interrupted by {signal_name} after epoch {done} of {epochs}")
+            self._settle_second_signal(trial, exc, observer, epochs)
             raise
         # Any other exception (a storage outage among them) leaves the checkpoint: the trial may stay
         # RUNNING in the storage and be retried from it.
@@ -212,6 +203,39 @@ class Objective:
         records.write_result(trial, best_epoch=result.best_epoch, stopped=result.stopped, history=result.history)
         self._finish(trial, checkpoint, model, result.history)
         return result.best_value
+
+    def _settle_pruned(self, trial: optuna.Trial, checkpoint: TrialCheckpoint | None, model,
+                       observer: TrialObserver, n_train: int, per_epoch: float, reason: str | None = None) -> None:
+        """A pruned trial (or a diverged one, pruned with its reason) still counts for the pace and keeps its
+        curve and summary: the dashboard shows how far it got."""
+        self._record_progress(observer, n_train, per_epoch)
+        if reason is not None:
+            records.write_pruned_reason(trial, reason)
+        self._finish(trial, checkpoint, model, observer.rows)
+
+    def _settle_out_of_memory(self, trial: optuna.Trial, params: dict, model) -> None:
+        """Record why the trial failed (the device, batch size and model size that did not fit) and give
+        the device's cached memory back, so the worker's next trial starts with all of it."""
+        records.write_fail_reason(trial, f"out of memory on {self.options.device} at batch_size="
+                                         f"{params['batch_size']}, n_params={models.count_params(model)}")
+        if self.options.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    @staticmethod
+    def _settle_stop(trial: optuna.Trial, exc: signals.StopRequested, observer: TrialObserver, epochs: int) -> None:
+        """Stopped at a safe point: FAIL with the reason, then run_worker re-queues it (exc.trial_number
+        names it) and the retry resumes from the checkpoint, which therefore stays."""
+        records.write_interrupted(trial, exc.args[0],
+                                  f"interrupted by {exc.args[0]} after epoch {_epochs_done(observer)} of {epochs}")
+        exc.trial_number = trial.number
+
+    @staticmethod
+    def _settle_second_signal(trial: optuna.Trial, exc: KeyboardInterrupt, observer: TrialObserver,
+                              epochs: int) -> None:
+        """A second signal, raised wherever it landed: the trial ends FAILED and is not retried, but its
+        checkpoint stays for a retry of a stale trial or a manual rerun."""
+        signal_name = str(exc.args[0]) if exc.args else "SIGINT"
+        records.write_fail_reason(trial, f"interrupted by {signal_name} after epoch {_epochs_done(observer)} of {epochs}")
 
     def _check_time_left(self, trial: optuna.Trial, flops: float, epochs: int) -> None:
         """Prune, before it starts, a trial whose whole budget would end after --timeout at this worker's
