@@ -177,8 +177,10 @@ def make_objective(train_loader, valid_loader, in_shape, classes: int, device: t
     return objective
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments_and_splits(argv, description: str):
+    """The arguments both CNN race scripts take, and the image classes they search (a one-line error
+    and exit 2 otherwise): plain_same_engine.py runs this same search on anncnn-tune's fit."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dataset", required=True,
                         help="an image dataset key (cifar10) or a folder of class folders (as `optimize --dataset`)")
     parser.add_argument("--timeout", type=float, required=True, help="seconds (Optuna's study.optimize timeout)")
@@ -195,10 +197,20 @@ def main(argv=None) -> None:
     if splits.kind != "image" or splits.task != "multiclass":
         parser.error(f"--dataset {args.dataset} holds {splits.kind} data for {splits.task}; "
                      "this script needs classes of images")
+    return args, splits
+
+
+def create_study(args, name: str) -> optuna.Study:
+    """Optuna's defaults, as the common way uses them: TPE (seeded) and the median pruner."""
+    return optuna.create_study(study_name=name, storage=args.storage, direction="maximize",
+                               sampler=optuna.samplers.TPESampler(seed=args.seed),
+                               pruner=optuna.pruners.MedianPruner())
+
+
+def main(argv=None) -> None:
+    args, splits = arguments_and_splits(argv, __doc__.split("\n\n")[0])
     train, valid = loaders(splits)
-    study = optuna.create_study(study_name=STUDY_NAME, storage=args.storage, direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=args.seed),
-                                pruner=optuna.pruners.MedianPruner())
+    study = create_study(args, STUDY_NAME)
     study.optimize(make_objective(train, valid, splits.input_shape, splits.out_dim, resolve_device(args.device)),
                    n_trials=100_000, timeout=args.timeout)
 

@@ -27,8 +27,6 @@ plain script would go on training a broken network for its remaining epochs.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -37,9 +35,8 @@ import optuna
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from plain_optuna_cnn import BATCHSIZE, EPOCHS, load_splits, resolve_device, suggest
+from plain_optuna_cnn import BATCHSIZE, EPOCHS, arguments_and_splits, create_study, resolve_device, suggest
 
-from anncnn_tune.errors import UserError
 from anncnn_tune.service.records import trial_seed
 from anncnn_tune.training import families, models
 from anncnn_tune.training.fit import DeviceData, NonFiniteLoss, RunOptions, fit, seed_everything
@@ -98,29 +95,11 @@ def make_objective(data: DeviceData, in_shape, classes: int, options: RunOptions
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True,
-                        help="an image dataset key (cifar10) or a folder of class folders (as `optimize --dataset`)")
-    parser.add_argument("--timeout", type=float, required=True, help="seconds (Optuna's study.optimize timeout)")
-    parser.add_argument("--storage", required=True, help="Optuna storage URL the race reads afterwards")
-    parser.add_argument("--seed", type=int, default=0, help="splits and sampler seed (default 0)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA where there is one), cpu, cuda or cuda:N")
-    parser.add_argument("--data-dir", default=None)
-    args = parser.parse_args(argv)
-    optuna.logging.set_verbosity(logging.WARNING)
-    try:
-        splits = load_splits(args.dataset, args.seed, args.data_dir)
-    except UserError as exc:
-        parser.error(str(exc))
-    if splits.kind != "image" or splits.task != "multiclass":
-        parser.error(f"--dataset {args.dataset} holds {splits.kind} data for {splits.task}; "
-                     "this script needs classes of images")
+    args, splits = arguments_and_splits(argv, __doc__.split("\n\n")[0])
     device = resolve_device(args.device)
     data = DeviceData.from_splits(splits, device)
     options = RunOptions(device=device, channels_last=True)
-    study = optuna.create_study(study_name=STUDY_NAME, storage=args.storage, direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=args.seed),
-                                pruner=optuna.pruners.MedianPruner())
+    study = create_study(args, STUDY_NAME)
     study.optimize(make_objective(data, splits.input_shape, splits.out_dim, options, args.seed),
                    n_trials=100_000, timeout=args.timeout)
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import optuna
-
 from anncnn_tune.data.source import current_fingerprint, kind_of, source_from_dict, source_type
 from anncnn_tune.errors import UserError
 from anncnn_tune.service import records
 from anncnn_tune.service.records import StudyRecord
-from anncnn_tune.service.storage import mask, open_storage, sqlite_path
+from anncnn_tune.service.storage import load_existing_study
 
 
 def _new_path(value: str, flag: str, kind: str) -> str:
@@ -32,21 +30,10 @@ def _new_path(value: str, flag: str, kind: str) -> str:
     return str(path)
 
 
-def _load(url: str, name: str) -> optuna.Study:
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        raise UserError(f"no study {name!r}: there is no storage at {path} (no studies yet); pass --storage")
-    storage = open_storage(url, must_exist=True)
-    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
-    if name not in names:
-        raise UserError(f"no study {name!r} in {mask(url)}; studies there: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=name, storage=storage)
-
-
 def relocate(url: str, name: str, path: str, test: str | None = None) -> dict:
     """Point study `name` at `path` (and its held-out `test`, where it has one) once the data there has
     the fingerprint the study recorded. Returns {"study", "old", "new", "test", "fingerprint"}."""
-    study = _load(url, name)
+    study = load_existing_study(url, name)
     record = StudyRecord.read(study)
     if not record.is_ours:
         raise UserError(f"study {name!r} was not created by anncnn-tune; there is no data path to relocate")

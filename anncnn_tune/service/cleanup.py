@@ -19,9 +19,8 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import get_all_artifact_meta
 
-from anncnn_tune.errors import UserError
 from anncnn_tune.service.checkpoints import SUBDIR as CHECKPOINTS
-from anncnn_tune.service.storage import mask, open_storage, sqlite_path
+from anncnn_tune.service.storage import load_existing_study, mask, open_storage
 
 
 @dataclass(frozen=True)
@@ -43,15 +42,8 @@ class DeletePlan:
 def plan_delete(url: str, name: str, artifact_root: Path) -> DeletePlan:
     """What deleting study `name` removes; a one-line UserError (and nothing opened for writing
     beyond what open_storage does to an existing storage) when there is no such study."""
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        raise UserError(f"no study {name!r}: there is no storage at {path} (no studies yet); pass --storage")
-    storage = open_storage(url, must_exist=True)
-    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
-    if name not in names:
-        known = ", ".join(names) if names else "none"
-        raise UserError(f"no study {name!r} in {mask(url)}; studies there: {known}")
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = load_existing_study(url, name)
+    storage = open_storage(url, must_exist=True)  # the same opened storage (storage.py caches them)
     root = Path(artifact_root)
     files = []
     trials = study.get_trials(deepcopy=False)

@@ -331,3 +331,15 @@ def close_all() -> None:
     """Dispose every engine this process opened (at exit, and in tests before dropping a database)."""
     _OPEN.close()
 
+
+def load_existing_study(url: str, name: str) -> optuna.Study:
+    """Study `name` of an existing storage, or a one-line UserError naming the studies there; creates
+    nothing (a missing SQLite file is not made)."""
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise UserError(f"no study {name!r}: there is no storage at {path} (no studies yet); pass --storage")
+    storage = open_storage(url, must_exist=True)
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+    if name not in names:
+        raise UserError(f"no study {name!r} in {mask(url)}; studies there: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=name, storage=storage)
