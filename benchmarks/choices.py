@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -32,8 +33,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anncnn_tune.training import models
-from anncnn_tune.training.fusion import fold_batch_norms
 from anncnn_tune.training.fit import DeviceData, RunOptions, _random_shift, predict
+from anncnn_tune.training.fusion import fold_batch_norms
 from anncnn_tune.training.threads import available_cores, configure_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -276,13 +277,13 @@ def folded_eval(iterations, repeats, quick=False) -> list[dict]:
         model.eval()
         x = torch.randn(b, *shape).contiguous(memory_format=torch.channels_last)
         for bf16 in (False, True):
-            def run(m, bf16=bf16):
+            def run(m, bf16=bf16, x=x):
                 def forward():
                     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                         m(x)
                 return forward
             result = ab({"as trained": run(model), "folded": run(fold_batch_norms(model))}, iterations, repeats)
-            fold_seconds = timed(lambda: fold_batch_norms(model), 3)
+            fold_seconds = timed(functools.partial(fold_batch_norms, model), 3)
             rows.append({"what": f"{name}, {'bf16' if bf16 else 'float32'}, batch {b}",
                          **{k: b / v for k, v in result.items()},
                          "fold speed-up": result["as trained"] / result["folded"],

@@ -174,7 +174,8 @@ def test_with_rungs_on_images_the_full_run_is_reported_but_never_judged():
     from anncnn_tune.search.objective import TrialObserver
 
     class AlwaysPrune:
-        reported: list = []
+        def __init__(self):
+            self.reported = []
 
         def report(self, value, step):
             self.reported.append(step)
