@@ -9,7 +9,9 @@
 - bf16 autocast vs float32 training steps on CPU (all cores, channels_last), for the fast CNN and the
   notebook CNN: where the CPU computes bf16 natively (AVX-512 BF16, AMX) this decides fit()'s default;
 - the CPU's convolution peak in float32 and bf16 (one large 3x3 convolution, forward and backward),
-  against which the fast CNN's training throughput is reported.
+  against which the fast CNN's training throughput is reported;
+- batch norm folded into the convolutions at evaluation (training/fusion.py) against the model as
+  trained, for the fast CNN's validation pass in bf16 and float32.
 
     python benchmarks/choices.py            # ~2-4 minutes on 2 CPU cores
     python benchmarks/choices.py --quick    # a few iterations of each: checks the script only
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -31,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anncnn_tune.training import models
 from anncnn_tune.training.fit import DeviceData, RunOptions, _random_shift, predict
+from anncnn_tune.training.fusion import fold_batch_norms
 from anncnn_tune.training.threads import available_cores, configure_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -260,6 +264,34 @@ def conv_peak(iterations, repeats, quick=False) -> list[dict]:
              **{k: flops / v / 1e9 for k, v in result.items()}, "unit": "GFLOP/s"}]
 
 
+def folded_eval(iterations, repeats, quick=False) -> list[dict]:
+    """Images per second of the fast CNN's evaluation (test-time flip, channels_last, all cores), with
+    its batch norms as trained and folded into the convolutions; the fold itself is timed too, as a
+    validation would pay it once per epoch."""
+    torch.set_num_threads(available_cores())
+    rows = []
+    for name, family, params, shape, _ in FAST_CNNS[:2]:
+        b = 8 if quick else 500
+        torch.manual_seed(0)
+        model = models.build(family, {**params, "tta": "flip"}, shape, 10).to(memory_format=torch.channels_last)
+        model.eval()
+        x = torch.randn(b, *shape).contiguous(memory_format=torch.channels_last)
+        for bf16 in (False, True):
+            def run(m, bf16=bf16, x=x):
+                def forward():
+                    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        m(x)
+                return forward
+            result = ab({"as trained": run(model), "folded": run(fold_batch_norms(model))}, iterations, repeats)
+            fold_seconds = timed(functools.partial(fold_batch_norms, model), 3)
+            rows.append({"what": f"{name}, {'bf16' if bf16 else 'float32'}, batch {b}",
+                         **{k: b / v for k, v in result.items()},
+                         "fold speed-up": result["as trained"] / result["folded"],
+                         "fold (ms)": fold_seconds * 1e3, "unit": "images/s"})
+    torch.set_num_threads(1)
+    return rows
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -281,13 +313,15 @@ def main(argv=None) -> dict:
         "intra-op threads": lambda: threads(max(2, iterations // 2), repeats),
         "bf16 autocast (CPU, all cores)": lambda: bf16_steps(max(2, iterations // 8), repeats, args.quick),
         "convolution peak (CPU, all cores)": lambda: conv_peak(max(2, iterations // 8), repeats, args.quick),
+        "folded batch norm at evaluation (CPU, all cores)":
+            lambda: folded_eval(max(2, iterations // 8), repeats, args.quick),
     }
     words = args.only.split(",") if args.only else None
     sections = {title: run() for title, run in planned.items() if words is None or any(w in title for w in words)}
     torch.set_num_threads(1)
     for title, rows in sections.items():
         columns = [k for k in rows[0] if k not in ("what", "unit")]
-        print(f"\n{title}\n\n| | " + " | ".join(c if "speed-up" in c else f"{c} ({rows[0]['unit']})"
+        print(f"\n{title}\n\n| | " + " | ".join(c if "speed-up" in c or "(" in c else f"{c} ({rows[0]['unit']})"
                                                 for c in columns) + " |")
         print("|---|" + "---|" * len(columns))
         for row in rows:

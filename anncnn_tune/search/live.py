@@ -252,8 +252,12 @@ def trial_line(trial: FrozenTrial, metric: str, spec_epochs: int, seconds: float
     state = trial.state.name.lower()
     if trial.state == TrialState.FAIL and record.interrupted:
         state, reason = "interrupted", f"{reason}; re-queued, it resumes from its checkpoint on the next run"
-    return (f"trial {trial.number:>3} {state:<8} epoch {epoch_text(epochs):>3}/"
-            f"{record.epoch_budget(spec_epochs)} "
+    rungs = [row for row in record.partial_epochs or () if "images" in row]  # rungs on parts of the images
+    if rungs and not record.epochs_run:
+        where = f"rung {epoch_text(rungs[-1]['epoch'])} of images"
+    else:
+        where = f"epoch {epoch_text(record.epochs_run if rungs else epochs):>3}/{record.epoch_budget(spec_epochs)}"
+    return (f"trial {trial.number:>3} {state:<8} {where} "
             f"{shown:<22} {seconds:6.1f}s  {best}{baseline}{reason}")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import torch
 
+from anncnn_tune.search import fidelity
 from anncnn_tune.search.pace import Pace, epoch_flops
 from anncnn_tune.search.spec import Spec, suggest
 from anncnn_tune.service import records, signals
@@ -38,10 +39,15 @@ class TrialObserver(TimingObserver):
     records however the trial ends."""
 
     def __init__(self, trial: optuna.Trial, epochs: int, steps_per_epoch: int, progress,
-                 checkpoint: TrialCheckpoint | None, resumed: dict | None):
+                 checkpoint: TrialCheckpoint | None, resumed: dict | None, *, prunes_full_run: bool = True):
         super().__init__()
         self.trial, self.epochs, self.progress, self.checkpoint = trial, epochs, progress, checkpoint
         self.steps_per_epoch = steps_per_epoch  # Optuna's step is 1/steps_per_epoch of an epoch
+        # With rungs on parts of the images, only those are judged: the full run's epochs are reported
+        # (the dashboard's curve) but a schedule in progress is not compared with finished ones.
+        self.prunes_full_run = prunes_full_run
+        self.rung_seconds = 0.0  # time and resource (in epochs of the whole split) of the rungs on parts
+        self.rung_epochs = 0.0
         resumed = resumed or {}
         self.rows = [dict(row) for row in resumed.get("history", [])]  # the resumed epochs, then this run's
         self.partial = [dict(row) for row in resumed.get("partial", [])]  # rows inside the first epoch
@@ -59,8 +65,16 @@ class TrialObserver(TimingObserver):
         self.trial.report(value, round(epoch * self.steps_per_epoch))
         if self.progress:
             self.progress.epoch(self.trial.number, epoch, value, self.epochs)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+        if (epoch < 1 or self.prunes_full_run) and self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}" if self.prunes_full_run
+                                     else f"pruned after training on {epoch:.3g} of the training images")
+
+    def on_rung(self, rung: fidelity.RungResult, metric: str) -> None:
+        """A rung on part of the images finished: record it, then report its value (which may prune)."""
+        self.rung_seconds += rung.seconds
+        self.rung_epochs += rung.fraction * self.epochs
+        self.on_partial(rung.row(metric))
+        self.on_value(rung.fraction, rung.value)
 
     def load_checkpoint(self) -> dict | None:
         return self.checkpoint.load()
@@ -83,9 +97,10 @@ class TrialObserver(TimingObserver):
 
     def record_progress(self, n_train: int) -> None:
         """What the trial trained, however it ends: its time, its resource, the rows inside epoch 1."""
-        records.write_timing(self.trial, epochs_run=self.timing.epochs_run, train_seconds=self.timing.train_seconds,
+        records.write_timing(self.trial, epochs_run=self.timing.epochs_run,
+                             train_seconds=self.timing.train_seconds + self.rung_seconds,
                              compile_seconds=self.timing.compile_seconds, n_train=n_train,
-                             epochs_trained=self.timing.epochs_trained)
+                             epochs_trained=self.timing.epochs_trained + self.rung_epochs)
         if self.partial:
             records.write_partial_epochs(self.trial, self.partial)
 
@@ -165,23 +180,31 @@ class Objective:
         per_epoch = epoch_flops(family, params, self.input_shape, self.out_dim, n_train, n_val)
         records.write_setup(trial, n_params=models.count_params(model), device=str(self.options.device), seed=seed,
                             worker=self.worker)
-        self._check_time_left(trial, per_epoch * epochs, epochs)
+        on_images = self.spec.rungs_on_images
         observer = TrialObserver(trial, epochs, self.spec.steps_per_epoch, self.progress, checkpoint,
-                                 self._resume(trial, checkpoint, model))
+                                 self._resume(trial, checkpoint, model), prunes_full_run=not on_images)
+        rungs = self.spec.partial_epochs if on_images and not observer.rows else ()
+        if not rungs:
+            self._check_time_left(trial, family, per_epoch * epochs, f"its {epochs} epoch(s)")
         if self.progress:
             self.progress.trial_started(trial.number)
             if observer.rows:
                 self.progress.message(f"trial {trial.number:>3} resumes trial {checkpoint.original} from its "
                                       f"checkpoint after epoch {len(observer.rows)}")
         try:
+            for fraction in rungs:
+                self._train_rung(trial, family, params, fraction, epochs, seed, observer)
+            if rungs:
+                self._check_time_left(trial, family, per_epoch * epochs, f"its full run of {epochs} epoch(s)")
             result = fit(model, self.data, params, epochs=epochs, metric=self.spec.metric, seed=seed,
-                         options=self.options, observer=observer, partial_epochs=self.spec.partial_epochs)
+                         options=self.options, observer=observer,
+                         partial_epochs=() if on_images else self.spec.partial_epochs)
         except optuna.TrialPruned:
-            self._settle_pruned(trial, checkpoint, model, observer, n_train, per_epoch)
+            self._settle_pruned(trial, family, checkpoint, model, observer, n_train, per_epoch)
             raise
         except NonFiniteLoss as exc:
             # Pruned rather than failed: the sampler then learns that this region diverges.
-            self._settle_pruned(trial, checkpoint, model, observer, n_train, per_epoch, reason=str(exc))
+            self._settle_pruned(trial, family, checkpoint, model, observer, n_train, per_epoch, reason=str(exc))
             raise optuna.TrialPruned(str(exc)) from None
         except RuntimeError as exc:  # CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError
             if not is_out_of_memory(exc):
@@ -199,16 +222,16 @@ class Objective:
             raise
         # Any other exception (a storage outage among them) leaves the checkpoint: the trial may stay
         # RUNNING in the storage and be retried from it.
-        self._record_progress(observer, n_train, per_epoch)
+        self._record_progress(family, observer, n_train, per_epoch)
         records.write_result(trial, best_epoch=result.best_epoch, stopped=result.stopped, history=result.history)
         self._finish(trial, checkpoint, model, result.history)
         return result.best_value
 
-    def _settle_pruned(self, trial: optuna.Trial, checkpoint: TrialCheckpoint | None, model,
+    def _settle_pruned(self, trial: optuna.Trial, family: str, checkpoint: TrialCheckpoint | None, model,
                        observer: TrialObserver, n_train: int, per_epoch: float, reason: str | None = None) -> None:
         """A pruned trial (or a diverged one, pruned with its reason) still counts for the pace and keeps its
         curve and summary: the dashboard shows how far it got."""
-        self._record_progress(observer, n_train, per_epoch)
+        self._record_progress(family, observer, n_train, per_epoch)
         if reason is not None:
             records.write_pruned_reason(trial, reason)
         self._finish(trial, checkpoint, model, observer.rows)
@@ -237,23 +260,41 @@ class Objective:
         signal_name = str(exc.args[0]) if exc.args else "SIGINT"
         records.write_fail_reason(trial, f"interrupted by {signal_name} after epoch {_epochs_done(observer)} of {epochs}")
 
-    def _check_time_left(self, trial: optuna.Trial, flops: float, epochs: int) -> None:
-        """Prune, before it starts, a trial whose whole budget would end after --timeout at this worker's
-        pace (the first trial always runs: it measures the pace)."""
-        needed = self.pace.seconds_for(flops)
+    def _train_rung(self, trial: optuna.Trial, family: str, params: dict, fraction: float, epochs: int, seed: int,
+                    observer: TrialObserver) -> None:
+        """One rung on part of the training images (fidelity.py), if it can finish before --timeout."""
+        n_part = round(fraction * len(self.data.y_train))
+        n_val = 0 if self.data.y_val is None else len(self.data.y_val)
+        # The whole schedule on the part, then one validation: as many FLOPs as epochs * n_part samples.
+        flops = epoch_flops(family, params, self.input_shape, self.out_dim, epochs * n_part, n_val)
+        self._check_time_left(trial, family, flops, f"its rung on {fraction:.3g} of the training images")
+        rung = fidelity.train_rung(lambda: models.build(family, params, self.input_shape, self.out_dim), self.data,
+                                   params, fraction=fraction, epochs=epochs, metric=self.spec.metric, seed=seed,
+                                   data_seed=self.spec.seed, options=self.options)
+        self.pace.add(family, flops, rung.seconds)
+        if self.progress:
+            self.progress.message(f"trial {trial.number:>3} rung on {fraction:.3g} of the training images "
+                                  f"({rung.images} images, {epochs} epochs): {self.spec.metric} {rung.value:.4f}")
+        observer.on_rung(rung, self.spec.metric)
+
+    def _check_time_left(self, trial: optuna.Trial, family: str, flops: float, what: str) -> None:
+        """Prune, before it starts, a trial (or its next rung) that would end after --timeout at this
+        worker's pace for its family (a family's first trial always runs: it measures the pace)."""
+        needed = self.pace.seconds_for(family, flops)
         if self.deadline is None or needed is None:
             return
         left = self.deadline - time.monotonic()
         if needed > left:
-            reason = (f"not started: its {epochs} epoch(s) would take about {needed:.0f} s at this worker's pace, "
+            reason = (f"not started: {what} would take about {needed:.0f} s at this worker's pace, "
                       f"{max(0.0, left):.0f} s are left before --timeout")
             records.write_pruned_reason(trial, reason)
             self.out_of_time = True
             raise optuna.TrialPruned(reason)
 
-    def _record_progress(self, observer: TrialObserver, n_train: int, per_epoch: float) -> None:
+    def _record_progress(self, family: str, observer: TrialObserver, n_train: int, per_epoch: float) -> None:
         observer.record_progress(n_train)
-        self.pace.add(per_epoch * observer.timing.epochs_trained, observer.timing.train_seconds)
+        # The full run's epochs only: each rung added its own (train_rung).
+        self.pace.add(family, per_epoch * observer.timing.epochs_trained, observer.timing.train_seconds)
 
     def _resume(self, trial: optuna.Trial, checkpoint: TrialCheckpoint | None, model) -> dict | None:
         """Record whether this trial continues a predecessor's checkpoint; the state it resumes from."""

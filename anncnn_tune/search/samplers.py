@@ -66,15 +66,19 @@ MIN_RESOURCE = Param("min_resource", "pruner", "resource", 1,
 REDUCTION = Param("reduction_factor", "pruner", "int", 3, "keep 1/reduction_factor per rung", low=2)
 BOOTSTRAP = Param("bootstrap_count", "pruner", "int", 0, "trials that must reach a rung before any is promoted",
                   low=0)
+RESOURCE = Param("resource", "pruner", "choice", "epochs",
+                 "what the rungs below one epoch cut: epochs (validate after a seeded part of the first epoch) "
+                 "or images (train the whole schedule on a seeded, stratified part of the training images, "
+                 "then on more; the full run is not pruned)", choices=("epochs", "images"))
 
 PRUNERS: dict[str, Kind] = {
     # Hyperband's largest bracket spans the whole budget; the resources arrive in steps (make_pruner).
-    "hyperband": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP),
+    "hyperband": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP, RESOURCE),
                       lambda o, steps: optuna.pruners.HyperbandPruner(max_resource=steps, **o)),
     "median": Kind(_opts(Param("n_startup_trials", "pruner", "int", 5, "trials before pruning starts", low=0),
                          Param("n_warmup_steps", "pruner", "int", 0, "epochs before a trial can be pruned", low=0)),
                    lambda o, _steps: optuna.pruners.MedianPruner(**o)),
-    "successive_halving": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP),
+    "successive_halving": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP, RESOURCE),
                                lambda o, _steps: optuna.pruners.SuccessiveHalvingPruner(**o)),
     "none": Kind({}, lambda o, _steps: optuna.pruners.NopPruner()),
 }
@@ -111,6 +115,9 @@ def parse_section(value, key: str, where: str, *, defaults: dict | None = None) 
     base = {k: v for k, v in defaults.items() if k in allowed} if kind == defaults["type"] else {}
     merged = {**base, **options}
     checked = {name: allowed[name].check(v, f"{where}.{key}.{name}") for name, v in merged.items()}
+    if checked.get("resource") == "images" and checked.get("min_resource", 1) >= 1:
+        raise UserError(f"{where}.{key}.resource: images cuts the training images below one epoch's worth, so "
+                        "min_resource must be a fraction 1/K (0.111, 0.333); give one, or use resource: epochs")
     return {**checked, "type": kind}
 
 
@@ -163,7 +170,7 @@ def make_sampler(spec: Spec, worker: int = 0) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
-    options = {k: v for k, v in spec.pruner.items() if k != "type"}
+    options = {k: v for k, v in spec.pruner.items() if k not in ("type", "resource")}
     per_epoch = steps_per_epoch(spec.pruner)
     if "min_resource" in options:  # in steps: 1/K of an epoch is one step of a K-step epoch
         options["min_resource"] = round(options["min_resource"] * per_epoch)
@@ -184,8 +191,18 @@ def steps_per_epoch(pruner: dict) -> int:
     return 1 if amount >= 1 else round(1 / amount)
 
 
+def rungs_on_images(pruner: dict) -> bool:
+    """Whether the rungs below one epoch are parts of the training images (resource: images): each such
+    rung trains the trial's whole schedule on min_resource * reduction**j of the images (seeded and
+    stratified, the smaller part inside the larger), so every rung compares finished schedules; then the
+    full run trains on all images, unpruned. A triangular or one-cycle schedule only pays at its end, and
+    a rung inside its first epoch would favour whatever learns fastest early (the notebook CNNs' Adam)."""
+    return pruner.get("resource", "epochs") == "images" and steps_per_epoch(pruner) > 1
+
+
 def partial_epochs(pruner: dict) -> tuple[float, ...]:
-    """The fractions of the first epoch where this pruner's rungs fall: min_resource * reduction**j < 1."""
+    """The fractions where this pruner's rungs below one epoch fall (min_resource * reduction**j < 1): of
+    the first epoch, or of the training images where rungs_on_images."""
     per_epoch = steps_per_epoch(pruner)
     reduction = int(pruner.get("reduction_factor", REDUCTION.default))
     fractions, step = [], 1

@@ -129,6 +129,11 @@ class Spec:
         """Fractions of the first epoch at which trials are validated for the pruner's first rungs."""
         return samplers.partial_epochs(self.pruner)
 
+    @property
+    def rungs_on_images(self) -> bool:
+        """Whether partial_epochs are parts of the training images trained for the whole schedule."""
+        return samplers.rungs_on_images(self.pruner)
+
     def with_overrides(self, *, epochs: int | None = None, seed: int | None = None, subset=None) -> Spec:
         """The spec with command-line overrides, each checked by the same rule as in a study file."""
         changed = {}

@@ -36,6 +36,7 @@ from anncnn_tune.data.base import Splits, TargetScaling
 from anncnn_tune.training import averaging
 from anncnn_tune.training import metrics as M
 from anncnn_tune.training import params as P
+from anncnn_tune.training.fusion import fold_batch_norms
 from anncnn_tune.training.observer import FitObserver, FitTiming
 
 # Defaults and choices come from the parameter table (training/params.py), the one declaration of each.
@@ -331,8 +332,11 @@ def predict(model: nn.Module, data: DeviceData, x: torch.Tensor, options: RunOpt
     """Model outputs for stored inputs x, in large batches, in eval mode (float32); a regression
     target's in the user's units (the one place where outputs are unscaled, data.target.to_user)."""
     options = options or RunOptions(device=data.device)
-    was_training = model.training
+    trained, was_training = model, model.training
     model.eval()
+    if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        # 1.03-1.26x faster evaluation for a fold of about 3 ms (benchmarks/choices.py, "folded batch norm")
+        model = fold_batch_norms(model)
     channels_last = _use_channels_last(model, options)
     size = options.eval_batch or (8192 if data.device.type == "cuda" else 128)
     outputs = []
@@ -342,7 +346,7 @@ def predict(model: nn.Module, data: DeviceData, x: torch.Tensor, options: RunOpt
             if channels_last and batch.dim() == 4:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             outputs.append(model(batch).float())
-    model.train(was_training)
+    trained.train(was_training)
     return data.target.to_user(torch.cat(outputs))
 
 

@@ -58,16 +58,19 @@ def test_optimize_runs_the_headline_study_on_a_folder_and_exports_a_notebook_bas
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="cifar10-cnn-on-my-cifar", storage=url)
     first, second = study.trials[:2]
-    assert TrialRecord.read(first).baseline == "airbench-half-width" and first.params["width"] == 32
-    # The notebook CNN samples nothing (its own recipe); its export names its own family.
-    assert TrialRecord.read(second).baseline == "conv32-conv64-dense64" and second.params == {}
+    assert TrialRecord.read(first).baseline == "airbench94-recipe" and first.params["width"] == 64
+    # The notebook CNN samples nothing (its own recipe), and goes through the same rungs on parts of the images.
+    assert TrialRecord.read(second).baseline == "vgg-bn-l2-dropout-augment" and second.params == {}
+    assert second.user_attrs["partial_epochs"][0]["epoch"] == pytest.approx(1 / 9, abs=1e-6)
+    out = tmp_path / "nb.yaml"
+    exported = run("export", "--study", study.study_name, "--trial", "1", "--storage", url, "-o", str(out),
+                   cwd=tmp_path)
     if second.state == optuna.trial.TrialState.COMPLETE:
-        out = tmp_path / "nb.yaml"
-        exported = run("export", "--study", study.study_name, "--trial", "1", "--storage", url, "-o", str(out),
-                       cwd=tmp_path)
         assert exported.returncode == 0, exported.stderr
         run_file = yaml.safe_load(out.read_text())
-        assert run_file["model"] == "cnn" and run_file["params"]["blocks"] == 2 and run_file["params"]["lr"] == 1e-3
+        assert run_file["model"] == "cnn" and run_file["params"]["blocks"] == 3 and run_file["params"]["lr"] == 1e-3
+    else:  # pruned at its first rung: export says so and writes nothing
+        assert exported.returncode == 2 and "pruned" in exported.stderr and not out.exists()
 
 
 def test_a_missing_dataset_path_is_one_line_exit_2_and_writes_nothing(tmp_path):

@@ -18,12 +18,17 @@ from anncnn_tune.service.storage import open_storage
 from anncnn_tune.training import families
 
 
-def test_pace_is_flops_over_seconds_of_what_was_measured():
+def test_pace_is_flops_over_seconds_of_what_was_measured_per_family():
     pace = Pace()
-    assert pace.seconds_for(1e9) is None  # nothing measured: no estimate, the trial runs
-    pace.add(2e9, 4.0)
-    pace.add(0, 3.0)  # an interrupted trial that trained nothing changes nothing
-    assert pace.seconds_for(1e9) == pytest.approx(2.0)
+    assert pace.seconds_for("fastcnn", 1e9) is None  # nothing measured: no estimate, the trial runs
+    pace.add("fastcnn", 2e9, 4.0)
+    pace.add("fastcnn", 0, 3.0)  # an interrupted trial that trained nothing changes nothing
+    assert pace.seconds_for("fastcnn", 1e9) == pytest.approx(2.0)
+    # A notebook CNN trains at its own FLOP rate: the fast CNN's pace says nothing about it.
+    assert pace.seconds_for("cnn", 1e9) is None
+    pace.add("cnn", 1e9, 5.0)
+    assert pace.seconds_for("cnn", 1e9) == pytest.approx(5.0)
+    assert pace.seconds_for("fastcnn", 1e9) == pytest.approx(2.0)
 
 
 def test_an_epoch_costs_training_and_every_test_time_view_of_validation():
@@ -35,7 +40,7 @@ def test_an_epoch_costs_training_and_every_test_time_view_of_validation():
 def _objective(deadline_in: float, seconds_per_flop: float) -> Objective:
     objective = Objective.__new__(Objective)  # only the pace and the deadline matter here
     objective.pace, objective.out_of_time = Pace(), False
-    objective.pace.add(1.0, seconds_per_flop)
+    objective.pace.add("ann", 1.0, seconds_per_flop)
     objective.deadline = time.monotonic() + deadline_in
     return objective
 
@@ -44,10 +49,10 @@ def test_a_trial_that_would_end_after_the_deadline_is_pruned_with_its_reason():
     study = optuna.create_study()
     trial = study.ask()
     objective = _objective(deadline_in=60, seconds_per_flop=1.0)
-    objective._check_time_left(trial, flops=30, epochs=3)  # 30 s of 60: it runs
+    objective._check_time_left(trial, "ann", flops=30, what="its 3 epoch(s)")  # 30 s of 60: it runs
     assert not objective.out_of_time
     with pytest.raises(optuna.TrialPruned, match=r"not started: its 3 epoch\(s\) would take about 90 s"):
-        objective._check_time_left(trial, flops=90, epochs=3)
+        objective._check_time_left(trial, "ann", flops=90, what="its 3 epoch(s)")
     assert objective.out_of_time
     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     assert "not started" in TrialRecord.read(study.trials[0]).reason

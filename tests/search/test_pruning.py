@@ -133,3 +133,74 @@ def test_the_first_rungs_judge_trials_after_part_of_the_first_epoch_and_record_w
     assert hopeless.user_attrs["epochs_trained"] == pytest.approx(64 * math.ceil(n_train / 9 / 64) / n_train,
                                                                   abs=1e-6)
     assert [r["epoch"] for r in hopeless.user_attrs["partial_epochs"]] == [0.111111]
+
+
+ON_IMAGES = {**LOW_RUNGS, "pruner": {**LOW_RUNGS["pruner"], "resource": "images"}}
+
+
+def test_rungs_on_images_train_the_whole_schedule_on_nested_stratified_parts(setup):
+    from anncnn_tune.search import fidelity
+
+    data = setup[1].data
+    ninth, third = (fidelity.part_of_training_rows(data, f, seed=0) for f in (1 / 9, 1 / 3))
+    assert set(ninth.tolist()) < set(third.tolist())  # a promoted trial trains on more of the same images
+    assert torch.equal(ninth, fidelity.part_of_training_rows(data, 1 / 9, seed=0))  # the same for every trial
+    counts, part_counts = torch.bincount(data.y_train), torch.bincount(data.y_train[third], minlength=10)
+    assert torch.all(part_counts == torch.ceil(counts / 3))  # every class keeps its share
+
+
+def test_rungs_on_images_judge_finished_schedules_and_leave_the_full_run_unpruned(setup):
+    spec, objective = _objective_for(ON_IMAGES, "image-rungs", setup)
+    assert spec.rungs_on_images and spec.partial_epochs == pytest.approx((1 / 9, 1 / 3))
+    study = optuna.create_study(direction=spec.direction, pruner=make_pruner(spec))
+    study.enqueue_trial({"lr": 3e-3, "optimizer": "adam"})
+    study.enqueue_trial({"lr": 1e-6, "optimizer": "sgd"})  # learns nothing: behind at the first rung
+    study.optimize(objective, n_trials=2)
+    good, hopeless = study.trials
+    n_train = len(objective.data.y_train)
+    rows = good.user_attrs["partial_epochs"]
+    assert [r["epoch"] for r in rows] == [0.111111, 0.333333]
+    assert [r["images"] for r in rows] == [len(fidelity_rows) for fidelity_rows in
+                                           (_part(objective, 1 / 9), _part(objective, 1 / 3))]
+    assert rows[0]["images"] < n_train / 8
+    # Each rung trained the whole 3-epoch schedule on its part: the resource is the parts' epochs plus the run's.
+    assert good.user_attrs["epochs_trained"] == pytest.approx(3 * (1 / 9 + 1 / 3) + 3, abs=0.01)
+    assert sorted(good.intermediate_values) == [1, 3, 9, 18, 27]
+    assert hopeless.state == optuna.trial.TrialState.PRUNED and sorted(hopeless.intermediate_values) == [1]
+    assert hopeless.user_attrs["partial_epochs"][0]["images"] == rows[0]["images"]
+
+
+def test_with_rungs_on_images_the_full_run_is_reported_but_never_judged():
+    from anncnn_tune.search.objective import TrialObserver
+
+    class AlwaysPrune:
+        def __init__(self):
+            self.reported = []
+
+        def report(self, value, step):
+            self.reported.append(step)
+
+        def should_prune(self):
+            return True
+
+    trial = AlwaysPrune()
+    observer = TrialObserver(trial, 3, 9, None, None, None, prunes_full_run=False)
+    observer.on_value(1, 0.5)
+    observer.on_value(2, 0.6)  # a schedule in progress is not compared with finished ones
+    with pytest.raises(optuna.TrialPruned, match="after training on 0.333 of the training images"):
+        observer.on_value(1 / 3, 0.4)
+    assert trial.reported == [9, 18, 3]
+
+
+def _part(objective, fraction):
+    from anncnn_tune.search import fidelity
+
+    return fidelity.part_of_training_rows(objective.data, fraction, seed=objective.spec.seed)
+
+
+def test_rungs_on_images_need_a_first_rung_below_one_epoch():
+    with pytest.raises(UserError, match=r"pruner.resource: images .* min_resource must be a fraction"):
+        spec_from_dict({**ON_IMAGES, "pruner": {"type": "successive_halving", "min_resource": 1,
+                                                "resource": "images"}}, source="t", name="x")
+    with pytest.raises(UserError, match=r"pruner.resource must be one of"):
+        spec_from_dict({**ON_IMAGES, "pruner": {**ON_IMAGES["pruner"], "resource": "pixels"}}, source="t", name="x")
