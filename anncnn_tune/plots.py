@@ -65,13 +65,14 @@ def learning_curves(*results: OptimizeResult, metric: str | None = None, title: 
     """Loss and validation metric per epoch of each study's best trial, as the trial recorded them.
     metric: the validation column to draw (default: the first study's metric, e.g. val_accuracy)."""
     from anncnn_tune.results.plots import learning_curves as draw
+    from anncnn_tune.service.records import TrialRecord
 
     curves = []
     for result in results:
         study = _study(result)
         best = getattr(result, "best_trial", None)
         trial = study.trials[best] if best is not None else study.best_trial
-        curves.append({"label": f"{study.study_name} trial {trial.number}", "history": trial.user_attrs.get("history")})
+        curves.append({"label": f"{study.study_name} trial {trial.number}", "history": TrialRecord.read(trial).history})
     if metric is None:
         metric = (_study(results[0]).metric_names or ["val_loss"])[0] if results else "val_loss"
     return draw(curves, metric, title=title)

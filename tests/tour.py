@@ -83,7 +83,7 @@ def execute(notebook: Path = NOTEBOOK, workdir: Path | None = None, timeout: int
         os.environ.update(kernel_env(tmp))  # the kernel process inherits this process's environment
         try:
             started = time.perf_counter()
-            NotebookClient(nb, timeout=timeout, kernel_name="python3",
+            NotebookClient(nb, timeout=timeout, startup_timeout=max(60, timeout), kernel_name="python3",
                            resources={"metadata": {"path": str(cwd)}}).execute()
             seconds = time.perf_counter() - started
         finally:
