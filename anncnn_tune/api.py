@@ -75,7 +75,20 @@ def init(path, *, target: str | None = None, name: str | None = None, task: str 
 def _storage_url(storage: str | None) -> str:
     from anncnn_tune.service.storage import resolve_url
 
+    _load_optuna()
     return resolve_url(storage)
+
+
+def _load_optuna() -> None:
+    """Import Optuna once without tqdm's "IProgress not found" warning: Optuna imports tqdm.auto,
+    which warns in a Jupyter kernel without ipywidgets although nothing here draws a tqdm bar."""
+    import sys
+    import warnings
+
+    if "optuna" not in sys.modules:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            import optuna  # noqa: F401
 
 
 def optimize(study: str, *, storage: str | None = None, n_trials: int | None = None, timeout: float | None = None,
@@ -164,8 +177,9 @@ def _frame(board: dict, columns: Sequence[str]) -> pandas.DataFrame:
 
     rows = []
     for entry in board["datasets"]:
-        for row in entry["studies"]:
-            rows.append({**{k: row.get(k) for k in columns}, "fair": entry["fair"], "differs": sorted(entry["differs"])})
+        for row in entry["studies"]:  # the dataset's own fields (fair, differs, verdict) on each of its rows
+            rows.append({**{k: row.get(k) for k in columns}, "fair": entry["fair"], "differs": sorted(entry["differs"]),
+                         "verdict": entry["verdict"]["line"]})
     frame = pandas.DataFrame(rows, columns=list(columns))
     frame.attrs["leaderboard"] = board
     return frame

@@ -32,6 +32,23 @@ if TYPE_CHECKING:
 __all__ = ["confusion", "cost", "history", "importances", "leaderboard", "learning_curves"]
 
 
+def _shown(fig: Figure) -> Figure:
+    """The figure, with IPython told how to show a bare Figure (no pyplot here, so the inline
+    backend's formatter is not registered): a PNG at the figure's own size and DPI."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return fig
+    shell = get_ipython()
+    if shell is not None:
+        from matplotlib.figure import Figure as FigureType
+
+        from anncnn_tune.results.plots import png_bytes
+
+        shell.display_formatter.formatters["image/png"].for_type(FigureType, png_bytes)
+    return fig
+
+
 def _study(result: OptimizeResult | optuna.Study) -> optuna.Study:
     study = getattr(result, "study", result)  # an OptimizeResult holds the study; a Study is one
     if study is None or not hasattr(study, "get_trials"):
@@ -51,14 +68,14 @@ def history(result: OptimizeResult | optuna.Study) -> Figure:
     the best so far, and its baseline trials starred."""
     from anncnn_tune.results.plots import optimization_history
 
-    return optimization_history(_study(result))
+    return _shown(optimization_history(_study(result)))
 
 
 def importances(result: OptimizeResult | optuna.Study, *, top: int = 12) -> Figure:
     """fANOVA parameter importances of a study (a note in the figure with fewer than 2 complete trials)."""
     from anncnn_tune.results.plots import param_importances
 
-    return param_importances(_study(result), top=top)
+    return _shown(param_importances(_study(result), top=top))
 
 
 def learning_curves(*results: OptimizeResult, metric: str | None = None, title: str = "best trials") -> Figure:
@@ -75,7 +92,7 @@ def learning_curves(*results: OptimizeResult, metric: str | None = None, title: 
         curves.append({"label": f"{study.study_name} trial {trial.number}", "history": TrialRecord.read(trial).history})
     if metric is None:
         metric = (_study(results[0]).metric_names or ["val_loss"])[0] if results else "val_loss"
-    return draw(curves, metric, title=title)
+    return _shown(draw(curves, metric, title=title))
 
 
 def leaderboard(board: pandas.DataFrame) -> Figure:
@@ -83,7 +100,7 @@ def leaderboard(board: pandas.DataFrame) -> Figure:
     the retrained test scores. The verdict is the board's `verdict` column, not these bars."""
     from anncnn_tune.results.plots import leaderboard_bars
 
-    return leaderboard_bars(_board(board)["datasets"])
+    return _shown(leaderboard_bars(_board(board)["datasets"]))
 
 
 def cost(board: pandas.DataFrame, dataset: str | None = None) -> Figure:
@@ -95,7 +112,7 @@ def cost(board: pandas.DataFrame, dataset: str | None = None) -> Figure:
     chosen = [e for e in entries if dataset is None or e["dataset"] == dataset]
     if not chosen:
         raise ValueError(f"no dataset {dataset!r} in the board (it has {', '.join(e['dataset'] for e in entries)})")
-    return cost_frontier(chosen[0])
+    return _shown(cost_frontier(chosen[0]))
 
 
 def confusion(final: RetrainResult) -> Figure:
@@ -107,4 +124,4 @@ def confusion(final: RetrainResult) -> Figure:
         raise ValueError("this retrain has no confusion matrix: it is a regression, not a classification")
     matrix, classes = found["matrix"], found["classes"]
     label = (final.run.get("source") or {}).get("study") or final.run.get("model")
-    return confusion_matrix(matrix, classes, title=f"{label}: confusion matrix (test split)")
+    return _shown(confusion_matrix(matrix, classes, title=f"{label}: confusion matrix (test split)"))
