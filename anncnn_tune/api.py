@@ -118,6 +118,7 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
     failed with its reason and an `interrupted` mark, counted in `states["interrupted"]`, not among the
     failed), re-queues it and returns with `interrupted` set; the next call resumes it from its checkpoint.
     """
+    _load_optuna()  # before the modules that import it
     from anncnn_tune.search.launcher import OptimizeRequest
     from anncnn_tune.search.launcher import optimize as launch
 
@@ -158,6 +159,7 @@ def compare(storage=None, datasets=None, *, format=None, wide=False):
     "markdown", "csv", "json", or "html": a self-contained page with the figures embedded).
     wide: the "table" text with every column and the best params, not 120 columns.
     """
+    _load_optuna()  # before the modules that import it
     from anncnn_tune.results import leaderboard as board_mod
     from anncnn_tune.results.render import render
 
@@ -202,6 +204,7 @@ def export(study: str, *, trial: int | None = None, storage: str | None = None,
     full parameters, the epochs to train, the seed, the data fingerprint and where it came from.
     output: write it there (else only return it).
     """
+    _load_optuna()  # before the modules that import it
     from anncnn_tune.results.export import export_run
 
     if trial is not None and (isinstance(trial, bool) or not isinstance(trial, int) or trial < 0):
@@ -226,6 +229,7 @@ def retrain(run_file: str, *, out: str | None = None, seeds: int = 1, cv: int = 
     Returns a RetrainResult: the test metrics (mean ± std over seeds, per seed, per class, the
     confusion matrix), the cross-validation summary, the ONNX check, the files written.
     """
+    _load_optuna()  # before the modules that import it
     from anncnn_tune.results.retrain import RetrainRequest
     from anncnn_tune.results.retrain import retrain as run
 
