@@ -100,7 +100,7 @@ def png_size(data: str) -> tuple[int, int]:
     return struct.unpack(">II", raw[16:24])
 
 
-def _mask(text: str) -> str:
+def mask(text: str) -> str:
     for pattern, replacement in _MASKS:
         text = pattern.sub(replacement, text)
     return text
@@ -111,7 +111,7 @@ def normalise(output: dict) -> dict:
     later), and figures as their pixel size."""
     kind = output["output_type"]
     if kind == "stream":
-        return {"kind": f"stream:{output['name']}", "text": _mask("".join(output["text"]))}
+        return {"kind": f"stream:{output['name']}", "text": mask("".join(output["text"]))}
     if kind == "error":
         return {"kind": "error", "text": f"{output['ename']}: {output['evalue']}"}
     data = output.get("data", {})
@@ -120,7 +120,7 @@ def normalise(output: dict) -> dict:
         if mime == "image/png":
             shown[mime] = png_size(value if isinstance(value, str) else "".join(value))
         elif mime.startswith("text/"):
-            shown[mime] = _mask(value if isinstance(value, str) else "".join(value))
+            shown[mime] = mask(value if isinstance(value, str) else "".join(value))
         else:
             shown[mime] = "<present>"
     return {"kind": kind, "data": shown}
