@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo browser test lint clean
+.PHONY: setup demo browser test lint tour clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
+
+# Rerun docs/tour.ipynb in a fresh kernel and store its outputs (tables, figures) in the file, as CI
+# compares them (tests/test_notebook.py). Run it after a change that moves what the notebook shows.
+tour: $(STAMP)
+	$(BIN)/python tests/tour.py --write
 
 lint: $(STAMP)
 	$(BIN)/ruff check anncnn_tune tests benchmarks

@@ -75,7 +75,20 @@ def init(path, *, target: str | None = None, name: str | None = None, task: str 
 def _storage_url(storage: str | None) -> str:
     from anncnn_tune.service.storage import resolve_url
 
+    _load_optuna()
     return resolve_url(storage)
+
+
+def _load_optuna() -> None:
+    """Import Optuna once without tqdm's "IProgress not found" warning: Optuna imports tqdm.auto,
+    which warns in a Jupyter kernel without ipywidgets although nothing here draws a tqdm bar."""
+    import sys
+    import warnings
+
+    if "optuna" not in sys.modules:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            import optuna  # noqa: F401
 
 
 def optimize(study: str, *, storage: str | None = None, n_trials: int | None = None, timeout: float | None = None,
@@ -105,6 +118,7 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
     failed with its reason and an `interrupted` mark, counted in `states["interrupted"]`, not among the
     failed), re-queues it and returns with `interrupted` set; the next call resumes it from its checkpoint.
     """
+    _load_optuna()  # before the modules that import it
     from anncnn_tune.search.launcher import OptimizeRequest
     from anncnn_tune.search.launcher import optimize as launch
 
@@ -145,6 +159,7 @@ def compare(storage=None, datasets=None, *, format=None, wide=False):
     "markdown", "csv", "json", or "html": a self-contained page with the figures embedded).
     wide: the "table" text with every column and the best params, not 120 columns.
     """
+    _load_optuna()  # before the modules that import it
     from anncnn_tune.results import leaderboard as board_mod
     from anncnn_tune.results.render import render
 
@@ -164,8 +179,9 @@ def _frame(board: dict, columns: Sequence[str]) -> pandas.DataFrame:
 
     rows = []
     for entry in board["datasets"]:
-        for row in entry["studies"]:
-            rows.append({**{k: row.get(k) for k in columns}, "fair": entry["fair"], "differs": sorted(entry["differs"])})
+        for row in entry["studies"]:  # the dataset's own fields (fair, differs, verdict) on each of its rows
+            rows.append({**{k: row.get(k) for k in columns}, "fair": entry["fair"], "differs": sorted(entry["differs"]),
+                         "verdict": entry["verdict"]["line"]})
     frame = pandas.DataFrame(rows, columns=list(columns))
     frame.attrs["leaderboard"] = board
     return frame
@@ -188,6 +204,7 @@ def export(study: str, *, trial: int | None = None, storage: str | None = None,
     full parameters, the epochs to train, the seed, the data fingerprint and where it came from.
     output: write it there (else only return it).
     """
+    _load_optuna()  # before the modules that import it
     from anncnn_tune.results.export import export_run
 
     if trial is not None and (isinstance(trial, bool) or not isinstance(trial, int) or trial < 0):
@@ -212,6 +229,7 @@ def retrain(run_file: str, *, out: str | None = None, seeds: int = 1, cv: int = 
     Returns a RetrainResult: the test metrics (mean ± std over seeds, per seed, per class, the
     confusion matrix), the cross-validation summary, the ONNX check, the files written.
     """
+    _load_optuna()  # before the modules that import it
     from anncnn_tune.results.retrain import RetrainRequest
     from anncnn_tune.results.retrain import retrain as run
 

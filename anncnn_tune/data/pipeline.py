@@ -149,12 +149,13 @@ def onnx_table_prep(table: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def onnx_table_input(table: dict) -> list[str]:
-    """What each position of the ONNX input holds, in order (the report's list)."""
+    """What each encoded feature holds, in order: the report's list of what the ONNX graph computes
+    from the raw columns before the model (results/onnx_table.py)."""
     lines = []
     for column in table["columns"]:
         name = column["name"]
         if column["role"] == "categorical":
-            lines += [f"`{name}` == {c!r} (1 or 0; NaN in all of `{name}`'s positions: missing)"
+            lines += [f"`{name}` == {c!r} (1 or 0; a missing `{name}` is {column['fill']!r})"
                       for c in column["categories"]]
         else:
             what = "0/1 flag" if column["role"] == "flag" else "number, raw units"

@@ -35,36 +35,38 @@ def flops_per_sample(model: torch.nn.Module, sample: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-def onnx_latency(path: Path, sample: np.ndarray) -> dict:
-    """Median seconds per sample of the ONNX file at batch 1 and 256 ({"batch_1": s, "batch_256": s})."""
+def onnx_latency(path: Path, feeds: dict[str, np.ndarray]) -> dict:
+    """Median seconds per sample of the ONNX file at batch 1 and 256 ({"batch_1": s, "batch_256": s}).
+    feeds: one sample of each input (batch 1), repeated to each batch size."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
     out = {}
     for batch in LATENCY_BATCHES:
-        x = np.ascontiguousarray(np.resize(sample.astype(np.float32), (batch, *sample.shape[1:])))
+        x = {name: np.ascontiguousarray(np.repeat(value[:1], batch, axis=0)) for name, value in feeds.items()}
         for _ in range(2):  # warm-up: the first runs allocate
-            session.run(None, {name: x})
+            session.run(None, x)
         times, started = [], time.perf_counter()
         while len(times) < LATENCY_REPEATS and (len(times) < 3 or time.perf_counter() - started < LATENCY_BUDGET_S):
             t0 = time.perf_counter()
-            session.run(None, {name: x})
+            session.run(None, x)
             times.append(time.perf_counter() - t0)
         out[f"batch_{batch}"] = statistics.median(times) / batch
         out[f"batch_{batch}_repeats"] = len(times)
     return out
 
 
-def measure(model: torch.nn.Module, x_sample: torch.Tensor, onnx_path: Path, train_seconds: float) -> dict:
-    """A retrained model's cost: what retrain records beside its test metrics."""
+def measure(model: torch.nn.Module, x_sample: torch.Tensor, onnx_path: Path, train_seconds: float,
+            onnx_feeds: dict[str, np.ndarray]) -> dict:
+    """A retrained model's cost: what retrain records beside its test metrics. x_sample: one model
+    input (FLOPs); onnx_feeds: the same sample as the ONNX file's inputs (latency)."""
     return {"n_params": int(sum(p.numel() for p in model.parameters())),
             "flops_per_sample": flops_per_sample(model.cpu(), x_sample.cpu().float()),
             "train_seconds": round(float(train_seconds), 3),
-            "latency_s": onnx_latency(onnx_path, x_sample.cpu().numpy()[:1])}
+            "latency_s": onnx_latency(onnx_path, onnx_feeds)}
 
 
 def pareto_front(points: list[dict], maximize: bool) -> list[dict]:

@@ -76,10 +76,11 @@ def _onnx_lines(name: dict, result: dict, pipeline: dict | None) -> list[str]:
     if pipeline is None:
         return [f"- `{name['onnx']}`: input the stored values as the loader gives them; {check}"]
     onnx = pipeline["onnx"]
-    lines = [f"- `{name['onnx']}` ({check}):", f"  - input `input`: {onnx['input']}",
+    inputs = onnx.get("inputs") or {"input": onnx.get("input")}  # preprocess.json before the raw-column inputs
+    lines = [f"- `{name['onnx']}` ({check}):", *(f"  - input `{key}`: {text}" for key, text in inputs.items()),
              f"  - output: {onnx['output']}"]
     if onnx.get("positions"):
-        lines += ["  - input positions, in order:"]
+        lines += ["  - the encoded features the graph computes from them, in order:"]
         lines += [f"    {i}. {text}" for i, text in enumerate(onnx["positions"])]
     return lines
 

@@ -44,7 +44,7 @@ from anncnn_tune.results.recording import (
 )
 from anncnn_tune.results.refit import train_once
 from anncnn_tune.results.scoring import correctness, predicted, score, summarize
-from anncnn_tune.results.weights import ONNX_TOLERANCE, export_onnx, save_pipeline, save_weights
+from anncnn_tune.results.weights import ONNX_TOLERANCE, export_onnx, onnx_feeds, save_pipeline, save_weights
 from anncnn_tune.search.names import path_component
 from anncnn_tune.training import devices, models
 from anncnn_tune.training.fit import DeviceData, RunOptions, predict
@@ -225,8 +225,9 @@ def _write_outputs(request: RetrainRequest, inputs: _Inputs, data: DeviceData, s
     pipeline = save_pipeline(splits, files["preprocess"])  # raw input -> model -> the user's classes or units
     onnx_diff, onnx_tolerance = export_onnx(model.cpu().eval(), splits, files["onnx"])
     # Retrain trains the trial's best epoch count, so the first seed's time is its time to the best epoch.
-    spent = measure_cost(model, torch.from_numpy(np.ascontiguousarray(splits.x_test[:1])), files["onnx"],
-                         seeds.per_seed[0]["train_seconds"])
+    first = np.ascontiguousarray(splits.x_test[:1])
+    spent = measure_cost(model, torch.from_numpy(first), files["onnx"], seeds.per_seed[0]["train_seconds"],
+                         onnx_feeds(splits, first))
 
     summary = summarize([{k: v for k, v in row.items() if k not in ("seed", "train_seconds")}
                          for row in seeds.per_seed])

@@ -10,6 +10,7 @@ import torch
 
 from anncnn_tune.data import pipeline
 from anncnn_tune.data.base import TargetScaling
+from anncnn_tune.results import onnx_table
 from anncnn_tune.results.export import Run
 from anncnn_tune.training import models
 
@@ -54,7 +55,8 @@ class Deployable(torch.nn.Module):
 
     `table`: a table's recorded preprocessing (data/pipeline.py); its numeric part runs first in
     the graph (missing values imputed, numbers scaled), so the input holds raw numbers (NaN for
-    missing) and one-hot indicators for the categorical columns."""
+    missing) and one-hot indicators for the categorical columns; export_onnx then puts the
+    raw-column front (results/onnx_table.py) before it, so the file takes the category text."""
 
     def __init__(self, model: torch.nn.Module, mean, std, target=None, table: dict | None = None):
         super().__init__()
@@ -101,7 +103,7 @@ def describe_pipeline(splits) -> dict:
 
 
 def onnx_description(record: dict, splits) -> dict:
-    """The ONNX file's input and output, in words and shapes (what report.md prints)."""
+    """The ONNX file's inputs and output, in words and shapes (what report.md prints)."""
     output = {"multiclass": f"(N, {splits.out_dim}) logits, one per class in `classes` order; softmax gives "
                             "probabilities",
               "binary": "(N, 1) logit; sigmoid gives the probability of the second class, > 0.5 (logit > 0) "
@@ -113,17 +115,25 @@ def onnx_description(record: dict, splits) -> dict:
         text = (f"float32 (N, {image['channels']}, {h}, {w}): pixel values 0-255 of images decoded as "
                 f"{image['mode']} and resized to {h}x{w} (bilinear) if they differ; the graph subtracts mean "
                 f"{[round(m, 3) for m in image['mean']]} and divides by std {[round(s, 3) for s in image['std']]}")
-        return {"input": text, "positions": None, "output": output}
+        return {"inputs": {"input": text}, "positions": None, "output": output}
     if record["table"] is not None:
-        table = record["table"]
-        text = (f"float32 (N, {pipeline.table_width(table)}): per column in order, a number in raw units (NaN "
-                "for missing: the graph imputes it and scales it) or, for a categorical column, one 0/1 indicator "
-                "per training category (all 0: a category unseen in training; all NaN: missing, the most frequent "
-                "category). Turning category text into indicators is not in the graph: `anncnn-tune predict` "
-                "does it from preprocess.json")
-        return {"input": text, "positions": pipeline.onnx_table_input(table), "output": output}
-    return {"input": f"float32 (N, {', '.join(map(str, splits.input_shape))}): the stored features as the loader "
-                     "gives them (no preprocessing recorded)", "positions": None, "output": output}
+        numeric, categorical = onnx_table.columns(record["table"])
+        inputs = {}
+        if numeric:
+            inputs[onnx_table.NUMERIC] = (
+                f"float32 (N, {len(numeric)}): the columns {', '.join(numeric)}, in that order, in raw units "
+                "(NaN for missing: the graph imputes the training value and scales)")
+        if categorical:
+            inputs[onnx_table.CATEGORICAL] = (
+                f"string (N, {len(categorical)}): the columns {', '.join(categorical)}, in that order, as text. "
+                "A training category is itself; empty or whitespace-only text, or a word pandas reads as "
+                "missing in a CSV (NA, nan, NULL, N/A, None, ...), is missing: the most frequent training "
+                "category; any other text is a category unseen in training: all its one-hot indicators 0, as "
+                "`anncnn-tune predict` does. From pandas: `frame[cols].fillna('').astype(str)`")
+        return {"inputs": inputs, "positions": pipeline.onnx_table_input(record["table"]), "output": output}
+    return {"inputs": {"input": f"float32 (N, {', '.join(map(str, splits.input_shape))}): the stored features as "
+                                "the loader gives them (no preprocessing recorded)"}, "positions": None,
+            "output": output}
 
 
 def save_pipeline(splits, path: Path) -> dict:
@@ -138,33 +148,59 @@ def onnx_tolerance(expected: np.ndarray) -> float:
     return ONNX_TOLERANCE * max(1.0, scale)
 
 
-def export_onnx(model: torch.nn.Module, splits, path: Path) -> tuple[float, float]:
-    """Write the model as ONNX; (max abs difference to PyTorch on test inputs, the tolerance for it),
-    both in the user's units. A table's graph starts with its imputation and scaling (Deployable)."""
+def onnx_feeds(splits, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The ONNX file's inputs for model inputs `x` (test rows): the raw columns of a table
+    (onnx_table.raw_frame), else `x` itself as float32 (image pixels, or encoded features)."""
+    if splits.kind == "tabular" and splits.preprocess is not None:
+        return onnx_table.feeds(onnx_table.raw_frame(x, splits.preprocess), splits.preprocess)
+    return {"input": np.ascontiguousarray(x, dtype=np.float32)}
+
+
+def _export(module: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
     import logging
     import warnings
 
-    import onnx
-    import onnxruntime
-
-    table = splits.preprocess if splits.kind == "tabular" else None
-    wrapped = Deployable(model, splits.mean, splits.std, splits.target, table).eval()
-    x = np.ascontiguousarray(splits.x_test[:ONNX_CHECK_ROWS])
-    x = torch.from_numpy(raw_table_inputs(x, table) if table is not None else x).float()
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # the exporter's notes (e.g. "torchvision is not installed") are noise here
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(wrapped, (x[:2],), str(path), input_names=["input"], output_names=["logits"],
+            torch.onnx.export(module, (sample[:2],), str(path), input_names=["input"], output_names=["logits"],
                               dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True,
                               external_data=False, verbose=False)
     finally:
         exporter_log.setLevel(level)
-    onnx.checker.check_model(str(path))
+
+
+def export_onnx(model: torch.nn.Module, splits, path: Path) -> tuple[float, float]:
+    """Write the model as ONNX; (max abs difference to PyTorch on test inputs, the tolerance for it),
+    both in the user's units.
+
+    Images: raw pixels in (Deployable normalises them). Tables: the raw columns in (onnx_table's
+    `numeric` and `categorical` inputs), and the check is against predict's own path: the test rows,
+    plus rows with every value missing, as raw columns; encode_table on them, the model, the target's
+    way back to the user's units."""
+    import onnx
+    import onnxruntime
+
+    table = splits.preprocess if splits.kind == "tabular" else None
+    wrapped = Deployable(model, splits.mean, splits.std, splits.target, table).eval()
+    x = np.ascontiguousarray(splits.x_test[:ONNX_CHECK_ROWS])
+    if table is None:
+        sample = torch.from_numpy(x).float()
+        _export(wrapped, sample, path)
+        onnx.checker.check_model(str(path))
+        feeds = {"input": sample.numpy()}
+        with torch.inference_mode():
+            expected = wrapped(sample).numpy()
+    else:
+        _export(wrapped, torch.from_numpy(raw_table_inputs(x, table)), path)
+        onnx.save(onnx_table.prepend(onnx.load(str(path)), table), str(path))
+        rows = onnx_table.with_missing(onnx_table.raw_frame(x, table), table)
+        feeds = onnx_table.feeds(rows, table)
+        with torch.inference_mode():  # what predict computes from the same rows
+            expected = splits.target.to_user(model(torch.from_numpy(pipeline.encode_table(rows, table)))).numpy()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    with torch.inference_mode():
-        expected = wrapped(x).numpy()
+    got = session.run(None, feeds)[0]
     return float(np.abs(got - expected).max()), onnx_tolerance(expected)

@@ -69,6 +69,8 @@ def test_a_dollar_table_predicts_in_dollars_as_the_python_model_does(tmp_path, c
     got = pd.read_csv("predictions.csv")
     assert list(got.columns) == ["row", "prediction"] and list(got["row"]) == list(range(40))
 
+    import onnxruntime
+
     # The same path by hand: scikit-learn's transformer fitted on the same training rows, the model
     # rebuilt from model.pt, the target back in dollars.
     run_file = load_run(str(final / "run.yaml"))
@@ -92,20 +94,30 @@ def test_a_dollar_table_predicts_in_dollars_as_the_python_model_does(tmp_path, c
     assert code == 0, err
     assert out.splitlines()[0] == "row,prediction" and len(out.splitlines()) == 41
 
-    # The ONNX file does the imputation and scaling itself: raw numbers (NaN for missing) and the
-    # colour's one-hot indicators (NaN in all of them for a missing colour) in, dollars out.
-    import onnxruntime
-
-    categories = list(fitted.named_transformers_["categorical"].named_steps["onehot"].categories_[0])
-    onehot = np.array([[float(c == v) for v in categories] for c in rows["color"]])
-    onehot[rows["color"].isna().to_numpy()] = np.nan
-    onnx_in = np.column_stack([rows["sqft"], rows["age"], onehot]).astype(np.float32)
-    assert np.isnan(onnx_in).any()
+    # The ONNX file takes the raw columns: `numeric` (NaN for missing) and `categorical` as the CSV's
+    # own text (a blank cell "", pandas' missing word "NA", an unseen "purple"), and gives predict's dollars.
+    record = json.loads((final / "preprocess.json").read_text())
+    assert set(record["onnx"]["inputs"]) == {"numeric", "categorical"}
+    text = pd.read_csv("new.csv", dtype=str, keep_default_na=False)  # the cells exactly as written
+    assert text.loc[5, "color"] == "" and text.loc[1, "color"] == "purple"
+    text.loc[7, "color"] = "NA"
+    text = pd.concat([text, text.iloc[[7]].assign(color="")], ignore_index=True)  # row 40: row 7, colour blank
+    text.to_csv("new-na.csv", index=False)
+    via_predict = at.predict(final, "new-na.csv")["prediction"].to_numpy()
+    assert via_predict[7] == pytest.approx(via_predict[40], rel=1e-9)  # "NA" read as missing, like a blank cell
+    numbers = pd.read_csv("new-na.csv")[["sqft", "age"]].to_numpy(np.float32)
+    feeds = {"numeric": numbers, "categorical": text[["color"]].to_numpy(dtype=object)}
+    assert np.isnan(feeds["numeric"]).any()
     session = onnxruntime.InferenceSession(str(final / "model.onnx"), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(None, {session.get_inputs()[0].name: onnx_in})[0][:, 0]
-    np.testing.assert_allclose(onnx_out, expected, rtol=1e-4)
+    assert [(i.name, i.type) for i in session.get_inputs()] == [("numeric", "tensor(float)"),
+                                                                 ("categorical", "tensor(string)")]
+    onnx_out = session.run(None, feeds)[0][:, 0]
+    np.testing.assert_allclose(onnx_out, via_predict, rtol=1e-4)
+    others = np.arange(len(rows)) != 7
+    np.testing.assert_allclose(onnx_out[:40][others], expected[others], rtol=1e-4)
     report = (final / "report.md").read_text()
-    assert "`sqft` (number, raw units; NaN: missing" in report and "`color` == 'red'" in report
+    assert "input `numeric`: float32 (N, 2): the columns sqft, age" in report
+    assert "input `categorical`: string (N, 1): the columns color" in report and "`color` == 'red'" in report
 
 
 def flowers(n: int, seed: int) -> pd.DataFrame:
@@ -129,6 +141,15 @@ def test_a_classification_table_gives_class_names_and_probabilities(tmp_path, ca
     probs = got[[f"prob_{c}" for c in classes]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
     assert list(got["prediction"]) == [classes[i] for i in probs.argmax(axis=1)]
+    # The ONNX file on the same raw rows (numbers, and the soil as text): softmax of its logits is
+    # predict's probabilities.
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(f"{final}/model.onnx", providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"numeric": new[["petal", "sepal"]].to_numpy(np.float32),
+                                "categorical": new[["soil"]].to_numpy(dtype=object)})[0]
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), probs, atol=1e-5)
 
     # A missing training column: one line naming it, exit 2, no file written.
     new.drop(columns=["petal", "species"]).to_csv("short.csv", index=False)

@@ -17,6 +17,7 @@ from helpers import url
 
 from anncnn_tune.data import load_dataset
 from anncnn_tune.data.base import TargetScaling
+from anncnn_tune.results import onnx_table
 from anncnn_tune.results.export import load_run
 from anncnn_tune.results.weights import Deployable, load_weights, raw_table_inputs
 from anncnn_tune.service import optuna_private
@@ -30,11 +31,12 @@ def dollars_csv(path, n=500, seed=0):
     pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "price": price}).to_csv(path, index=False)
 
 
-def onnx_outputs(path, x):
+def onnx_outputs(path, feeds):
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert [i.name for i in session.get_inputs()] == ["numeric"]  # a table of numbers only: no `categorical`
+    return session.run(None, feeds)[0]
 
 
 @pytest.fixture
@@ -81,16 +83,16 @@ def test_retrain_scores_predicts_and_exports_in_dollars(study_dir, capsys):
         1e-4 * np.abs(predictions).max(), rel=1e-3)
     model, saved = load_weights(str(final / "model.pt"))
     assert saved["target_scaling"] == recorded
-    # The ONNX input is the raw columns (the graph imputes and scales them): the test rows of the CSV.
+    # The ONNX inputs are the raw columns (the graph imputes and scales them): the test rows of the CSV.
     table = json.loads((final / "preprocess.json").read_text())["table"]
-    x = raw_table_inputs(splits.x_test, table)
+    rows = onnx_table.raw_frame(splits.x_test, table)
     frame = pd.read_csv(study_dir / "homes.csv")
     assert [c["name"] for c in table["columns"]] == ["a", "b", "c"]
-    assert (np.abs(x[:, :1] - frame["a"].to_numpy()[None, :]).min(axis=1) < 1e-5).all()  # raw values of the file
-    got = onnx_outputs(final / "model.onnx", x).reshape(-1)
+    assert (np.abs(rows[["a"]].to_numpy() - frame["a"].to_numpy()[None, :]).min(axis=1) < 1e-5).all()  # the file's values
+    got = onnx_outputs(final / "model.onnx", onnx_table.feeds(rows, table)).reshape(-1)
     with torch.inference_mode():
         expected = Deployable(model, None, None, TargetScaling.from_dict(saved["target_scaling"]), table)(
-            torch.from_numpy(x)).numpy().reshape(-1)
+            torch.from_numpy(raw_table_inputs(splits.x_test, table))).numpy().reshape(-1)
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
     assert np.allclose(expected, predictions, rtol=1e-4)  # the ONNX file predicts what retrain scored
 
