@@ -378,7 +378,7 @@ def _param_space(param: P.Param, raw: dict, where: str) -> ParamSpace:
     if "choices" in raw:
         raise UserError(f"{where}: 'choices' applies only to type categorical")
     if param.options is not None:
-        raise UserError(f"{where}: {name} takes one of {P._listing(param.options)}; search it with "
+        raise UserError(f"{where}: {name} takes one of {P.listing(param.options)}; search it with "
                         "type: categorical and choices: [...]")
     if param.kind == "int" and kind == "float":
         raise UserError(f"{where}: {name} takes integers; search it with type: int")
