@@ -137,13 +137,13 @@ def optimize(study: str, *, storage: str | None = None, n_trials: int | None = N
 
 @overload
 def compare(storage: str | None = None, datasets: Sequence[str] | None = None, *,
-            format: None = None, wide: bool = False) -> pandas.DataFrame: ...
+            format: None = None, wide: bool = False, log=None) -> pandas.DataFrame: ...
 @overload
 def compare(storage: str | None = None, datasets: Sequence[str] | None = None, *,
-            format: str, wide: bool = False) -> str: ...
+            format: str, wide: bool = False, log=None) -> str: ...
 
 
-def compare(storage=None, datasets=None, *, format=None, wide=False):
+def compare(storage=None, datasets=None, *, format=None, wide=False, log=None):
     """ANN vs CNN per dataset: every anncnn-tune study of the storage, best trials side by side.
 
     datasets: only these (default: every dataset in the storage). Reads only.
@@ -158,15 +158,20 @@ def compare(storage=None, datasets=None, *, format=None, wide=False):
     format: instead of the frame, the text `anncnn-tune compare --format` prints ("table",
     "markdown", "csv", "json", or "html": a self-contained page with the figures embedded).
     wide: the "table" text with every column and the best params, not 120 columns.
+    log: told one warning line per study left out because its data changed or moved (a callable
+    taking one string; None for silence: the leaderboard's "left_out" lists them too). Kept out
+    of the returned text, so a table, CSV or JSON on standard output stays only the report.
     """
     _load_optuna()  # before the modules that import it
     from anncnn_tune.results import leaderboard as board_mod
-    from anncnn_tune.results.render import render
+    from anncnn_tune.results.render import left_out_lines, render
 
     if format is not None and format not in FORMATS:
         raise UserError(f"unknown compare format {format!r}; use one of {', '.join(FORMATS)} (or None for a DataFrame)")
     url = _storage_url(storage)
     board = board_mod.leaderboard(url, tuple(datasets or ()))
+    for line in left_out_lines(board) if log is not None else ():
+        log(line)
     if format == "html":
         return render(board, format, board_mod.stored_studies(url, board))
     if format is not None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -31,4 +32,36 @@ def test_only_the_record_module_touches_optuna_attributes():
     offenders = [f"{path.relative_to(REPO)}:{n}" for path in PACKAGE.rglob("*.py") if path.name not in ("records.py", "optuna_private.py")
                  for n, line in enumerate(path.read_text().splitlines(), 1)
                  if pattern.search(line) and "records." not in line]
+    assert offenders == []
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    # A leading underscore means "this module's own": what another module needs gets a public name
+    # (and a docstring), so renaming a private helper never breaks a distant caller. Optuna's private
+    # attributes (a study's id, its storage) are reached only in service/optuna_private.py.
+    def is_module(dotted: str) -> bool:
+        path = REPO / Path(*dotted.split("."))
+        return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__")
+
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = path.relative_to(REPO)
+        tree = ast.parse(path.read_text())
+        modules = set()  # the names this file binds to a module of the package
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules |= {a.asname or a.name.split(".")[0] for a in node.names if a.name.startswith("anncnn_tune")}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("anncnn_tune"):
+                offenders += [f"{where}:{node.lineno} imports {node.module}.{a.name}" for a in node.names
+                              if private(a.name)]
+                modules |= {a.asname or a.name for a in node.names if is_module(f"{node.module}.{a.name}")}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and private(node.attr) and isinstance(node.value, ast.Name)):
+                continue
+            owner = node.value.id
+            if owner in modules or (path.name != "optuna_private.py" and owner in ("study", "trial", "storage")):
+                offenders.append(f"{where}:{node.lineno} {owner}.{node.attr}")
     assert offenders == []

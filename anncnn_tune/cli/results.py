@@ -33,7 +33,7 @@ def _write(path: str, text: str) -> None:
 @click.option("-o", "--output", default=None, metavar="FILE", help="Write to FILE instead of standard output.")
 def compare(storage, datasets, fmt, wide, output):
     """ANN vs CNN per dataset: best trials, baseline trials, test scores and the classical reference side by side."""
-    text = api.compare(storage, datasets, format=fmt, wide=wide)
+    text = api.compare(storage, datasets, format=fmt, wide=wide, log=lambda line: click.echo(line, err=True))
     if output is None:
         click.echo(text, nl=False)
         return

@@ -106,7 +106,7 @@ def _labels(source: DataSource, y: np.ndarray, y_test: np.ndarray | None):
             encoded_test, _ = table.encode_target(pd.Series(y_test, name="y_test"), task, "y_test")
         else:
             index = {c: i for i, c in enumerate(classes)}
-            names = [table._label(v) for v in y_test.tolist()]
+            names = [table.class_label(v) for v in y_test.tolist()]
             unknown = sorted(set(names) - set(index))
             if unknown:
                 raise UserError(f"{source.path}: y_test has label {unknown[0]!r}, absent from y; every test class must appear in training")

@@ -260,17 +260,23 @@ class Plan:
     modes: dict[str, int]
 
 
+def _unreadable(listing: Listing, row: int, reason: str, source: DataSource, keep: np.ndarray,
+                skipped: list[str]) -> None:
+    """A file whose header or pixels cannot be read: the error, or (on_bad_file: skip) left out and named."""
+    if source.on_bad_file == "error":
+        raise UserError(f"{listing.files[row]} is not a readable image ({reason}); "
+                        "fix or remove it, or skip unreadable files (`init --on-bad-file skip`; "
+                        "on_bad_file: skip in a study file's dataset mapping)")
+    keep[row] = False
+    skipped.append(listing.names[row])
+
+
 def plan(listing: Listing, source: DataSource) -> Plan:
     """Channels, size and usable files from the headers; one line for what cannot go on."""
     skipped, keep = [], np.ones(len(listing.files), bool)
     for i, header in enumerate(listing.headers):
         if isinstance(header, str):
-            if source.on_bad_file == "error":
-                raise UserError(f"{listing.files[i]} is not a readable image ({header}); "
-                                "fix or remove it, or skip unreadable files (`init --on-bad-file skip`; "
-                                "on_bad_file: skip in a study file's dataset mapping)")
-            keep[i] = False
-            skipped.append(listing.names[i])
+            _unreadable(listing, i, header, source, keep, skipped)
     good = [h for h in listing.headers if not isinstance(h, str)]
     if not good:
         raise UserError(f"none of the {len(listing.files)} image files in {source.path} can be read; check the files")
@@ -367,13 +373,7 @@ def decode(listing: Listing, p: Plan, source: DataSource, rows: np.ndarray, sugg
     keep, skipped, failed = p.keep.copy(), list(p.skipped), []
     for c, (_, errors) in enumerate(results):
         for i, reason in sorted(errors.items()):
-            row = int(rows[c * CHUNK + i])
-            if source.on_bad_file == "error":
-                raise UserError(f"{listing.files[row]} is not a readable image ({reason}); "
-                                "fix or remove it, or skip unreadable files (`init --on-bad-file skip`; "
-                                "on_bad_file: skip in a study file's dataset mapping)")
-            keep[row] = False
-            skipped.append(listing.names[row])
+            _unreadable(listing, int(rows[c * CHUNK + i]), reason, source, keep, skipped)
             failed.append(c * CHUNK + i)
     if failed:
         good = np.ones(len(rows), bool)

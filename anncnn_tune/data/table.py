@@ -162,7 +162,8 @@ def infer_task(y: pd.Series) -> tuple[str, str]:
     raise UserError(f"target {y.name!r} has type {y.dtype}, neither numbers nor text; convert it")
 
 
-def _label(value) -> str:
+def class_label(value) -> str:
+    """A value (a class, a category) as its name: a whole float loses its ".0", so 3.0 and 3 are both "3"."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -180,7 +181,7 @@ def encode_target(y: pd.Series, task: str, target: str) -> tuple[np.ndarray, tup
     if task == "binary" and len(values) != 2:
         raise UserError(f"task binary needs 2 target values, but {target} has {len(values)}; use task: multiclass")
     labels = pd.Series(range(len(values)), index=pd.Index(values)).reindex(y.to_numpy()).to_numpy(np.int64)
-    return labels, tuple(_label(v) for v in values)
+    return labels, tuple(class_label(v) for v in values)
 
 
 # ---------------------------------------------------------------- split and encode (shared with the built-ins)
@@ -208,7 +209,7 @@ def feature_names(fitted: ColumnTransformer, cols: Columns) -> tuple[str, ...]:
     names = list(cols.flag) + list(cols.numeric)
     if cols.categorical:
         categories = fitted.named_transformers_["categorical"].named_steps["onehot"].categories_
-        names += [f"{c}={_label(v)}" for c, values in zip(cols.categorical, categories) for v in values]
+        names += [f"{c}={class_label(v)}" for c, values in zip(cols.categorical, categories) for v in values]
     return tuple(names)
 
 
@@ -289,7 +290,7 @@ def _prepare(source: DataSource) -> _Prepared:
         notes.append(f"dropped {missing_target} rows with no {target} value")
     y_raw = frame[target]
     if y_raw.nunique() < 2:
-        raise UserError(f"target {target!r} has a single value ({_label(y_raw.iloc[0])!s}) in {path.name}; nothing to predict, choose another column")
+        raise UserError(f"target {target!r} has a single value ({class_label(y_raw.iloc[0])!s}) in {path.name}; nothing to predict, choose another column")
     if source.task == "auto":
         task, why = infer_task(y_raw)
         notes.insert(0, f"task inferred: {task} ({why}); set task: to override")
@@ -321,7 +322,7 @@ def _prepare_test(path: Path, frame: pd.DataFrame, target: str, task: str, class
         y_test, _ = encode_target(test[target], task, target)
     else:
         known = {label: i for i, label in enumerate(classes)}
-        labels = [_label(v) for v in test[target]]
+        labels = [class_label(v) for v in test[target]]
         unknown = sorted(set(labels) - set(known))
         if unknown:
             raise UserError(f"held-out {path.name} has {target} value {unknown[0]!r}, absent from the training table; "

@@ -221,6 +221,24 @@ def validate_run(raw, *, source: str) -> Run:
     Shapes first (every mapping a mapping, every value a single value), then values; the study-file
     validator checks dataset, family, metric against task, epochs and every parameter value.
     """
+    _check_run_keys(raw, source)
+    params = _run_params(raw["params"], source)
+    fingerprint, split_seed, target_scaling = _run_data(raw["data"], source)
+    seed = P.check_seed(raw["seed"], f"{source}.seed")
+    origin = _run_origin(raw, source)
+    spec = spec_from_dict({"dataset": raw["dataset"], "model": raw["model"], "metric": raw["metric"],
+                           "epochs": raw["epochs"], "seed": split_seed, "params": params,
+                           **({"subset": raw["subset"]} if raw.get("subset") is not None else {})},
+                          source=source, name=Path(source).stem, base_dir=Path(source).parent)
+    return Run(path=source, dataset=spec.dataset, model=spec.model, metric=spec.metric, epochs=spec.epochs,
+               seed=seed, params=spec.family.full(spec.fixed),
+               fingerprint=fingerprint, split_seed=split_seed, subset=spec.subset,
+               source=origin, versions=dict(raw.get("versions") or {}), data_source=spec.data_source,
+               target_scaling=dict(target_scaling) if target_scaling is not None else None)
+
+
+def _check_run_keys(raw, source: str) -> None:
+    """A mapping of known keys, every required one among them, in this format's version."""
     if not isinstance(raw, dict):
         raise UserError(f"{source}: a run file must be a YAML mapping (write one with `anncnn-tune export`)")
     mapping(raw, source)
@@ -232,13 +250,22 @@ def validate_run(raw, *, source: str) -> Run:
             raise UserError(f"{source}: missing required key {key!r}")
     if raw.get("format", FORMAT) != FORMAT:
         raise UserError(f"{source}.format: {raw['format']!r} is not {FORMAT!r}; export the run file again")
-    params = mapping(raw["params"], f"{source}.params", "a mapping of parameter values")
+
+
+def _run_params(params, source: str) -> dict:
+    """The trained parameters: single values (spec_from_dict then checks each against its declaration)."""
+    params = mapping(params, f"{source}.params", "a mapping of parameter values")
     if not params:
         raise UserError(f"{source}.params must be a non-empty mapping of parameter values")
     nested = sorted(k for k, v in params.items() if isinstance(v, (dict, list)))
     if nested:
         raise UserError(f"{source}.params.{nested[0]} must be a single value in a run file, not a search space")
-    data = mapping(raw["data"], f"{source}.data", "a mapping with fingerprint and split_seed")
+    return params
+
+
+def _run_data(data, source: str) -> tuple[str, int, dict | None]:
+    """(fingerprint, split_seed, target_scaling) of the run file's `data:`: what retrain checks the data against."""
+    data = mapping(data, f"{source}.data", "a mapping with fingerprint and split_seed")
     extra = sorted(set(data) - {"fingerprint", "split_seed", "target_scaling"})
     if extra:
         raise UserError(f"{source}.data: unknown key {extra[0]!r}; a run file's data has fingerprint, split_seed "
@@ -250,8 +277,11 @@ def validate_run(raw, *, source: str) -> Run:
     if not isinstance(fingerprint, str) or not fingerprint:
         raise UserError(f"{source}.data.fingerprint must be the data fingerprint string the study recorded")
     # Seeds are checked here, where they enter, before anything is loaded or written.
-    split_seed = P.check_seed(data.get("split_seed"), f"{source}.data.split_seed")
-    seed = P.check_seed(raw["seed"], f"{source}.seed")
+    return fingerprint, P.check_seed(data.get("split_seed"), f"{source}.data.split_seed"), target_scaling
+
+
+def _run_origin(raw: dict, source: str) -> dict:
+    """The `source:` (study and trial the run came from) and `versions:` mappings; the origin, checked."""
     for key in ("source", "versions"):
         if key in raw and raw[key] is not None:
             mapping(raw[key], f"{source}.{key}")
@@ -262,15 +292,7 @@ def validate_run(raw, *, source: str) -> Run:
         trial = P.number(origin["trial"], f"{source}.source.trial", integer=True)
         if trial < 0:
             raise UserError(f"{source}.source.trial must be a trial number (0 or more), got {trial}")
-    spec = spec_from_dict({"dataset": raw["dataset"], "model": raw["model"], "metric": raw["metric"],
-                           "epochs": raw["epochs"], "seed": split_seed, "params": params,
-                           **({"subset": raw["subset"]} if raw.get("subset") is not None else {})},
-                          source=source, name=Path(source).stem, base_dir=Path(source).parent)
-    return Run(path=source, dataset=spec.dataset, model=spec.model, metric=spec.metric, epochs=spec.epochs,
-               seed=seed, params=spec.family.full(spec.fixed),
-               fingerprint=fingerprint, split_seed=split_seed, subset=spec.subset,
-               source=origin, versions=dict(raw.get("versions") or {}), data_source=spec.data_source,
-               target_scaling=dict(target_scaling) if target_scaling is not None else None)
+    return origin
 
 
 def _check_target_scaling(value, where: str) -> None:

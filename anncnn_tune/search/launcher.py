@@ -254,72 +254,95 @@ def _finished_by(study: optuna.Study | None, workers: tuple[str, ...], since: da
 
 
 def _run_workers(request: OptimizeRequest, job: Job, splits=None) -> OptimizeResult:
-    # The data (and --subset, --seed with it) is checked here before the schema is created: a
-    # mistake there must leave the storage as it was. The workers load it again from the cache.
-    spec = job.spec
-    splits = splits or _checked_splits(spec, job)
-    for device in request.devices or (request.device,):
-        check_sizes(spec, splits, torch.device(device))
-    del splits
+    """Spawn request.workers workers on the job, show the study live until they end, and summarise it."""
+    _check_data_fits(request, job, splits)
     # Create the schema once, here, rather than racing N workers at it (open_storage also locks).
     open_storage(request.storage_url)
     context = multiprocessing.get_context("spawn")
-    processes = []
-    stop = {"signals": 0}
+    spec = job.spec
     # One view of the whole study, from the storage; on a terminal the workers' stderr comes
     # through a pipe, to be printed above the live area (watch.py).
     view = make_view(sys.stderr, quiet=request.quiet, title=spec.name, metric=spec.metric)
     watch = StudyWatch(spec, request.storage_url, job.n_trials, request.workers, view, timeout=job.timeout)
     relay, relay_end = context.Pipe(duplex=False) if watch.relays else (None, None)
-
-    def on_signal(signum, frame):
-        stop["signals"] += 1
-        if stop["signals"] == 1:  # said at once, from a thread (this handler may have cut into a write)
-            line = (f"{signal.Signals(signum).name}: stopping after the current epoch; each worker's running trial "
-                    "will resume from its checkpoint on the next run (again to stop at once)")
-            threading.Thread(target=view.line if view is not None else lambda text: print(text, file=sys.stderr,
-                                                                                           flush=True),
-                             args=(line,), daemon=True).start()
-        for process in processes:
-            if process.pid is not None and process.exitcode is None:
-                os.kill(process.pid, signal.SIGTERM if stop["signals"] == 1 else signal.SIGKILL)
-
+    fleet = _Fleet(view)
     # Children inherit "ignore SIGINT" through exec, so no Ctrl-C can hit one half-started.
-    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    previous_term = signal.getsignal(signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         watch.start(f"{', '.join(dict.fromkeys(request.devices or (request.device,)))} ({request.workers} workers)",
                     job.artifacts)
+        fleet.start(context, job, request, relay_end)
+        if relay_end is not None:
+            relay_end.close()  # the workers hold it now: the relay ends when the last of them exits
+        for sig in previous:
+            signal.signal(sig, fleet.on_signal)
+        watch.wait(fleet.processes, relay)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        fleet.kill_leftovers()
+        watch.close()
+    return _outcome(request, job, fleet)
+
+
+def _check_data_fits(request: OptimizeRequest, job: Job, splits) -> None:
+    """The data (and --subset, --seed with it) is checked here before the schema is created: a
+    mistake there must leave the storage as it was. The workers load it again from the cache."""
+    splits = splits or _checked_splits(job.spec, job)
+    for device in request.devices or (request.device,):
+        check_sizes(job.spec, splits, torch.device(device))
+
+
+@dataclass
+class _Fleet:
+    """The launcher's spawned workers, and how many stop signals it has been sent while they ran."""
+
+    view: object | None  # the live view that says a stop is under way (None: plain stderr lines)
+    processes: list = field(default_factory=list)
+    signals: int = 0
+
+    def start(self, context, job: Job, request: OptimizeRequest, relay_end) -> None:
         for index in range(request.workers):
             process = context.Process(target=spawned_main, args=(job, for_worker(request, index), relay_end),
                                       name=f"anncnn-tune-worker-{index + 1}")
             process.start()
-            processes.append(process)
-        if relay_end is not None:
-            relay_end.close()  # the workers hold it now: the relay ends when the last of them exits
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        watch.wait(processes, relay)
-    finally:
-        signal.signal(signal.SIGINT, previous_int)
-        signal.signal(signal.SIGTERM, previous_term)
-        for process in processes:  # only reached with live workers when the launcher itself fails
+            self.processes.append(process)
+
+    def on_signal(self, signum, frame) -> None:
+        """The first SIGINT or SIGTERM stops the workers gently (SIGTERM: each ends its trial); the next kills them."""
+        self.signals += 1
+        if self.signals == 1:  # said at once, from a thread (this handler may have cut into a write)
+            line = (f"{signal.Signals(signum).name}: stopping after the current epoch; each worker's running trial "
+                    "will resume from its checkpoint on the next run (again to stop at once)")
+            say = self.view.line if self.view is not None else lambda text: print(text, file=sys.stderr, flush=True)
+            threading.Thread(target=say, args=(line,), daemon=True).start()
+        for process in self.processes:
+            if process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM if self.signals == 1 else signal.SIGKILL)
+
+    def kill_leftovers(self) -> None:
+        """Only reached with live workers when the launcher itself fails."""
+        for process in self.processes:
             if process.exitcode is None:
                 process.kill()
                 process.join()
-        watch.close()
-    codes = [p.exitcode for p in processes]
+
+
+def _outcome(request: OptimizeRequest, job: Job, fleet: _Fleet) -> OptimizeResult:
+    """The study as the workers left it, with their exit codes; a worker's user error (exit 2) is the launch's."""
+    codes = [p.exitcode for p in fleet.processes]
     failed = [f"worker {i + 1} exited with {_describe(code)}" for i, code in enumerate(codes)
               if code not in (0, EXIT_INTERRUPTED)]
-    if not stop["signals"] and 2 in codes:
+    if not fleet.signals and 2 in codes:
         raise UserError("; ".join(failed) + " (the reason is printed above)")
     try:
         study = optuna.load_study(study_name=job.spec.name, storage=open_storage(request.storage_url))
     except KeyError:
         raise UserError(f"no worker got as far as creating study {job.spec.name!r}: " + "; ".join(failed)) from None
     return replace(summarize(study), workers=request.workers, worker_exit_codes=codes, worker_failures=failed,
-                   interrupted=bool(stop["signals"]) or EXIT_INTERRUPTED in codes,
-                   worker_ids=tuple(records.worker_id(p.pid) for p in processes))
+                   interrupted=bool(fleet.signals) or EXIT_INTERRUPTED in codes,
+                   worker_ids=tuple(records.worker_id(p.pid) for p in fleet.processes))
 
 
 def _describe(code: int | None) -> str:

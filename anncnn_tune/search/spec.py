@@ -361,48 +361,82 @@ def _fixed_value(param: P.Param, value, where: str):
 
 
 def _param_space(param: P.Param, raw: dict, where: str) -> ParamSpace:
-    name = param.name
+    """A searched parameter's `{type: ...}` mapping, checked against its declaration."""
     _unknown(raw, PARAM_KEYS, where)
     kind = raw.get("type")
     if kind not in ("int", "float", "categorical"):
         raise UserError(f"{where}.type must be int, float or categorical, got {P.short(kind)}")
     if kind == "categorical":
-        extra = sorted(set(raw) - {"type", "choices"})
-        if extra:
-            raise UserError(f"{where}: {extra[0]!r} does not apply to a categorical parameter")
-        choices = raw.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise UserError(f"{where}.choices must be a non-empty list")
-        checked = []
-        for i, c in enumerate(choices):
-            value = _fixed_value(param, c, f"{where}.choices[{i}]")
-            if any(P.same_value(value, seen) for seen in checked):
-                raise UserError(f"{where}.choices lists {value!r} twice; list each choice once")
-            checked.append(value)
-        return ParamSpace(name, "categorical", choices=tuple(checked))
-    if "choices" in raw:
-        raise UserError(f"{where}: 'choices' applies only to type categorical")
-    if param.options is not None:
-        raise UserError(f"{where}: {name} takes one of {P._listing(param.options)}; search it with "
-                        "type: categorical and choices: [...]")
-    if param.kind == "int" and kind == "float":
-        raise UserError(f"{where}: {name} takes integers; search it with type: int")
-    for key in ("low", "high"):
-        if key not in raw:
-            raise UserError(f"{where}.{key} is required for type {kind}")
+        return _categorical_space(param, raw, where)
+    return _range_space(param, raw, kind, where)
+
+
+def _categorical_space(param: P.Param, raw: dict, where: str) -> ParamSpace:
+    """`{type: categorical, choices: [...]}`: a non-empty list of distinct values the parameter takes."""
+    extra = sorted(set(raw) - {"type", "choices"})
+    if extra:
+        raise UserError(f"{where}: {extra[0]!r} does not apply to a categorical parameter")
+    choices = raw.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise UserError(f"{where}.choices must be a non-empty list")
+    checked = []
+    for i, c in enumerate(choices):
+        value = _fixed_value(param, c, f"{where}.choices[{i}]")
+        if any(P.same_value(value, seen) for seen in checked):
+            raise UserError(f"{where}.choices lists {value!r} twice; list each choice once")
+        checked.append(value)
+    return ParamSpace(param.name, "categorical", choices=tuple(checked))
+
+
+def _range_space(param: P.Param, raw: dict, kind: str, where: str) -> ParamSpace:
+    """`{type: int|float, low, high, log, step}`: a range Optuna can sample whose values the parameter takes."""
+    _range_applies(param, raw, kind, where)
     integer = kind == "int"
-    low = P.number(raw["low"], f"{where}.low", integer=integer)
-    high = P.number(raw["high"], f"{where}.high", integer=integer)
+    low, high = (P.number(raw[key], f"{where}.{key}", integer=integer) for key in ("low", "high"))
     log = raw.get("log", False)
     if not isinstance(log, bool):
         raise UserError(f"{where}.log must be true or false, got {P.short(log)}")
-    step = raw.get("step")
-    if step is not None:
-        step = P.number(step, f"{where}.step", integer=integer)
-        if step <= 0:
-            raise UserError(f"{where}.step must be positive, got {step!r}")
-        if log:
-            raise UserError(f"{where}: step and log cannot be combined (Optuna does not support it)")
+    step = _step(raw.get("step"), log, integer, where)
+    _check_range(low, high, log, step, where)
+    # Both ends of the range must be valid fixed values; the batch size as a float range is a fraction.
+    _fixed_value(param, low, f"{where}.low")
+    _fixed_value(param, high, f"{where}.high")
+    if param.odd and low != high and (step is None or step % 2):
+        raise UserError(f"{where}: {param.name} takes odd values only; search it with step: 2 from an odd low "
+                        "(or with categorical choices)")
+    if kind == "float":
+        low, high = float(low), float(high)
+    return ParamSpace(param.name, kind, low, high, log, step)
+
+
+def _range_applies(param: P.Param, raw: dict, kind: str, where: str) -> None:
+    """A range fits the declaration (no options list, integers searched as int) and has both ends."""
+    if "choices" in raw:
+        raise UserError(f"{where}: 'choices' applies only to type categorical")
+    if param.options is not None:
+        raise UserError(f"{where}: {param.name} takes one of {P.listing(param.options)}; search it with "
+                        "type: categorical and choices: [...]")
+    if param.kind == "int" and kind == "float":
+        raise UserError(f"{where}: {param.name} takes integers; search it with type: int")
+    for key in ("low", "high"):
+        if key not in raw:
+            raise UserError(f"{where}.{key} is required for type {kind}")
+
+
+def _step(step, log: bool, integer: bool, where: str):
+    """A range's `step:`: None, or a positive number (an integer for an int range); never with log."""
+    if step is None:
+        return None
+    step = P.number(step, f"{where}.step", integer=integer)
+    if step <= 0:
+        raise UserError(f"{where}.step must be positive, got {step!r}")
+    if log:
+        raise UserError(f"{where}: step and log cannot be combined (Optuna does not support it)")
+    return step
+
+
+def _check_range(low, high, log: bool, step, where: str) -> None:
+    """The ends in order, a log range above 0, and a step that fits the range a whole number of times."""
     if low > high:
         raise UserError(f"{where}: low ({low}) is greater than high ({high})")
     if log and low <= 0:
@@ -412,15 +446,6 @@ def _param_space(param: P.Param, raw: dict, where: str) -> ParamSpace:
     if step is not None and not _divides(step, low, high):
         raise UserError(f"{where}: step {step} does not divide the range {low}..{high}; make high - low a "
                         f"multiple of step (high: {_last_on_grid(low, high, step)}, say)")
-    # Both ends of the range must be valid fixed values; the batch size as a float range is a fraction.
-    _fixed_value(param, low, f"{where}.low")
-    _fixed_value(param, high, f"{where}.high")
-    if param.odd and low != high and (step is None or step % 2):
-        raise UserError(f"{where}: {name} takes odd values only; search it with step: 2 from an odd low "
-                        "(or with categorical choices)")
-    if kind == "float":
-        low, high = float(low), float(high)
-    return ParamSpace(name, kind, low, high, log, step)
 
 
 def _divides(step, low, high) -> bool:
@@ -460,22 +485,41 @@ def fits_data(spec: Spec, kind: str, task: str) -> None:
     """The checks that need the data's kind and task, for a user dataset once it is loaded."""
     where, dataset = spec.source, spec.dataset
     _family_takes(spec.family, kind, dataset, where)
-    if task not in metrics.METRICS[spec.metric][1]:
-        usable = [m for m, (_, tasks) in metrics.METRICS.items() if task in tasks]
-        raise UserError(f"{where}.metric: {spec.metric} does not apply to {task} dataset {dataset!r}; "
-                        f"use one of {', '.join(usable)}")
-    for pname, param in spec.family.declared().items():
-        if param.image_only and kind != "image" and (pname in spec.space
-                                                     or spec.fixed.get(pname, param.default) != param.default):
-            raise UserError(f"{where}.params.{pname} applies only to image datasets, {dataset!r} is {kind}")
+    _metric_takes(spec.metric, task, dataset, where)
+    _image_only_fits(spec.family, kind, dataset, spec.space, spec.fixed, where)
 
 
 def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None) -> Spec:
     """A validated Spec: shapes first (mappings, lists, text), then values; one UserError naming the key.
 
     base_dir: the folder relative paths in the file are read from (the study file's folder).
+    Each key is checked in the order a reader meets it, so the first mistake in the file is the one told.
     """
     where = source
+    _check_top_level(raw, where)
+    dataset, kind, task, data_source = _dataset(raw["dataset"], where, base_dir)
+    family = _model(raw["model"], kind, dataset, where)
+    metric = _metric(raw["metric"], task, dataset, where)
+    epochs = _at_least_one(raw["epochs"], f"{where}.epochs")
+    seed = P.check_seed(raw.get("seed", 0), f"{where}.seed")
+    sampler = samplers.parse_section(raw.get("sampler"), "sampler", where,
+                                     defaults={**DEFAULT_SAMPLER, "seed": seed})
+    pruner = samplers.parse_section(raw.get("pruner"), "pruner", where)
+    space, fixed = _params(raw["params"], family, where)
+    if kind is not None:  # a user's array file tells its kind only once loaded: fits_data checks it then
+        _image_only_fits(families.get(family), kind, dataset, space, fixed, where)
+    subset = raw.get("subset")
+    if subset is not None:
+        subset = P.check_size(subset, f"{where}.subset")
+    baselines = _baselines(raw.get("baselines"), family, space, fixed, where)
+    description = _description(raw.get("description", ""), where)
+    return Spec(name=name, source=source, dataset=dataset, model=family, metric=metric, epochs=epochs,
+                sampler=sampler, pruner=pruner, space=space, fixed=fixed, baselines=baselines, subset=subset,
+                seed=seed, description=description, data_source=data_source)
+
+
+def _check_top_level(raw, where: str) -> None:
+    """A mapping of known keys with every required one."""
     if not isinstance(raw, dict):
         raise UserError(f"{where}: a study file must be a YAML mapping with dataset, model, metric, epochs, params")
     mapping(raw, where)
@@ -483,28 +527,45 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
     for key in REQUIRED:
         if key not in raw:
             raise UserError(f"{where}: missing required key {key!r}")
-    dataset, kind, task, data_source = _dataset(raw["dataset"], where, base_dir)
-    family = raw["model"]
+
+
+def _model(family, kind: str | None, dataset: str, where: str) -> str:
+    """The `model:` entry: a registered family that takes the data's kind (where it is known yet)."""
     if not isinstance(family, str) or family not in families.FAMILIES:
         raise UserError(f"{where}.model: unknown model family {P.short(family)}; "
                         f"use one of {', '.join(families.FAMILIES)}")
     if kind is not None:
         _family_takes(families.get(family), kind, dataset, where)
-    metric = raw["metric"]
+    return family
+
+
+def _metric(metric, task: str | None, dataset: str, where: str) -> str:
+    """The `metric:` entry: a known metric that applies to the data's task (where it is known yet)."""
     if not isinstance(metric, str) or metric not in metrics.METRICS:
         raise UserError(f"{where}.metric: unknown metric {P.short(metric)}; "
                         f"use one of {', '.join(metrics.METRICS)}")
-    if task is not None and task not in metrics.METRICS[metric][1]:
+    if task is not None:
+        _metric_takes(metric, task, dataset, where)
+    return metric
+
+
+def _metric_takes(metric: str, task: str, dataset: str, where: str) -> None:
+    if task not in metrics.METRICS[metric][1]:
         usable = [m for m, (_, tasks) in metrics.METRICS.items() if task in tasks]
         raise UserError(f"{where}.metric: {metric} does not apply to {task} dataset {dataset!r}; "
                         f"use one of {', '.join(usable)}")
-    epochs = _at_least_one(raw["epochs"], f"{where}.epochs")
-    seed = P.check_seed(raw.get("seed", 0), f"{where}.seed")
-    sampler = samplers.parse_section(raw.get("sampler"), "sampler", where,
-                                     defaults={**DEFAULT_SAMPLER, "seed": seed})
-    pruner = samplers.parse_section(raw.get("pruner"), "pruner", where)
 
-    params_raw = raw["params"]
+
+def _image_only_fits(family: families.Family, kind: str, dataset: str, space: dict, fixed: dict, where: str) -> None:
+    """An image-only parameter (augmentation, say) is neither searched nor moved off its default on other data."""
+    for pname, param in family.declared().items():
+        if param.image_only and kind != "image" and (pname in space or fixed.get(pname, param.default) != param.default):
+            raise UserError(f"{where}.params.{pname} applies only to image datasets, {dataset!r} is {kind}")
+
+
+def _params(params_raw, family: str, where: str) -> tuple[dict[str, ParamSpace], dict]:
+    """(space, fixed) of the `params:` mapping: a mapping entry is searched, a value is fixed. The
+    space comes in dependency order (a parameter after those its `when` reads)."""
     mapping(params_raw, f"{where}.params", "a mapping of parameter names")
     if not params_raw:
         raise UserError(f"{where}.params must be a non-empty mapping of parameter names")
@@ -518,7 +579,7 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
             raise UserError(f"{pwhere}: unknown parameter for model {family}; known: {', '.join(sorted(known))}")
         if isinstance(pvalue, dict):
             pvalue = dict(mapping(pvalue, pwhere))
-            if "when" in pvalue:
+            if "when" in pvalue:  # read once every parameter is known: a condition may name a later one
                 own_when[pname] = pvalue.pop("when")
             space[pname] = _param_space(known[pname], pvalue, pwhere)
         else:
@@ -526,31 +587,21 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
     for pname, raw_when in own_when.items():
         space[pname] = replace(space[pname], when=_conditions(raw_when, f"{where}.params.{pname}.when", pname,
                                                               known, space, fixed))
-    space = _dependency_order(space, known, f"{where}.params")
-    for pname, param in known.items():
-        default = param.default
-        if param.image_only and kind not in (None, "image") and (pname in space
-                                                                 or fixed.get(pname, default) != default):
-            raise UserError(f"{where}.params.{pname} applies only to image datasets, {dataset!r} is {kind}")
+    return _dependency_order(space, known, f"{where}.params"), fixed
 
-    subset = raw.get("subset")
-    if subset is not None:
-        subset = P.check_size(subset, f"{where}.subset")
 
-    baselines_raw = raw.get("baselines")
+def _baselines(baselines_raw, family: str, space: dict, fixed: dict, where: str) -> list[dict]:
     if baselines_raw is None:
-        baselines_raw = []
+        return []
     if not isinstance(baselines_raw, list):
         raise UserError(f"{where}.baselines must be a list of mappings (name, params), got {_kind(baselines_raw)}")
-    baselines = [_baseline(base, f"{where}.baselines[{i}]", i, family, space, fixed)
-                 for i, base in enumerate(baselines_raw)]
-    description = raw.get("description", "")
+    return [_baseline(base, f"{where}.baselines[{i}]", i, family, space, fixed) for i, base in enumerate(baselines_raw)]
+
+
+def _description(description, where: str) -> str:
     if description is None:
-        description = ""
-    text(description, f"{where}.description")
-    return Spec(name=name, source=source, dataset=dataset, model=family, metric=metric, epochs=epochs,
-                sampler=sampler, pruner=pruner, space=space, fixed=fixed, baselines=baselines, subset=subset,
-                seed=seed, description=description.strip(), data_source=data_source)
+        return ""
+    return text(description, f"{where}.description").strip()
 
 
 def _family_takes(family: families.Family, kind: str, dataset: str, where: str) -> None:
@@ -640,24 +691,54 @@ def _baseline(base, bwhere: str, i: int, family: str, space: dict, fixed: dict) 
         raise UserError(f"{bwhere} must be a mapping with name, params (and optionally epochs, note, model)")
     mapping(base, bwhere)
     _unknown(base, BASELINE_KEYS, bwhere)
-    model = base.get("model", family)
-    if model not in families.FAMILIES or families.side(model) != families.side(family):
-        same = [f for f in families.FAMILIES if families.side(f) == families.side(family)]
-        raise UserError(f"{bwhere}.model must be a family on the study's side ({', '.join(same)}), "
-                        f"got {P.short(model)}")
-    known = families.get(model).declared()
+    model = _baseline_model(base.get("model", family), family, bwhere)
     bname = base.get("name")
     bname = f"baseline-{i}" if bname in (None, "") else text(bname, f"{bwhere}.name")
     bparams = base["params"] if base["params"] is not None else {}
     mapping(bparams, f"{bwhere}.params", "a mapping of parameter values")
+    if model != family:
+        checked = _own_recipe(bparams, model, bwhere)
+    else:
+        checked = _inside_space(bparams, family, space, fixed, bwhere)
+    entry = {"name": bname, "params": checked}
+    if model != family:
+        entry["model"] = model
+    note = base.get("note")
+    if note not in (None, ""):
+        entry["note"] = text(note, f"{bwhere}.note")
+    if "epochs" in base:
+        entry["epochs"] = _at_least_one(base["epochs"], f"{bwhere}.epochs")
+    return entry
+
+
+def _baseline_model(model, family: str, bwhere: str) -> str:
+    """A baseline's family: the study's, or another on the same side (image or table models)."""
+    if model not in families.FAMILIES or families.side(model) != families.side(family):
+        same = [f for f in families.FAMILIES if families.side(f) == families.side(family)]
+        raise UserError(f"{bwhere}.model must be a family on the study's side ({', '.join(same)}), "
+                        f"got {P.short(model)}")
+    return model
+
+
+def _own_recipe(bparams: dict, model: str, bwhere: str) -> dict:
+    """A baseline of another family: each value checked against that family's declarations."""
+    known = families.get(model).declared()
     checked = {}
     for pname, value in bparams.items():
         pwhere = f"{bwhere}.params.{pname}"
-        if model != family:
-            if pname not in known:
-                raise UserError(f"{pwhere} is not a parameter of model {model}; known: {', '.join(sorted(known))}")
-            checked[pname] = _fixed_value(known[pname], value, pwhere)
-            continue
+        if pname not in known:
+            raise UserError(f"{pwhere} is not a parameter of model {model}; known: {', '.join(sorted(known))}")
+        checked[pname] = _fixed_value(known[pname], value, pwhere)
+    return checked
+
+
+def _inside_space(bparams: dict, family: str, space: dict, fixed: dict, bwhere: str) -> dict:
+    """A baseline of the study's family: each value equal to the study's fixed one or inside the space,
+    and every searched parameter that applies to it (under its own values) given."""
+    known = families.get(family).declared()
+    checked = {}
+    for pname, value in bparams.items():
+        pwhere = f"{bwhere}.params.{pname}"
         if pname not in fixed and pname not in space:
             raise UserError(f"{pwhere} is not a parameter of this study")
         value = _fixed_value(known[pname], value, pwhere)
@@ -669,22 +750,12 @@ def _baseline(base, bwhere: str, i: int, family: str, space: dict, fixed: dict) 
             raise UserError(f"{pwhere}: {value!r} is outside the search space "
                             f"{space[pname].as_dict()}; widen the space or change the baseline")
         checked[pname] = value
-    decided = {**families.get(model).defaults(), **fixed, **checked}
-    missing, skipped = [], set()
+    decided = {**families.get(family).defaults(), **fixed, **checked}
+    skipped = set()
     for n, s in space.items():  # in dependency order, as suggest decides them
-        if model != family or not _applies((*known[n].when, *s.when), decided, skipped):
+        if not _applies((*known[n].when, *s.when), decided, skipped):
             skipped.add(n)
         elif n not in checked:
-            missing.append(n)
-    if missing:
-        raise UserError(f"{bwhere}.params is missing searchable parameter {missing[0]!r}; "
-                        "a baseline fixes every searchable parameter that applies to it")
-    entry = {"name": bname, "params": checked}
-    if model != family:
-        entry["model"] = model
-    note = base.get("note")
-    if note not in (None, ""):
-        entry["note"] = text(note, f"{bwhere}.note")
-    if "epochs" in base:
-        entry["epochs"] = _at_least_one(base["epochs"], f"{bwhere}.epochs")
-    return entry
+            raise UserError(f"{bwhere}.params is missing searchable parameter {n!r}; "
+                            "a baseline fixes every searchable parameter that applies to it")
+    return checked

@@ -26,6 +26,12 @@ from anncnn_tune.service.optuna_private import frozen_trial, study_id
 SUBDIR = "checkpoints"
 
 
+def study_folder(root: Path, study: optuna.Study) -> Path:
+    """The folder of a study's checkpoints under the artifact root: its name and storage id, so a
+    recreated study of one name never finds its predecessor's files (cleanup deletes this folder)."""
+    return Path(root) / SUBDIR / f"{study.study_name}-{study_id(study)}"
+
+
 def original_trial_number(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
     """The number of the first trial of this trial's retry chain (its own number if it is no retry)."""
     frozen = trial if isinstance(trial, optuna.trial.FrozenTrial) else frozen_trial(trial)
@@ -38,7 +44,7 @@ class TrialCheckpoint:
 
     def __init__(self, root: Path, study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial):
         self.original = original_trial_number(trial)
-        self.path = Path(root) / SUBDIR / f"{study.study_name}-{study_id(study)}" / f"trial-{self.original}.pt"
+        self.path = study_folder(root, study) / f"trial-{self.original}.pt"
         self.resumed_epoch = 0
         self._peeked: dict | None = None
 

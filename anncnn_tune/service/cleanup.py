@@ -20,6 +20,7 @@ import optuna
 from optuna.artifacts import get_all_artifact_meta
 
 from anncnn_tune.service.checkpoints import SUBDIR as CHECKPOINTS
+from anncnn_tune.service.checkpoints import study_folder
 from anncnn_tune.service.storage import load_existing_study, mask, open_storage
 
 
@@ -53,7 +54,7 @@ def plan_delete(url: str, name: str, artifact_root: Path) -> DeletePlan:
             # Artifact ids are uuids Optuna made; a foreign attribute must not point us outside the root.
             if file.parent == root and file.is_file():
                 files.append(file)
-    checkpoints = root / CHECKPOINTS / f"{name}-{study._study_id}"
+    checkpoints = study_folder(root, study)
     # A study made elsewhere may be named '../../x': rmtree must never aim outside the root.
     inside = (root / CHECKPOINTS).resolve() in checkpoints.resolve().parents
     return DeletePlan(url=url, name=name, n_trials=len(trials), artifact_root=root, artifact_files=tuple(files),

@@ -29,13 +29,13 @@ from anncnn_tune.errors import UserError
 from anncnn_tune.service import optuna_private
 from anncnn_tune.service.storage import (
     OpenedStorages,
-    _engine_kwargs,
-    _parse,
-    _unreachable,
     check_sqlite_intact,
+    engine_kwargs,
     mask,
+    parse_url,
     quiet_experimental_warnings,
     sqlite_path,
+    unreachable_error,
 )
 
 # The tables every Optuna RDB schema has since 2.0; their absence means "not a study storage".
@@ -132,7 +132,7 @@ def open_storage_readonly(url: str, *, read_only: bool = True) -> optuna.storage
     never created. One-line UserErrors: no such file, an empty file or database (NoStudiesYet), a
     file that is not SQLite, a database without Optuna's tables, an unreachable server.
     """
-    _parse(url)  # a URL that is not one: a one-line error
+    parse_url(url)  # a URL that is not one: a one-line error
     quiet_experimental_warnings()
     path = sqlite_path(url)
     if path is not None:
@@ -144,7 +144,7 @@ def open_storage_readonly(url: str, *, read_only: bool = True) -> optuna.storage
     open_url = _sqlite_open_url(url, path) if path is not None and read_only else url
     if path is not None:
         _check_intact(url, path, plain=open_url == url)
-    kwargs = _engine_kwargs(url)
+    kwargs = engine_kwargs(url)
     engine = None
     try:
         engine = sqlalchemy.create_engine(open_url, poolclass=sqlalchemy.pool.NullPool,
@@ -154,9 +154,9 @@ def open_storage_readonly(url: str, *, read_only: bool = True) -> optuna.storage
         if path is not None and "not a database" in str(exc):
             raise UserError(f"storage {path} is not a SQLite database (it is damaged or some other file); pass "
                             "the --storage the workers use") from None
-        raise _unreachable(url, exc) from None
+        raise unreachable_error(url, exc) from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
-        raise _unreachable(url, exc) from None
+        raise unreachable_error(url, exc) from None
     finally:
         if engine is not None:
             engine.dispose()
@@ -165,7 +165,7 @@ def open_storage_readonly(url: str, *, read_only: bool = True) -> optuna.storage
     except RuntimeError as exc:  # Optuna's "the schema is older than this version" check
         raise UserError(f"storage {mask(url)}: {str(exc).splitlines()[0]}") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
-        raise _unreachable(url, exc) from None
+        raise unreachable_error(url, exc) from None
     return _OPEN.add(key, path, storage)
 
 

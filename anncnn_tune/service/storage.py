@@ -130,7 +130,8 @@ def lock_path(url: str) -> Path | None:
     return None if path is None else path.with_name(path.name + ".lock")
 
 
-def _engine_kwargs(url: str) -> dict:
+def engine_kwargs(url: str) -> dict:
+    """SQLAlchemy engine options per backend (readonly.py opens its engines with the same)."""
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
@@ -153,7 +154,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _unreachable(url: str, exc: BaseException) -> UserError:
+def unreachable_error(url: str, exc: BaseException) -> UserError:
+    """The one-line error for a storage that cannot be opened, its password masked."""
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     reason = scrub(reason[0] if reason else type(exc).__name__, url)
     backend = make_url(url).get_backend_name()
@@ -183,13 +185,13 @@ def _schema_lock(url: str):
     engine = None
     try:
         engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
-                                          connect_args=_engine_kwargs(url)["connect_args"])
+                                          connect_args=engine_kwargs(url)["connect_args"])
         lock = ExclusiveLock(engine=engine, key=_SCHEMA_LOCK_KEY)
         lock.acquire()
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
         if engine is not None:
             engine.dispose()
-        raise _unreachable(url, exc) from None
+        raise unreachable_error(url, exc) from None
     try:
         yield
     finally:
@@ -197,7 +199,8 @@ def _schema_lock(url: str):
         engine.dispose()
 
 
-def _parse(url: str):
+def parse_url(url: str):
+    """The parsed storage URL, or a one-line UserError for text that is not a database URL."""
     try:
         return make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
@@ -261,7 +264,7 @@ def check_reachable(url: str) -> None:
 
     Changes nothing: no SQLite file is created and no table on a server.
     """
-    parsed = _parse(url)
+    parsed = parse_url(url)
     _check_sqlite(url, must_exist=False)
     if parsed.get_backend_name() == "postgresql":
         with _schema_lock(url):
@@ -277,7 +280,7 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_interval: int 
     with retry_stale, enqueued again with the same parameters (and their reported epochs).
     The same arguments in the same process return the same storage (one engine per process).
     """
-    parsed = _parse(url)
+    parsed = parse_url(url)
     _check_sqlite(url, must_exist)
     quiet_experimental_warnings()
     key = (url, heartbeat_interval or None, bool(retry_stale and heartbeat_interval))
@@ -295,9 +298,9 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_interval: int 
                 max_retry=MAX_RETRY, inherit_intermediate_values=True)
     try:
         with _schema_lock(url):
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
-        raise _unreachable(url, exc) from None
+        raise unreachable_error(url, exc) from None
     if parsed.get_backend_name() == "sqlite":
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
         storage.engine.dispose()  # the connections RDBStorage opened to create the schema lack the pragmas

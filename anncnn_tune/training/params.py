@@ -44,7 +44,7 @@ class Condition:
     def text(self) -> str:
         if self.values is not None:
             shown = [str(v).lower() if isinstance(v, bool) else str(v) for v in self.values]
-            return f"{self.name} = {shown[0]}" if len(shown) == 1 else f"{self.name} in {_listing(self.values)}"
+            return f"{self.name} = {shown[0]}" if len(shown) == 1 else f"{self.name} in {listing(self.values)}"
         if self.high is None:
             return f"{self.name} >= {_num(self.low)}"
         if self.low is None:
@@ -123,7 +123,7 @@ class Param:
         options = self.options
         if options is not None:
             if not any(same_value(value, o) for o in options):
-                raise UserError(f"{where} must be one of {_listing(options)}, got {value!r}")
+                raise UserError(f"{where} must be one of {listing(options)}, got {value!r}")
             return value
         if self.kind == "size":
             return check_size(value, where)
@@ -151,7 +151,8 @@ def _num(x) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def _listing(options) -> str:
+def listing(options) -> str:
+    """Options as a study file writes them: [a, b], booleans as true/false."""
     return "[" + ", ".join(str(o).lower() if isinstance(o, bool) else str(o) for o in options) + "]"
 
 

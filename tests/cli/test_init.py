@@ -249,7 +249,7 @@ def test_init_optimize_compare_export_retrain_on_an_image_folder(tmp_path, monke
         code, out, err = run(capsys, "compare")
         assert code == 0, err
         assert sum(line.startswith("warning: study shapes-") and "has changed since the study began" in line
-                   for line in out.splitlines()) == 2, out
+                   for line in err.splitlines()) == 2, err  # on stderr: stdout holds the report alone
         for args in (("export", "--study", "shapes-cnn", "-o", "again.yaml"),
                      ("retrain", "best.yaml", "--out", "again", "--device", "cpu")):
             code, out, err = run(capsys, *args)

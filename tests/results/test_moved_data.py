@@ -4,6 +4,8 @@ fingerprint there matches (a mismatch: one line, exit 2, storage unchanged)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 
@@ -54,9 +56,13 @@ def test_a_changed_file_leaves_out_only_its_own_study(two_datasets, capsys):
         f.write("0.1,0.2,yes\n")  # one appended row
     code, out, err = run(capsys, "compare")
     assert code == 0, err
-    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "penguins-ann" in warnings[0] and "has changed since the study began" in warnings[0]
-    assert "other-ann" in out
+    assert "other-ann" in out and "warning:" not in out  # the report on stdout, the warning on stderr
+    code, out, err = run(capsys, "compare", "--format", "csv")
+    assert code == 0 and err.startswith("warning: study penguins-ann") and err.count("\n") == 1, err
+    rows = list(csv.DictReader(io.StringIO(out)))  # stdout is the CSV alone
+    assert [r["study"] for r in rows] == ["other-ann"]
     board = _board(capsys)
     assert [d["dataset"] for d in board["datasets"]] == ["other"]
     assert [s["study"] for s in board["left_out"]] == ["penguins-ann"]
@@ -72,7 +78,7 @@ def test_moved_data_is_listed_then_relocated_after_its_fingerprint_matches(two_d
     shutil.move(root / "data" / "penguins.csv", root / "elsewhere" / "penguins.csv")
     code, out, err = run(capsys, "compare")
     assert code == 0, err
-    (warning,) = [line for line in out.splitlines() if line.startswith("warning:")]
+    (warning,) = [line for line in err.splitlines() if line.startswith("warning:")]
     assert "does not exist any more" in warning and "anncnn-tune relocate penguins-ann PATH" in warning
 
     # Data that is not the searched data: refused in one line, the storage as it was.
