@@ -53,8 +53,12 @@ SAMPLERS: dict[str, Kind] = {
                       _flag("constant_liar", "spread parallel workers")),
                 lambda o, _steps: optuna.samplers.TPESampler(**o)),
     "random": Kind(_opts(SEED), lambda o, _steps: optuna.samplers.RandomSampler(**o)),
-    "cmaes": Kind(_opts(SEED, N_STARTUP), lambda o, _steps: optuna.samplers.CmaEsSampler(**o)),
-    "gp": Kind(_opts(SEED, N_STARTUP), lambda o, _steps: optuna.samplers.GPSampler(**o)),
+    # CMA-ES and the GP model continuous parameters only: a categorical one (optimizer, activation) is drawn
+    # at random, as documented, instead of a warning line per parameter per trial in the user's terminal.
+    "cmaes": Kind(_opts(SEED, N_STARTUP),
+                  lambda o, _steps: optuna.samplers.CmaEsSampler(**o, warn_independent_sampling=False)),
+    "gp": Kind(_opts(SEED, N_STARTUP),
+               lambda o, _steps: optuna.samplers.GPSampler(**o, warn_independent_sampling=False)),
     # Needs the search space as well: make_sampler builds it from grid_space(spec).
     "grid": Kind(_opts(SEED), lambda o, _steps: None),
 }

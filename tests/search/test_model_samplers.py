@@ -25,6 +25,7 @@ pruner: none
 params:
   lr: {{type: float, low: 1.0e-3, high: 3.0e-2, log: true}}
   width: {{type: int, low: 16, high: 64}}
+  activation: {{type: categorical, choices: [relu, gelu]}}
   layers: 1
 """)
     url = f"sqlite:///{tmp_path / 'x.db'}"
@@ -33,7 +34,8 @@ params:
     err = capfd.readouterr().err
     trials = optuna.load_study(study_name=f"tiny-{sampler}", storage=url).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3, err
-    # The model sampled trials 1 and 2 with nothing to warn about (read from the log records: Optuna's
+    # The model sampled trials 1 and 2 with nothing to warn about, not even the categorical parameter it
+    # leaves to random sampling (read from the log records: Optuna's
     # own handler keeps the stderr of the test that first logged, so capfd may not see its lines).
     noise = [r.getMessage() for r in caplog.records if r.name.startswith("optuna") and r.levelno >= logging.WARNING]
     assert noise == [] and "Traceback" not in err, (noise, err)
