@@ -155,12 +155,7 @@ class Objective:
         self.current_trial = trial.number  # run_worker settles it should the storage fail under it
         if self.on_start is not None:
             self.on_start()
-        if signals.stop_requested():  # stopped between the claim and here: nothing trained yet
-            records.write_interrupted(trial, signals.stop_requested(),
-                                      f"interrupted by {signals.stop_requested()} before epoch 1")
-            stop = signals.StopRequested(signals.stop_requested())
-            stop.trial_number = trial.number
-            raise stop
+        self._stop_if_requested(trial)
         record = TrialRecord.read(trial)
         params = suggest(self.spec, trial, baseline=record.baseline)
         family = self.spec.baseline_model(record.baseline)  # a baseline may be of another family
@@ -168,13 +163,7 @@ class Objective:
         checkpoint = TrialCheckpoint(self.store.root, trial.study, trial) if self.store else None
         seed = records.trial_seed(self.spec.seed, checkpoint.original if checkpoint else trial.number)
         seed_everything(seed)
-        try:
-            model = models.build(family, params, self.input_shape, self.out_dim)
-        except RuntimeError as exc:  # the sampled model's weights alone do not fit in memory now
-            if not is_out_of_memory(exc):
-                raise
-            records.write_fail_reason(trial, f"out of memory building the model: {str(exc).splitlines()[0][:200]}")
-            raise torch.OutOfMemoryError(str(exc)) from exc
+        model = self._build(trial, family, params)
         n_train = len(self.data.y_train)
         n_val = 0 if self.data.y_val is None else len(self.data.y_val)
         per_epoch = epoch_flops(family, params, self.input_shape, self.out_dim, n_train, n_val)
@@ -192,13 +181,7 @@ class Objective:
                 self.progress.message(f"trial {trial.number:>3} resumes trial {checkpoint.original} from its "
                                       f"checkpoint after epoch {len(observer.rows)}")
         try:
-            for fraction in rungs:
-                self._train_rung(trial, family, params, fraction, epochs, seed, observer)
-            if rungs:
-                self._check_time_left(trial, family, per_epoch * epochs, f"its full run of {epochs} epoch(s)")
-            result = fit(model, self.data, params, epochs=epochs, metric=self.spec.metric, seed=seed,
-                         options=self.options, observer=observer,
-                         partial_epochs=() if on_images else self.spec.partial_epochs)
+            result = self._train(trial, family, params, model, epochs, seed, observer, rungs, per_epoch)
         except optuna.TrialPruned:
             self._settle_pruned(trial, family, checkpoint, model, observer, n_train, per_epoch)
             raise
@@ -226,6 +209,36 @@ class Objective:
         records.write_result(trial, best_epoch=result.best_epoch, stopped=result.stopped, history=result.history)
         self._finish(trial, checkpoint, model, result.history)
         return result.best_value
+
+    @staticmethod
+    def _stop_if_requested(trial: optuna.Trial) -> None:
+        """Stopped between the claim and here: nothing trained yet, the trial is re-queued as it is."""
+        if signals.stop_requested():
+            records.write_interrupted(trial, signals.stop_requested(),
+                                      f"interrupted by {signals.stop_requested()} before epoch 1")
+            stop = signals.StopRequested(signals.stop_requested())
+            stop.trial_number = trial.number
+            raise stop
+
+    def _build(self, trial: optuna.Trial, family: str, params: dict):
+        try:
+            return models.build(family, params, self.input_shape, self.out_dim)
+        except RuntimeError as exc:  # the sampled model's weights alone do not fit in memory now
+            if not is_out_of_memory(exc):
+                raise
+            records.write_fail_reason(trial, f"out of memory building the model: {str(exc).splitlines()[0][:200]}")
+            raise torch.OutOfMemoryError(str(exc)) from exc
+
+    def _train(self, trial: optuna.Trial, family: str, params: dict, model, epochs: int, seed: int,
+               observer: TrialObserver, rungs: tuple[float, ...], per_epoch: float):
+        """The rungs on parts of the images (if any are left to run), then the full run: fit()'s result."""
+        for fraction in rungs:
+            self._train_rung(trial, family, params, fraction, epochs, seed, observer)
+        if rungs:
+            self._check_time_left(trial, family, per_epoch * epochs, f"its full run of {epochs} epoch(s)")
+        return fit(model, self.data, params, epochs=epochs, metric=self.spec.metric, seed=seed,
+                   options=self.options, observer=observer,
+                   partial_epochs=() if self.spec.rungs_on_images else self.spec.partial_epochs)
 
     def _settle_pruned(self, trial: optuna.Trial, family: str, checkpoint: TrialCheckpoint | None, model,
                        observer: TrialObserver, n_train: int, per_epoch: float, reason: str | None = None) -> None:
