@@ -113,11 +113,13 @@ class Objective:
     """Callable objective for study.optimize; data is already on the device (loaded once per process)."""
 
     def __init__(self, spec: Spec, data: DeviceData, input_shape, out_dim: int, options: RunOptions,
-                 progress=None, on_start=None, store: AtomicArtifactStore | None = None):
+                 progress=None, on_start=None, store: AtomicArtifactStore | None = None,
+                 numeric: tuple[int, ...] | None = None):
         self.spec = spec
         self.data = data
         self.input_shape = tuple(input_shape)
         self.out_dim = out_dim
+        self.numeric = numeric  # a table's numeric column positions (Splits.numeric_columns)
         self.options = options
         self.progress = progress
         self.on_start = on_start  # called once the trial is RUNNING in the storage (releases the claim lock)
@@ -154,7 +156,7 @@ class Objective:
         seed = records.trial_seed(self.spec.seed, checkpoint.original if checkpoint else trial.number)
         seed_everything(seed)
         try:
-            model = models.build(family, params, self.input_shape, self.out_dim)
+            model = models.build(family, params, self.input_shape, self.out_dim, self.numeric)
         except RuntimeError as exc:  # the sampled model's weights alone do not fit in memory now
             if not is_out_of_memory(exc):
                 raise
