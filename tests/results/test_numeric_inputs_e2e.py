@@ -10,9 +10,12 @@ import numpy as np
 import onnxruntime
 import pandas as pd
 import pytest
+import torch
 import yaml
 from helpers import main_in_process as run
 
+from anncnn_tune.data.base import TargetScaling
+from anncnn_tune.data.pipeline import encode_table
 from anncnn_tune.results.weights import load_weights, raw_table_inputs
 
 
@@ -69,10 +72,13 @@ def test_a_study_with_numeric_embeddings_searches_retrains_exports_and_predicts(
     assert code == 0, err
     got = pd.read_csv("predictions.csv")["prediction"].to_numpy()
     assert np.isfinite(got).all() and 5e4 < np.median(got) < 5e5  # dollars
-    # The ONNX graph (imputation, scaling, the transform and the embedding) gives predict's numbers.
-    from anncnn_tune.data.pipeline import encode_table
-
-    x = raw_table_inputs(encode_table(raw, record["table"]), record["table"])
+    # predict gives the rebuilt PyTorch model's numbers, and so does the ONNX graph (imputation,
+    # scaling, the transform and the embedding).
+    encoded = encode_table(raw, record["table"])
+    with torch.inference_mode():
+        expected = TargetScaling.from_dict(saved["target_scaling"]).to_user(model(torch.from_numpy(encoded)))
+    np.testing.assert_allclose(got, expected.numpy()[:, 0], rtol=1e-4)
+    x = raw_table_inputs(encoded, record["table"])
     session = onnxruntime.InferenceSession(str(final / "model.onnx"), providers=["CPUExecutionProvider"])
     onnx_out = session.run(None, {session.get_inputs()[0].name: x})[0][:, 0]
     np.testing.assert_allclose(onnx_out, got, rtol=1e-4)

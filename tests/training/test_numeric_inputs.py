@@ -210,7 +210,7 @@ def test_onnx_gives_pytorchs_numbers(tmp_path, params):
     probe = torch.cat([table(200, seed=3), table(20, seed=4) * 50])  # inside and far outside the training range
     path = tmp_path / "m.onnx"
     torch.onnx.export(model, (probe[:2],), str(path), input_names=["input"], dynamo=True, external_data=False,
-                      dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, verbose=False)
+                      dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": probe.numpy()})[0]
     with torch.inference_mode():

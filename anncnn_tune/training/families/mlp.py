@@ -48,10 +48,14 @@ def hidden_widths(width: int, shrink: float, layers: int) -> list[int]:
 def build(p: dict, in_shape: tuple[int, ...], out_dim: int, numeric: tuple[int, ...] | None = None) -> nn.Module:
     """`numeric`: the positions of the numeric columns among the inputs (None: all of them)."""
     widths = hidden_widths(int(p["width"]), float(p["shrink"]), int(p["layers"]))
-    features = math.prod(in_shape)
-    if p["numeric_transform"] == "standard" and p["numeric_embedding"] == "none":
-        body, last = dense_stack(features, widths, p["activation"], float(p["dropout"]), bool(p["batch_norm"]))
-        return nn.Sequential(nn.Flatten(), *body, nn.Linear(last, out_dim))
+    if p["numeric_transform"] != "standard" or p["numeric_embedding"] != "none":
+        return _with_numeric_input(p, widths, math.prod(in_shape), numeric, out_dim)
+    body, last = dense_stack(math.prod(in_shape), widths, p["activation"], float(p["dropout"]), bool(p["batch_norm"]))
+    return nn.Sequential(nn.Flatten(), *body, nn.Linear(last, out_dim))
+
+
+def _with_numeric_input(p: dict, widths: list[int], features: int, numeric, out_dim: int) -> nn.Module:
+    """The MLP behind a NumericInput (its own class: the defaults keep the plain model's state dict)."""
     first = NumericInput(features, numeric, p["numeric_transform"], p["numeric_embedding"],
                          dim=int(p["embedding_dim"]), sigma=float(p["plr_sigma"]), bins=int(p["n_bins"]))
     body, last = dense_stack(first.out_features, widths, p["activation"], float(p["dropout"]), bool(p["batch_norm"]))
