@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from anncnn_tune.data.pipeline import numeric_positions
 from anncnn_tune.data.source import TARGET_TRANSFORMS
 from anncnn_tune.errors import UserError
 
@@ -143,6 +144,14 @@ class Splits:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def numeric_columns(self) -> tuple[int, ...] | None:
+        """Positions of a table's numeric columns among the features (models.build's `numeric`);
+        None where no column roles were recorded (images, loader arrays): every input is numeric."""
+        if self.kind != "tabular" or self.preprocess is None:
+            return None
+        return numeric_positions(self.preprocess)
 
     @property
     def target(self) -> TargetScaling:

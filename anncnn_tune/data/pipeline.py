@@ -65,6 +65,17 @@ def table_width(table: dict) -> int:
     return sum(len(c["categories"]) if c["role"] == "categorical" else 1 for c in table["columns"])
 
 
+def numeric_positions(table: dict) -> tuple[int, ...]:
+    """The encoded positions of the numeric columns (the ones a model may transform or embed; flags
+    and one-hot indicators are 0/1 and pass through)."""
+    positions, j = [], 0
+    for column in table["columns"]:
+        if column["role"] == "numeric":
+            positions.append(j)
+        j += len(column["categories"]) if column["role"] == "categorical" else 1
+    return tuple(positions)
+
+
 def feature_columns(table: dict) -> list[str]:
     return [c["name"] for c in table["columns"]]
 

@@ -19,7 +19,7 @@ PROGRESS_EVERY = 10.0  # seconds between epoch lines while a retrain runs
 def train_once(run: Run, splits, data: DeviceData, seed: int, options: RunOptions, log=None, label: str = ""):
     """(model, fit result) of one training of `run` on `data` with `seed`."""
     seed_everything(seed)  # the same initialisation the trial had, for the first seed
-    model = models.build(run.model, run.params, splits.input_shape, splits.out_dim)
+    model = models.build(run.model, run.params, splits.input_shape, splits.out_dim, splits.numeric_columns)
     observer = _EpochLines(epoch_logger(log, label, run.epochs)) if log else None
     result = fit(model, data, run.params, epochs=run.epochs, metric=None, seed=seed, options=options,
                  observer=observer)

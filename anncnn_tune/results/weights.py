@@ -30,6 +30,7 @@ def save_weights(model: torch.nn.Module, run: Run, splits, path: Path) -> None:
         "config": run.as_dict(),
         "input_shape": list(splits.input_shape),
         "out_dim": int(splits.out_dim),
+        "numeric_columns": list(splits.numeric_columns) if splits.numeric_columns is not None else None,
         "task": splits.task,
         "kind": splits.kind,
         "classes": list(splits.classes) if splits.classes else None,
@@ -43,7 +44,9 @@ def load_weights(path: str):
     """Rebuild the model saved by retrain (also what the tests use to read the file back)."""
     saved = torch.load(path, weights_only=True, map_location="cpu")
     config = saved["config"]
-    model = models.build(config["model"], config["params"], tuple(saved["input_shape"]), saved["out_dim"])
+    numeric = saved.get("numeric_columns")  # absent from files older than the numeric embeddings: all numeric
+    model = models.build(config["model"], config["params"], tuple(saved["input_shape"]), saved["out_dim"],
+                         tuple(numeric) if numeric is not None else None)
     model.load_state_dict(saved["model"])
     return model.eval(), saved
 

@@ -128,11 +128,13 @@ class Objective:
     """Callable objective for study.optimize; data is already on the device (loaded once per process)."""
 
     def __init__(self, spec: Spec, data: DeviceData, input_shape, out_dim: int, options: RunOptions,
-                 progress=None, on_start=None, store: AtomicArtifactStore | None = None):
+                 progress=None, on_start=None, store: AtomicArtifactStore | None = None,
+                 numeric: tuple[int, ...] | None = None):
         self.spec = spec
         self.data = data
         self.input_shape = tuple(input_shape)
         self.out_dim = out_dim
+        self.numeric = numeric  # a table's numeric column positions (Splits.numeric_columns)
         self.options = options
         self.progress = progress
         self.on_start = on_start  # called once the trial is RUNNING in the storage (releases the claim lock)
@@ -222,7 +224,7 @@ class Objective:
 
     def _build(self, trial: optuna.Trial, family: str, params: dict):
         try:
-            return models.build(family, params, self.input_shape, self.out_dim)
+            return models.build(family, params, self.input_shape, self.out_dim, self.numeric)
         except RuntimeError as exc:  # the sampled model's weights alone do not fit in memory now
             if not is_out_of_memory(exc):
                 raise
@@ -281,7 +283,8 @@ class Objective:
         # The whole schedule on the part, then one validation: as many FLOPs as epochs * n_part samples.
         flops = epoch_flops(family, params, self.input_shape, self.out_dim, epochs * n_part, n_val)
         self._check_time_left(trial, family, flops, f"its rung on {fraction:.3g} of the training images")
-        rung = fidelity.train_rung(lambda: models.build(family, params, self.input_shape, self.out_dim), self.data,
+        rung = fidelity.train_rung(lambda: models.build(family, params, self.input_shape, self.out_dim, self.numeric),
+                                   self.data,
                                    params, fraction=fraction, epochs=epochs, metric=self.spec.metric, seed=seed,
                                    data_seed=self.spec.seed, options=self.options)
         self.pace.add(family, flops, rung.seconds)

@@ -154,7 +154,8 @@ def run_trials(job: Job, assignment: Assignment, splits=None, *, own_view: bool 
                                         job.n_trials, str(device), store.root))
         data = DeviceData.from_splits(splits, device)
         options = RunOptions(device=device, compile=job.compile)
-        objective = Objective(spec, data, splits.input_shape, splits.out_dim, options, progress, store=store)
+        objective = Objective(spec, data, splits.input_shape, splits.out_dim, options, progress, store=store,
+                              numeric=splits.numeric_columns)
         previous_notice = signals.set_notice(
             lambda name: _say(progress, stop_notice(name, objective.running, checkpoints=store is not None)))
         try:

@@ -7,9 +7,13 @@ from torch import nn
 from anncnn_tune.training import families
 
 
-def build(family: str, params: dict, in_shape: tuple[int, ...], out_dim: int) -> nn.Module:
-    """The family's model for params (missing ones take the family's defaults)."""
+def build(family: str, params: dict, in_shape: tuple[int, ...], out_dim: int,
+          numeric: tuple[int, ...] | None = None) -> nn.Module:
+    """The family's model for params (missing ones take the family's defaults). `numeric`: the
+    positions of a table's numeric columns (Splits.numeric_columns); None: every input is numeric."""
     f = families.get(family)
+    if f.columns:
+        return f.build(f.full(params), tuple(in_shape), out_dim, numeric=numeric)
     return f.build(f.full(params), tuple(in_shape), out_dim)
 
 

@@ -2,7 +2,8 @@
 
 A family says what it is (a name for study files, a title for people, the side of the ANN-vs-CNN
 question it stands for), what data it takes, its parameters (with their conditions), how to build
-a model from (params, input shape, outputs), the space `init` writes for a dataset, and the number
+a model from (params, input shape, outputs; a family with `columns` also gets the positions of a
+table's numeric columns), the space `init` writes for a dataset, and the number
 of forward passes an evaluation costs (test-time augmentation views). A model that needs to see the
 data to initialise itself (the fast CNN's whitening stem) defines `init_from_data(inputs)`, which
 fit() calls once before the first step; one that gives some parameters their own learning rates
@@ -32,12 +33,16 @@ class Family:
     side: str  # one of SIDES: which side of the comparison its studies stand on
     inputs: tuple[str, ...]  # the data kinds it takes (INPUTS)
     params: tuple[P.Param, ...]  # its own parameters (the training loop's are params.TABLE)
-    build: Callable[[dict, tuple[int, ...], int], nn.Module]  # (full params, input shape, outputs)
+    build: Callable[..., nn.Module]  # (full params, input shape, outputs[, numeric=...] where `columns`)
     # (schema, plan, training space, training baseline) -> (params, baselines, reasons): what `init` writes
     space: Callable | None = None
     # forward passes per sample when evaluating (test-time augmentation views), from the params
     eval_views: Callable[[dict], int] = lambda params: 1
     help: str = ""
+    # True: build also takes numeric=, the positions of a table's numeric columns among the inputs
+    # (None where no roles were recorded: every input is numeric), so it can treat them apart from
+    # 0/1 flags and one-hot indicators
+    columns: bool = False
 
     def __post_init__(self):
         assert self.side in SIDES and set(self.inputs) <= set(INPUTS), self.name
@@ -66,6 +71,8 @@ class Family:
         return tuple(p.name for p in self.params if "dropout" not in p.name)
 
     def meta_model(self, params: dict, in_shape: tuple[int, ...], out_dim: int) -> nn.Module:
+        """The model on the meta device; every input column counted as numeric (an upper bound on a
+        table whose flag and one-hot columns an embedding would leave alone)."""
         with torch.device("meta"):
             return self.build(self.full(params), tuple(in_shape), out_dim)
 

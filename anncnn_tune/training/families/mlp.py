@@ -1,4 +1,9 @@
-"""The MLP family (`model: ann`): dense layers of shrinking width on the flattened input."""
+"""The MLP family (`model: ann`): dense layers of shrinking width on the flattened input.
+
+On a table, the numeric columns may first go through a transform fitted on the training rows and a
+learned embedding per feature (families/numeric.py); the defaults (standard, none) build the plain
+MLP exactly as before those existed, so older studies and saved weights rebuild unchanged.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from torch import nn
 from anncnn_tune.training import params as P
 from anncnn_tune.training.families.base import Family
 from anncnn_tune.training.families.layers import ACTIVATION_CHOICES, dense_stack
+from anncnn_tune.training.families.numeric import EMBEDDINGS, TRANSFORMS, NumericInput, TabularMLP
+
+EMBEDDED = P.when(numeric_embedding=("plr", "piecewise_linear"))
 
 PARAMS = (
     P.Param("layers", "ann", "int", 2, "hidden layers", low=1),
@@ -18,6 +26,18 @@ PARAMS = (
     P.Param("activation", "ann", "choice", "relu", "activation function", choices=ACTIVATION_CHOICES),
     P.Param("dropout", "ann", "float", 0.0, "dropout after each hidden layer", **P.FRACTION),
     P.Param("batch_norm", "ann", "bool", False, "batch normalisation after each hidden layer"),
+    P.Param("numeric_transform", "ann", "choice", "standard",
+            "numeric columns, fitted on the training rows: standard (the table's own scaling), quantile (to a "
+            "normal), robust (median/IQR, clipped at +-5); flag and one-hot columns pass through",
+            choices=TRANSFORMS),
+    P.Param("numeric_embedding", "ann", "choice", "none",
+            "a learned embedding of each numeric column before the MLP: plr (periodic, linear, ReLU) or "
+            "piecewise_linear (bins between training quantiles, linear, ReLU)", choices=EMBEDDINGS),
+    P.Param("embedding_dim", "ann", "int", 24, "numbers per embedded numeric column", low=1, when=EMBEDDED),
+    P.Param("plr_sigma", "ann", "float", 0.01, "spread of the periodic embedding's initial frequencies",
+            when=P.when(numeric_embedding="plr"), **P.POSITIVE),
+    P.Param("n_bins", "ann", "int", 48, "piecewise-linear bins per numeric column (between training quantiles)",
+            low=1, when=P.when(numeric_embedding="piecewise_linear")),
 )
 
 
@@ -25,10 +45,21 @@ def hidden_widths(width: int, shrink: float, layers: int) -> list[int]:
     return [max(1, round(width * shrink**i)) for i in range(layers)]
 
 
-def build(p: dict, in_shape: tuple[int, ...], out_dim: int) -> nn.Module:
+def build(p: dict, in_shape: tuple[int, ...], out_dim: int, numeric: tuple[int, ...] | None = None) -> nn.Module:
+    """`numeric`: the positions of the numeric columns among the inputs (None: all of them)."""
     widths = hidden_widths(int(p["width"]), float(p["shrink"]), int(p["layers"]))
+    if p["numeric_transform"] != "standard" or p["numeric_embedding"] != "none":
+        return _with_numeric_input(p, widths, math.prod(in_shape), numeric, out_dim)
     body, last = dense_stack(math.prod(in_shape), widths, p["activation"], float(p["dropout"]), bool(p["batch_norm"]))
     return nn.Sequential(nn.Flatten(), *body, nn.Linear(last, out_dim))
+
+
+def _with_numeric_input(p: dict, widths: list[int], features: int, numeric, out_dim: int) -> nn.Module:
+    """The MLP behind a NumericInput (its own class: the defaults keep the plain model's state dict)."""
+    first = NumericInput(features, numeric, p["numeric_transform"], p["numeric_embedding"],
+                         dim=int(p["embedding_dim"]), sigma=float(p["plr_sigma"]), bins=int(p["n_bins"]))
+    body, last = dense_stack(first.out_features, widths, p["activation"], float(p["dropout"]), bool(p["batch_norm"]))
+    return TabularMLP(first, *body, nn.Linear(last, out_dim))
 
 
 def space(schema, plan, train: dict, base_train: dict) -> tuple[dict, list[dict], list[str]]:
@@ -49,13 +80,40 @@ def space(schema, plan, train: dict, base_train: dict) -> tuple[dict, list[dict]
         "activation": P.choice(["relu", "gelu", "silu", "tanh"]),
         "dropout": P.float_range(0.0, 0.5),
         "batch_norm": P.choice([False, True]),
-        **train,
     }
+    base = {"layers": 2, "width": 128, "shrink": 0.5, "activation": "relu", "dropout": 0.0, "batch_norm": False}
+    numeric = _numeric_columns(schema)
+    if numeric:
+        params.update(numeric_space(plan.n_train))
+        base.update(numeric_transform="standard", numeric_embedding="none")
+        reasons.append(f"{numeric} numeric column(s): transform standard | quantile | robust, embedding none | "
+                       "plr | piecewise_linear (fitted on the training rows)")
     baseline = {"name": "mlp-128-64", "note": "the Keras-tutorial MLP: 128-64 ReLU, Adam lr 0.001",
-                "params": {"layers": 2, "width": 128, "shrink": 0.5, "activation": "relu", "dropout": 0.0,
-                           "batch_norm": False, **base_train}}
-    return params, [baseline], reasons
+                "params": {**base, **base_train}}
+    return {**params, **train}, [baseline], reasons
+
+
+def _numeric_columns(schema) -> int:
+    """Numeric columns of a table (all its features where no roles were recorded); 0 for images."""
+    if schema.kind != "tabular":
+        return 0
+    if schema.columns is None:
+        return math.prod(schema.input_shape)
+    return len(schema.columns.get("numeric", []))
+
+
+def numeric_space(n_train: int) -> dict:
+    """The numeric-feature choices `init` searches on a table (the ranges of the TabM paper's MLP-PLR
+    space; bins no more than a tenth of the training rows, so each bin holds rows)."""
+    bins = max(2, min(64, n_train // 10))
+    return {
+        "numeric_transform": P.choice(list(TRANSFORMS)),
+        "numeric_embedding": P.choice(list(EMBEDDINGS)),
+        "embedding_dim": P.int_range(8, 32),
+        "plr_sigma": P.float_range(0.01, 10.0, log=True),
+        "n_bins": P.int_range(min(8, bins), bins),
+    }
 
 
 FAMILY = Family(name="ann", title="MLP", side="ann", inputs=("tabular", "image"), params=PARAMS, build=build,
-                space=space, help="multi-layer perceptron on the flattened input")
+                space=space, help="multi-layer perceptron on the flattened input", columns=True)
