@@ -16,7 +16,8 @@ from helpers import main_in_process as run
 
 from anncnn_tune.data.base import TargetScaling
 from anncnn_tune.data.pipeline import encode_table
-from anncnn_tune.results.weights import load_weights, raw_table_inputs
+from anncnn_tune.results import onnx_table
+from anncnn_tune.results.weights import load_weights
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +79,6 @@ def test_a_study_with_numeric_embeddings_searches_retrains_exports_and_predicts(
     with torch.inference_mode():
         expected = TargetScaling.from_dict(saved["target_scaling"]).to_user(model(torch.from_numpy(encoded)))
     np.testing.assert_allclose(got, expected.numpy()[:, 0], rtol=1e-4)
-    x = raw_table_inputs(encoded, record["table"])
     session = onnxruntime.InferenceSession(str(final / "model.onnx"), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(None, {session.get_inputs()[0].name: x})[0][:, 0]
+    onnx_out = session.run(None, onnx_table.feeds(raw, record["table"]))[0][:, 0]  # the raw columns
     np.testing.assert_allclose(onnx_out, got, rtol=1e-4)
