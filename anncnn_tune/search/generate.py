@@ -259,7 +259,12 @@ def to_yaml(study: dict, header: list[str]) -> str:
         value = study[key]
         if key == "dataset" and isinstance(value, dict):
             out.append("dataset:")
-            out += [f"  {k}: {flow(v)}" for k, v in value.items()]
+            for k, v in value.items():
+                if isinstance(v, dict) and v:  # dataset.columns: one column a line, easy to edit
+                    out.append(f"  {k}:")
+                    out += [f"    {scalar(name)}: {flow(item)}" for name, item in v.items()]
+                else:
+                    out.append(f"  {k}: {flow(v)}")
         else:
             out.append(f"{key}: {flow(value)}")
     out.append("params:")
