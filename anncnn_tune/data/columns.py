@@ -145,7 +145,7 @@ def decide(name: str, raw: pd.Series, given: str | None, notes: list[str]) -> tu
         series = series.map(label, na_action="ignore").astype(object).where(series.notna(), np.nan)
         levels = series.nunique()
         if levels > MAX_LEVELS:
-            why += f"; {levels} levels: the {MAX_LEVELS - 1} most frequent in training kept, the rest pooled"
+            why += f"; over {MAX_LEVELS}: the {MAX_LEVELS - 1} most frequent in training kept, the rest pooled as one"
     distinct = (pipeline.parse_dates(series, date_format)[0] if base == "date" else series).dropna().nunique()
     if distinct <= 1:
         value = label(present.iloc[0])
@@ -154,13 +154,22 @@ def decide(name: str, raw: pd.Series, given: str | None, notes: list[str]) -> tu
     return series, Decision(base + suffix, why + indicator_why, date_format)
 
 
+def _row_numbers(values: np.ndarray) -> bool:
+    """Whole numbers, each row its own, with no gap: a row number or a sequential ID, not a measurement."""
+    return (len(values) > 2 and bool(np.all(values == np.round(values)))
+            and len(np.unique(values)) == len(values) and values.max() - values.min() + 1 == len(values))
+
+
 def _infer(name: str, series: pd.Series, present: pd.Series, n: int):
     """(treatment, why, the column converted, date format) from the values alone."""
     if pd.api.types.is_datetime64_any_dtype(series):
         return "date", "date values: year, month, weekday, days", series, "ISO8601"
     if pd.api.types.is_numeric_dtype(series):
-        if set(np.unique(present.to_numpy())) <= {0, 1}:
+        values = present.to_numpy(dtype=np.float64)
+        if set(np.unique(values)) <= {0, 1}:
             return "flag", "0/1 values", series, None
+        if len(present) == n and _row_numbers(values):
+            return "drop", f"ID-like (whole numbers {values.min():g}..{values.max():g}, one per row)", series, None
         return "numeric", f"{present.nunique()} distinct numbers", series, None
     if not is_text(series):
         raise UserError(f"column {name!r} has type {series.dtype}, neither numbers, dates nor text; convert it, or "
@@ -169,8 +178,8 @@ def _infer(name: str, series: pd.Series, present: pd.Series, n: int):
     numbers = pd.to_numeric(text, errors="coerce")
     share = float(numbers.notna().mean())
     if share == 1.0:
-        return "numeric" if not set(np.unique(numbers)) <= {0, 1} else "flag", "numbers", \
-            pd.to_numeric(series.astype(object).where(series.notna(), None), errors="coerce"), None
+        return _infer(name, pd.to_numeric(series.astype(object).where(series.notna(), None), errors="coerce"),
+                      numbers, n)
     date_format = _date_format(present)
     if date_format is not None:
         _dates(name, series, date_format, n)

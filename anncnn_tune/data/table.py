@@ -323,10 +323,9 @@ class _Prepared:
 
 
 def _check_given(source: DataSource, frame: pd.DataFrame, path: Path) -> dict[str, str]:
+    """dataset.columns against the file (sources/table.py checked the treatments and the target)."""
     given = dict(source.columns or ())
     for name in given:
-        if name == source.target:
-            raise UserError(f"dataset.columns lists the target {name!r}; remove it (the target is not a feature)")
         if name not in frame.columns:
             raise UserError(f"dataset.columns names {name!r}, which {path.name} lacks; its columns are: {_list(frame)}")
     return given

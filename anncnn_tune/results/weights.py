@@ -82,12 +82,15 @@ def raw_table_inputs(x: np.ndarray, table: dict) -> np.ndarray:
     return (np.asarray(x, np.float64) * scale + center).astype(np.float32)
 
 
-def describe_pipeline(splits) -> dict:
-    """preprocess.json: everything from the user's raw input to the user's output, as plain values."""
+def describe_pipeline(splits, chosen: dict | None = None) -> dict:
+    """preprocess.json: everything from the user's raw input to the user's output, as plain values.
+    `chosen`: a binary model's threshold chosen on validation (results/threshold.py); None: 0.5."""
     task, classes = splits.task, list(splits.classes) if splits.classes else None
     decision = {"multiclass": "the class of the largest probability (softmax of the outputs)",
-                "binary": {"threshold": 0.5, "class_if_above": classes[1] if classes else 1,
-                           "probability": "sigmoid of the one output"},
+                "binary": {"threshold": chosen["threshold"] if chosen else 0.5,
+                           "class_if_above": classes[1] if classes else 1,
+                           "probability": "sigmoid of the one output",
+                           **({"chosen_on": chosen["chosen_on"], "criterion": chosen["criterion"]} if chosen else {})},
                 "regression": None}[task]
     record = {"format": pipeline.FORMAT, "kind": splits.kind, "task": task, "classes": classes,
               "target": {"column": (splits.source or {}).get("target"), "scaling": splits.target.to_dict()},
@@ -104,8 +107,9 @@ def onnx_description(record: dict, splits) -> dict:
     """The ONNX file's input and output, in words and shapes (what report.md prints)."""
     output = {"multiclass": f"(N, {splits.out_dim}) logits, one per class in `classes` order; softmax gives "
                             "probabilities",
-              "binary": "(N, 1) logit; sigmoid gives the probability of the second class, > 0.5 (logit > 0) "
-                        "predicts it",
+              "binary": "(N, 1) logit; sigmoid gives the probability of the second class, above "
+                        f"{(record['decision'] or {}).get('threshold', 0.5):.4g} (`decision.threshold`, chosen on "
+                        "validation) predicts it",
               "regression": "(N, 1) the prediction in the target's own units"}[splits.task]
     if record["image"] is not None:
         image = record["image"]
@@ -119,15 +123,16 @@ def onnx_description(record: dict, splits) -> dict:
         text = (f"float32 (N, {pipeline.table_width(table)}): per column in order, a number in raw units (NaN "
                 "for missing: the graph imputes it and scales it) or, for a categorical column, one 0/1 indicator "
                 "per training category (all 0: a category unseen in training; all NaN: missing, the most frequent "
-                "category). Turning category text into indicators is not in the graph: `anncnn-tune predict` "
-                "does it from preprocess.json")
+                "category). Turning category text into indicators (rare levels pooled), dates into their parts "
+                "and missing values into missing indicators is not in the graph: `anncnn-tune predict` does it "
+                "from preprocess.json; `positions` lists what each input holds")
         return {"input": text, "positions": pipeline.onnx_table_input(table), "output": output}
     return {"input": f"float32 (N, {', '.join(map(str, splits.input_shape))}): the stored features as the loader "
                      "gives them (no preprocessing recorded)", "positions": None, "output": output}
 
 
-def save_pipeline(splits, path: Path) -> dict:
-    record = describe_pipeline(splits)
+def save_pipeline(splits, path: Path, chosen: dict | None = None) -> dict:
+    record = describe_pipeline(splits, chosen)
     path.write_text(json.dumps(record, indent=2))
     return record
 

@@ -99,9 +99,10 @@ def plan(schema) -> Plan:
         metric = "val_accuracy"
         values = [int(v) for v in counts.values()]
         if values and min(values) < IMBALANCED_MULTICLASS * max(values):
-            class_weight = True
+            metric, class_weight = "val_balanced_accuracy", True
             reasons.append(f"{len(values)} classes, the smallest with {min(values)} rows against {max(values)}: "
-                           "validation accuracy, class weights are searchable")
+                           "the objective is validation balanced accuracy (the mean recall per class, which "
+                           "predicting the largest class cannot game), class weights are searchable")
         else:
             reasons.append(f"{len(values) or 'several'} classes: the objective is validation accuracy")
 

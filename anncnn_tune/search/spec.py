@@ -463,6 +463,16 @@ def fits_data(spec: Spec, kind: str, task: str) -> None:
         if param.image_only and kind != "image" and (pname in spec.space
                                                      or spec.fixed.get(pname, param.default) != param.default):
             raise UserError(f"{where}.params.{pname} applies only to image datasets, {dataset!r} is {kind}")
+    _task_only(spec.family.declared(), spec.space, spec.fixed, task, dataset, where)
+
+
+def _task_only(known: dict, space, fixed: dict, task: str | None, dataset, where: str) -> None:
+    """A parameter declared for some tasks only (Param.tasks) is refused elsewhere, not silently ignored."""
+    for pname, param in known.items():
+        if (param.tasks is not None and task is not None and task not in param.tasks
+                and (pname in space or fixed.get(pname, param.default) != param.default)):
+            raise UserError(f"{where}.params.{pname} applies only to {' and '.join(param.tasks)} tasks, "
+                            f"{dataset!r} is {task}: remove it")
 
 
 def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None) -> Spec:
@@ -527,6 +537,7 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
         if param.image_only and kind not in (None, "image") and (pname in space
                                                                  or fixed.get(pname, default) != default):
             raise UserError(f"{where}.params.{pname} applies only to image datasets, {dataset!r} is {kind}")
+    _task_only(known, space, fixed, task, dataset, where)
 
     subset = raw.get("subset")
     if subset is not None:
