@@ -119,7 +119,7 @@ def date_part(stamps, part: str) -> np.ndarray:
         origin = np.datetime64("1970-01-01", "s")
         seconds = (stamps.to_numpy(dtype="datetime64[s]") - origin).astype("timedelta64[s]").astype(np.float64)
         return np.where(stamps.isna().to_numpy(), np.nan, seconds / 86400.0)
-    values = {"year": stamps.dt.year, "month": stamps.dt.month, "weekday": stamps.dt.weekday}[part]
+    values = {"year": stamps.dt.year, "month": stamps.dt.month, "weekday": stamps.dt.day_of_week}[part]
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 

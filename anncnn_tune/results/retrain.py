@@ -31,6 +31,7 @@ from anncnn_tune.data.base import Splits, TargetScaling
 from anncnn_tune.data.source import check_unchanged
 from anncnn_tune.errors import UserError
 from anncnn_tune.results import report
+from anncnn_tune.results import threshold as decision_threshold
 from anncnn_tune.results.cost import measure as measure_cost
 from anncnn_tune.results.crossval import cross_validate
 from anncnn_tune.results.export import Run, load_run, to_yaml
@@ -43,7 +44,6 @@ from anncnn_tune.results.recording import (
     warn_rescoring,
 )
 from anncnn_tune.results.refit import train_once
-from anncnn_tune.results import threshold as decision_threshold
 from anncnn_tune.results.scoring import correctness, predicted, score, summarize
 from anncnn_tune.results.weights import ONNX_TOLERANCE, export_onnx, save_pipeline, save_weights
 from anncnn_tune.search.names import path_component

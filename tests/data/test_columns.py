@@ -101,7 +101,8 @@ def test_a_study_file_without_columns_keeps_the_older_rules(tmp_path):
     frame["same"] = 7  # the older rules drop a constant column with a note; dataset.columns refuses it
     schema = table.inspect(source_of(tmp_path, frame))
     assert schema.treatments is None and "same" in schema.columns["dropped"]
-    assert "signup" in schema.columns["categorical"] and "review" in schema.columns["categorical"]
+    assert "signup" in schema.columns["categorical"] and "review" in schema.columns["dropped"]  # as ID-like
+    assert "row" in schema.columns["numeric"]  # sequential whole numbers: the older rules keep them
     with pytest.raises(UserError, match="'same' is constant"):
         table.inspect(source_of(tmp_path, frame, columns={}))
 
@@ -123,7 +124,7 @@ def _bad_tables(tmp_path):
         "all missing": base.assign(empty=np.nan),
         "constant": base.assign(same="a"),
         "mixed types": base.assign(price=[str(v) for v in range(1000, 1059)] + ["call us"]),
-        "date that does not parse": base.assign(when=["2020-01-%02d" % (1 + i % 28) for i in range(59)] + ["2020-02-30"]),
+        "date that does not parse": base.assign(when=[f"2020-01-{1 + i % 28:02d}" for i in range(59)] + ["2020-02-30"]),
         "one class": base.assign(y="yes"),
     }
     for name, frame in cases.items():
