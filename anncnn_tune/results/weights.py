@@ -105,11 +105,11 @@ def describe_pipeline(splits, chosen: dict | None = None) -> dict:
 
 def onnx_description(record: dict, splits) -> dict:
     """The ONNX file's input and output, in words and shapes (what report.md prints)."""
+    cut = record["decision"]["threshold"] if splits.task == "binary" else None
     output = {"multiclass": f"(N, {splits.out_dim}) logits, one per class in `classes` order; softmax gives "
                             "probabilities",
-              "binary": "(N, 1) logit; sigmoid gives the probability of the second class, above "
-                        f"{(record['decision'] or {}).get('threshold', 0.5):.4g} (`decision.threshold`, chosen on "
-                        "validation) predicts it",
+              "binary": f"(N, 1) logit; sigmoid gives the probability of the second class, above {cut:.4g} "
+                        "(`decision.threshold`) predicts it" if cut is not None else None,
               "regression": "(N, 1) the prediction in the target's own units"}[splits.task]
     if record["image"] is not None:
         image = record["image"]
