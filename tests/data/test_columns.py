@@ -150,7 +150,7 @@ CELLS = st.one_of(st.none(), st.just(""), st.integers(-3, 3), st.floats(-1e3, 1e
                   st.sampled_from(["a", "b", "c d e f", "2020-01-05", "2020-13-45", "x1", " "]))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(8, 30).flatmap(lambda n: st.tuples(
     st.lists(st.lists(CELLS, min_size=n, max_size=n), min_size=1, max_size=4),
     st.lists(st.sampled_from(["p", "q", "r"]), min_size=n, max_size=n))))
