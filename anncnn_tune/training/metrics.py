@@ -10,13 +10,13 @@ import torch.nn.functional as F
 
 METRICS = {
     "val_accuracy": ("maximize", ("multiclass", "binary")),
-    # the mean of the per-class recalls: a model that predicts the majority class scores 1/classes
-    "val_balanced_accuracy": ("maximize", ("multiclass", "binary")),
     "val_loss": ("minimize", ("multiclass", "binary", "regression")),
     "val_roc_auc": ("maximize", ("binary",)),
     "val_f1": ("maximize", ("binary",)),
     "val_mse": ("minimize", ("regression",)),
     "val_mae": ("minimize", ("regression",)),
+    # the mean of the per-class recalls: a model that predicts the majority class scores 1/classes
+    "val_balanced_accuracy": ("maximize", ("multiclass", "binary")),
 }
 
 
