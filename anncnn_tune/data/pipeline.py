@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 FORMAT = "anncnn-tune-preprocess/1"
 ROLES = ("flag", "numeric", "categorical")
 TRUE_WORDS = {"true": 1.0, "false": 0.0}
+# A date column becomes these numbers (`derive` of a recorded column): calendar parts, and days
+# since 1970-01-01 (a fixed origin: the scaler fitted on the training rows centres it anyway).
+DATE_PARTS = ("year", "month", "weekday", "days")
+MISSING = "missing"  # `derive` of a 0/1 feature that says the column's value was missing
+# The date formats a column may hold: ISO 8601 (with or without a time), or day and month with
+# slashes, month first (the US habit, pandas' default) unless a first number above 12 says otherwise.
+DATE_FORMATS = ("ISO8601", "%m/%d/%Y", "%d/%m/%Y")
 
 
 # ---------------------------------------------------------------- tables
@@ -34,25 +41,43 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def describe_table(fitted, cols: Columns, width: int) -> dict | None:
+def describe_table(fitted, cols: Columns, width: int, derived: dict | None = None,
+                   pooled: dict | None = None) -> dict | None:
     """The fitted transformer of data/table.py as plain parameters, in its output order (flags,
     numbers, categories); None where they do not account for every encoded feature (`width`),
-    e.g. a column entirely missing from the training rows, which SimpleImputer drops."""
+    e.g. a column entirely missing from the training rows, which SimpleImputer drops.
+
+    `derived`: {encoded column: (raw column, derive)} for features computed from a raw column (a
+    date's parts, a missing indicator); `pooled`: {categorical column: the level rare ones became}."""
+    derived, pooled = derived or {}, pooled or {}
+
+    def entry(name: str, role: str, **values) -> dict:
+        if name in derived:
+            source, derive = derived[name]
+            values = {"derive": derive, **values}
+            if derive != MISSING:
+                values["date_format"] = cols.date_formats[source]
+            name = source
+        return {"name": name, "role": role, **values}
+
     columns = []
     if cols.flag:
         fills = fitted.named_transformers_["flag"].statistics_
-        columns += [{"name": c, "role": "flag", "fill": float(f)} for c, f in zip(cols.flag, fills)]
+        columns += [entry(c, "flag", fill=float(f)) for c, f in zip(cols.flag, fills)]
     if cols.numeric:
         steps = fitted.named_transformers_["numeric"].named_steps
         fills, scaler = steps["impute"].statistics_, steps["scale"]
-        columns += [{"name": c, "role": "numeric", "fill": float(f), "mean": float(m), "scale": float(s)}
+        columns += [entry(c, "numeric", fill=float(f), mean=float(m), scale=float(s))
                     for c, f, m, s in zip(cols.numeric, fills, scaler.mean_, scaler.scale_)]
     if cols.categorical:
         steps = fitted.named_transformers_["categorical"].named_steps
         fills, categories = steps["impute"].statistics_, steps["onehot"].categories_
-        columns += [{"name": c, "role": "categorical", "fill": str(_plain(f)),
-                     "categories": [str(_plain(v)) for v in values]}
-                    for c, f, values in zip(cols.categorical, fills, categories)]
+        for c, f, values in zip(cols.categorical, fills, categories):
+            column = {"name": c, "role": "categorical", "fill": str(_plain(f)),
+                      "categories": [str(_plain(v)) for v in values]}
+            if c in pooled:
+                column["other"] = pooled[c]  # a level outside `categories` counts as this one
+            columns.append(column)
     described = {"columns": columns, "dropped": list(cols.dropped)}
     if table_width(described) != width or any(not np.isfinite(c["fill"]) for c in columns
                                                 if c["role"] != "categorical"):
@@ -77,11 +102,48 @@ def numeric_positions(table: dict) -> tuple[int, ...]:
 
 
 def feature_columns(table: dict) -> list[str]:
-    return [c["name"] for c in table["columns"]]
+    """The raw columns the encoding reads, each once (a date feeds several features)."""
+    return list(dict.fromkeys(c["name"] for c in table["columns"]))
 
 
 def categorical_columns(table: dict) -> list[str]:
     return [c["name"] for c in table["columns"] if c["role"] == "categorical"]
+
+
+def parse_dates(series: pd.Series, date_format: str):
+    """(the values as UTC timestamps without zone, mask of present values that are not dates)."""
+    import pandas as pd
+
+    text = _blank(series)
+    if pd.api.types.is_datetime64_any_dtype(series):
+        stamps = pd.to_datetime(series, utc=True)
+    else:
+        stamps = pd.to_datetime(text.astype(object).where(text.notna(), None), errors="coerce",
+                                format=date_format, utc=True)
+    stamps = stamps.dt.tz_localize(None)
+    return stamps, (stamps.isna() & text.notna()).to_numpy()
+
+
+def date_part(stamps, part: str) -> np.ndarray:
+    """One of DATE_PARTS as float64, NaN where the date is missing."""
+    if part == "days":
+        origin = np.datetime64("1970-01-01", "s")
+        seconds = (stamps.to_numpy(dtype="datetime64[s]") - origin).astype("timedelta64[s]").astype(np.float64)
+        return np.where(stamps.isna().to_numpy(), np.nan, seconds / 86400.0)
+    values = {"year": stamps.dt.year, "month": stamps.dt.month, "weekday": stamps.dt.day_of_week}[part]
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _derived(series: pd.Series, column: dict, where: str, first_row: int) -> np.ndarray:
+    """A feature computed from a raw column: a missing indicator, or a part of a date."""
+    if column["derive"] == MISSING:
+        return _blank(series).isna().to_numpy().astype(np.float64)
+    stamps, bad = parse_dates(series, column["date_format"])
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UserError(f"{where} row {first_row + i} has {series.iloc[i]!r} in column {column['name']!r}, which "
+                        f"the model reads as a date ({column['date_format']}); fix the value (a blank cell is imputed)")
+    return date_part(stamps, column["derive"])
 
 
 def _blank(series: pd.Series) -> pd.Series:
@@ -115,7 +177,9 @@ def encode_table(frame: pd.DataFrame, table: dict, where: str = "input", first_r
 
     Flags: missing -> the training rows' most frequent value. Numbers: missing -> the training
     median, then (x - mean) / scale. Categories: missing -> the most frequent category, then one-hot
-    over the training categories, an unseen category all zeros (handle_unknown="ignore").
+    over the training categories, an unseen category all zeros (handle_unknown="ignore"), or the
+    pooled level's indicator where rare levels were pooled. Derived features (`derive`): a date's
+    part, then as a number; a missing indicator, 1 where the raw value is missing.
     `first_row` numbers the rows in error messages (0-based data rows of the whole input).
     """
     out = np.zeros((len(frame), table_width(table)), dtype=np.float64)
@@ -128,12 +192,15 @@ def encode_table(frame: pd.DataFrame, table: dict, where: str = "input", first_r
             present = series.notna().to_numpy()
             text = np.where(present, series.astype(str).to_numpy(dtype=object), column["fill"])
             index = {c: k for k, c in enumerate(categories)}
+            if "other" in column:  # levels pooled in training (rare or unseen) share one indicator
+                text = np.where(present & ~np.isin(text, categories), column["other"], text)
             codes = np.array([index.get(v, -1) for v in text], dtype=np.int64)
             known = codes >= 0
             out[np.flatnonzero(known), j + codes[known]] = 1.0
             j += len(categories)
             continue
-        values = _numbers(frame[name], name, where, first_row)
+        values = (_derived(frame[name], column, where, first_row) if "derive" in column
+                  else _numbers(frame[name], name, where, first_row))
         values = np.where(np.isnan(values), column["fill"], values)
         if role == "numeric":
             values = (values - column["mean"]) / column["scale"]
@@ -167,7 +234,13 @@ def onnx_table_input(table: dict) -> list[str]:
         name = column["name"]
         if column["role"] == "categorical":
             lines += [f"`{name}` == {c!r} (1 or 0; a missing `{name}` is {column['fill']!r})"
+                      + (" (any level pooled as rare in training)" if c == column.get("other") else "")
                       for c in column["categories"]]
+        elif column.get("derive") == MISSING:
+            lines.append(f"`{name}` is missing (1 or 0; `anncnn-tune predict` computes it)")
+        elif "derive" in column:
+            lines.append(f"`{name}` {column['derive']} (number from the date, {column['date_format']}; "
+                         f"`anncnn-tune predict` computes it; NaN: missing, imputed with {column['fill']:g})")
         else:
             what = "0/1 flag" if column["role"] == "flag" else "number, raw units"
             lines.append(f"`{name}` ({what}; NaN: missing, imputed with {column['fill']:g})")
@@ -191,5 +264,5 @@ def decode_images(paths: list[str], image: dict) -> tuple[np.ndarray, dict[int, 
     return decode_files(paths, image["channels"], tuple(image["size"]))
 
 
-__all__ = ["FORMAT", "categorical_columns", "decode_images", "describe_images", "describe_table", "encode_table",
-           "feature_columns", "onnx_table_input", "onnx_table_prep", "table_width"]
+__all__ = ["DATE_FORMATS", "DATE_PARTS", "FORMAT", "MISSING", "categorical_columns", "date_part", "decode_images", "describe_images", "describe_table", "encode_table",
+           "feature_columns", "onnx_table_input", "onnx_table_prep", "parse_dates", "table_width"]

@@ -18,6 +18,9 @@ class Schema:
     columns: dict[str, list[str]] | None = None  # role (numeric, flag, categorical, dropped) -> names
     missing: dict[str, int] | None = None  # column -> missing values (only columns with any)
     target: str | None = None
+    # column -> (treatment, why), by data/columns.py's rules: what `init` prints one line per column
+    # and writes as `dataset.columns`; None where the older rules decided (roles only)
+    treatments: dict[str, tuple[str, str]] | None = None
     # images
     sizes: dict[str, int] | None = None  # "HxW" -> images of that size (before any resize)
     channels: int | None = None
@@ -53,12 +56,18 @@ class Schema:
         out = []
         if self.kind == "tabular":
             cols = self.columns or {}
-            used = sum(len(cols.get(r, [])) for r in ("numeric", "flag", "categorical"))
+            used = sum(len(cols.get(r, [])) for r in ("numeric", "flag", "categorical", "date"))
             columns = f", {used} feature columns" if cols else ""
             out.append(f"table: {self.n_samples} rows{columns} -> {self.input_shape[0]} features after encoding")
-            for role in ("numeric", "flag", "categorical", "dropped"):
-                if cols.get(role):
-                    out.append(f"  {role} ({len(cols[role])}): {', '.join(cols[role])}")
+            if self.treatments is not None:
+                out += [f"  column {name}: {treatment} ({why})" for name, (treatment, why) in self.treatments.items()]
+                given = [c for c in cols.get("dropped", []) if c not in self.treatments]
+                if given:
+                    out.append(f"  dropped by dataset.drop ({len(given)}): {', '.join(given)}")
+            else:
+                for role in ("numeric", "flag", "categorical", "date", "dropped"):
+                    if cols.get(role):
+                        out.append(f"  {role} ({len(cols[role])}): {', '.join(cols[role])}")
             if self.missing is not None:  # None: not counted (array files)
                 listed = ", ".join(f"{c} {n}" for c, n in self.missing.items())
                 out.append(f"  missing values: {listed or 'none'}")
@@ -79,7 +88,10 @@ class Schema:
             out.append("splits: " + ", ".join(f"{k} {v}" for k, v in self.splits.items()))
         if self.class_counts:
             counts = ", ".join(f"{c} {n}" for c, n in self.class_counts.items())
-            out.append(f"classes ({len(self.class_counts)}): {counts}")
+            total = sum(self.class_counts.values()) or 1
+            smallest = min(self.class_counts.values())
+            out.append(f"classes ({len(self.class_counts)}): {counts}; smallest class {smallest / total:.1%} of the rows"
+                       f" (largest/smallest {self.imbalance:.1f}:1)")
         for note in self.notes:
             out.append(f"note: {note}")
         if self.skipped:

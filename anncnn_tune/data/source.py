@@ -32,7 +32,7 @@ SOURCE_TASKS = ("auto", "binary", "multiclass", "regression")
 BAD_FILE_POLICIES = ("error", "skip")
 TARGET_TRANSFORMS = ("standardize", "log", "none")  # a regression target's way to the model (base.TargetScaling)
 # path and task, the kinds' OPTIONS, and target_transform (any kind's regression target)
-KEYS = ("path", "target", "task", "drop", "test", "image_size", "on_bad_file", "target_transform")
+KEYS = ("path", "target", "task", "drop", "test", "image_size", "on_bad_file", "target_transform", "columns")
 STORED_KEYS = ("kind",) + KEYS
 
 
@@ -51,6 +51,9 @@ class DataSource:
     # Regression only: standardize | log | none (see base.TargetScaling); None: standardize. `init`
     # writes its choice here, so a user changes it in the study file.
     target_transform: str | None = None
+    # Tables: ((column, treatment), ...) from `dataset.columns` (data/columns.py); unlisted columns are
+    # decided by its rules. None (no `columns:`): the rules studies were made with before it existed.
+    columns: tuple[tuple[str, str], ...] | None = None
 
     @property
     def key(self) -> str:
@@ -71,6 +74,7 @@ class DataSource:
             "on_bad_file": self.on_bad_file,
             # only where set: sources stored before the option existed read back equal
             **({"target_transform": self.target_transform} if self.target_transform is not None else {}),
+            **({"columns": dict(self.columns)} if self.columns is not None else {}),
         }
 
 
@@ -142,6 +146,22 @@ def _drop(value, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _columns(value, where: str) -> tuple[tuple[str, str], ...] | None:
+    """`dataset.columns`: {column name: treatment}; the kind checks the treatments (sources/table.py),
+    its reader the names against the file."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be a mapping of column name to treatment (numeric, categorical, ...), "
+                        f"got {type(value).__name__}")
+    out = []
+    for name, treatment in value.items():
+        if not isinstance(name, str) or not name:
+            raise UserError(f"{where} keys must be column names, got {name!r}")
+        out.append((name, treatment))
+    return tuple(out)
+
+
 def _choice(value, allowed: tuple[str, ...], where: str) -> str:
     if value not in allowed:
         raise UserError(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
@@ -202,8 +222,9 @@ def parse_source(raw, *, base_dir: Path, where: str) -> DataSource:
         _choice(transform, TARGET_TRANSFORMS, f"{where}.target_transform")
         if source_type(kind).data_kind == "image" or task in ("binary", "multiclass"):
             raise UserError(f"{where}.target_transform applies to regression targets only; remove it")
+    columns = _columns(raw.get("columns"), f"{where}.columns")
     source = DataSource(path=str(path), kind=kind, target=target, task=task, drop=drop, test=test,
-                        image_size=image_size, on_bad_file=on_bad_file, target_transform=transform)
+                        image_size=image_size, on_bad_file=on_bad_file, target_transform=transform, columns=columns)
     _check_fields(source, test_kind, where)
     return source
 
@@ -229,6 +250,7 @@ def source_from_dict(d: dict) -> DataSource:
         on_bad_file=_choice(d.get("on_bad_file", "error"), BAD_FILE_POLICIES, f"{where}.on_bad_file"),
         target_transform=(None if d.get("target_transform") is None
                           else _choice(d["target_transform"], TARGET_TRANSFORMS, f"{where}.target_transform")),
+        columns=_columns(d.get("columns"), f"{where}.columns"),
     )
 
 

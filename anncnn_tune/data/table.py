@@ -1,8 +1,10 @@
 """The one table path: a user's CSV/TSV/Parquet and the built-in California and churn tables.
 
-Reading (pandas; pyarrow for Parquet) and deciding what each column is happen here, then one
-`ColumnTransformer` (median imputation + scaling for numbers, most-frequent imputation for 0/1
-flags, most-frequent imputation + one-hot for categories) is fitted on the training rows only.
+Reading (pandas; pyarrow for Parquet) and deciding what each column is happen here (a study file
+with `dataset.columns` by data/columns.py's rules and the user's choices, an older one by
+`column_roles`), then one `ColumnTransformer` (median imputation + scaling for numbers and a
+date's parts, most-frequent imputation for 0/1 flags and missing indicators, most-frequent
+imputation + one-hot for categories, their rare levels pooled) is fitted on the training rows only.
 The split is a seeded 70/15/15 over row indices, stratified for classes, with the same calls the
 built-in loaders always made, so their arrays are what they were before this module existed.
 """
@@ -20,9 +22,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from anncnn_tune.data import columns as C
 from anncnn_tune.data.base import Splits, choose_transform, fingerprint_files, split_rows
 from anncnn_tune.data.memory import check_fits
-from anncnn_tune.data.pipeline import describe_table
+from anncnn_tune.data.pipeline import DATE_PARTS, MISSING, date_part, describe_table, parse_dates
 from anncnn_tune.data.schema import Schema
 from anncnn_tune.errors import UserError
 
@@ -41,10 +44,24 @@ class Columns:
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    date: list[str] = field(default_factory=list)  # each becomes DATE_PARTS, as numbers
+    date_formats: dict[str, str] = field(default_factory=dict)  # date column -> pipeline.DATE_FORMATS entry
+    indicators: list[str] = field(default_factory=list)  # columns that also get a 0/1 missing indicator
+    max_levels: int | None = None  # categorical levels kept (rarer ones pooled); None: all (older studies)
 
     @property
     def features(self) -> list[str]:
-        return self.flag + self.numeric + self.categorical
+        return self.flag + self.numeric + self.categorical + self.date
+
+    def encoded(self) -> tuple[Columns, dict[str, tuple[str, str]]]:
+        """(the columns the transformer reads, {derived column: (raw column, pipeline derive)}):
+        a date's parts join the numbers, missing indicators the flags; names say where they come from."""
+        derived = {f"{c}[{part}]": (c, part) for c in self.date for part in DATE_PARTS}
+        derived.update({f"{c}[{MISSING}]": (c, MISSING) for c in self.indicators})
+        return Columns(flag=self.flag + [f"{c}[{MISSING}]" for c in self.indicators],
+                       numeric=self.numeric + [f"{c}[{p}]" for c in self.date for p in DATE_PARTS],
+                       categorical=list(self.categorical), dropped=list(self.dropped),
+                       date_formats=dict(self.date_formats)), derived
 
 
 # ---------------------------------------------------------------- reading
@@ -94,19 +111,13 @@ def _estimate_bytes(path: Path) -> int:
 # ---------------------------------------------------------------- columns and task
 
 
-def _is_text(series: pd.Series) -> bool:
-    """Text columns: object dtype, or pandas 3's own string dtype (`str`)."""
-    return series.dtype == object or isinstance(series.dtype, pd.StringDtype)
-
-
-def _blank_to_missing(series: pd.Series) -> pd.Series:
-    if _is_text(series):
-        return series.mask(series.astype(str).str.strip() == "")
-    return series
+_is_text, _blank_to_missing = C.is_text, C.blank_to_missing
+class_label = C.label  # a class's or category's name (data/arrays.py names classes with it too)
 
 
 def column_roles(frame: pd.DataFrame, features: list[str], notes: list[str]) -> tuple[pd.DataFrame, Columns]:
-    """(frame with numeric-looking text columns converted, the role of every feature column)."""
+    """(frame with numeric-looking text columns converted, the role of every feature column): the
+    rules of studies made before `dataset.columns` (and of array files), kept as they were."""
     frame = frame.copy()
     cols = Columns()
     n = len(frame)
@@ -142,6 +153,28 @@ def column_roles(frame: pd.DataFrame, features: list[str], notes: list[str]) -> 
     return frame, cols
 
 
+def column_decisions(frame: pd.DataFrame, features: list[str], given: dict[str, str],
+                     notes: list[str]) -> tuple[pd.DataFrame, Columns, dict[str, C.Decision]]:
+    """(frame with each column as the encoder reads it, the roles, each column's Decision): the
+    rules of data/columns.py, the study file's `dataset.columns` taking precedence."""
+    frame = frame.copy()
+    cols = Columns(max_levels=C.MAX_LEVELS)
+    decisions = {}
+    for name in features:
+        series, decision = C.decide(name, frame[name], given.get(name), notes)
+        frame[name] = series
+        decisions[name] = decision
+        if decision.base == "drop":
+            cols.dropped.append(name)
+            continue
+        getattr(cols, decision.base).append(name)
+        if decision.base == "date":
+            cols.date_formats[name] = decision.date_format
+        if decision.indicator:
+            cols.indicators.append(name)
+    return frame, cols, decisions
+
+
 def infer_task(y: pd.Series) -> tuple[str, str]:
     """AutoGluon's rule (infer_problem_type): (task, why)."""
     distinct = y.nunique()
@@ -160,13 +193,6 @@ def infer_task(y: pd.Series) -> tuple[str, str]:
             return "multiclass", f"{distinct} distinct integer values"
         return "regression", f"{distinct} distinct integer values"
     raise UserError(f"target {y.name!r} has type {y.dtype}, neither numbers nor text; convert it")
-
-
-def class_label(value) -> str:
-    """A value (a class, a category) as its name: a whole float loses its ".0", so 3.0 and 3 are both "3"."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def encode_target(y: pd.Series, task: str, target: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
@@ -224,11 +250,26 @@ def encoded_splits(key: str, frame: pd.DataFrame, y: np.ndarray, cols: Columns, 
         train, val, test = split_rows(y, seed, subset, stratify, has_test=test_frame is not None)
     except ValueError as exc:  # scikit-learn's own refusal, for whatever the checks above missed
         raise UserError(f"cannot split the rows ({' '.join(str(exc).split())}); add rows or use a held-out test file") from None
-    features = cols.features
-    fitted = transformer(cols).fit(frame.iloc[train][features])
+    enc, derived = cols.encoded()
+    pooled = _pooling(frame.iloc[train], cols)
+    features = enc.features
+
+    def expand(part: pd.DataFrame) -> pd.DataFrame:
+        """The raw rows with the derived columns added and rare levels pooled (as fitted on training rows)."""
+        if not derived and not pooled:
+            return part[features]
+        out = part[[c for c in features if c not in derived]].copy()
+        for name, (source, derive) in derived.items():
+            out[name] = (part[source].isna().to_numpy().astype(np.float64) if derive == MISSING
+                         else date_part(parse_dates(part[source], cols.date_formats[source])[0], derive))
+        for name, (kept, other) in pooled.items():
+            out[name] = out[name].where(out[name].isna() | out[name].isin(kept), other)
+        return out[features]
+
+    fitted = transformer(enc).fit(expand(frame.iloc[train]))
 
     def encode(part: pd.DataFrame) -> np.ndarray:
-        return fitted.transform(part[features]).astype(np.float32)
+        return fitted.transform(expand(part)).astype(np.float32)
 
     if test_frame is None:
         x_test, y_test = encode(frame.iloc[test]), y[test]
@@ -241,9 +282,18 @@ def encoded_splits(key: str, frame: pd.DataFrame, y: np.ndarray, cols: Columns, 
         x_val=encode(frame.iloc[val]), y_val=y[val],
         x_test=x_test, y_test=y_test,
         classes=tuple(classes) if classes else None, fingerprint=fingerprint, split_seed=seed,
-        feature_names=feature_names(fitted, cols),
-        preprocess=describe_table(fitted, cols, x_train.shape[1]),
+        feature_names=feature_names(fitted, enc),
+        preprocess=describe_table(fitted, enc, x_train.shape[1], derived,
+                                  {name: other for name, (_, other) in pooled.items()}),
     )  # fmt: skip
+
+
+def _pooling(train: pd.DataFrame, cols: Columns) -> dict[str, tuple[list, str]]:
+    """{categorical column: (levels kept, pooled level)} for those over `max_levels` on the training rows."""
+    if cols.max_levels is None:
+        return {}
+    pooled = {name: C.pool_levels(train[name], cols.max_levels) for name in cols.categorical}
+    return {name: p for name, p in pooled.items() if p is not None}
 
 
 def _check_stratifiable(y: np.ndarray, classes, need: int) -> None:
@@ -270,6 +320,16 @@ class _Prepared:
     missing: dict[str, int]
     test_frame: pd.DataFrame | None
     y_test: np.ndarray | None
+    decisions: dict[str, C.Decision] | None = None  # dataset.columns' rules; None: an older study's
+
+
+def _check_given(source: DataSource, frame: pd.DataFrame, path: Path) -> dict[str, str]:
+    """dataset.columns against the file (sources/table.py checked the treatments and the target)."""
+    given = dict(source.columns or ())
+    for name in given:
+        if name not in frame.columns:
+            raise UserError(f"dataset.columns names {name!r}, which {path.name} lacks; its columns are: {_list(frame)}")
+    return given
 
 
 def _prepare(source: DataSource) -> _Prepared:
@@ -299,12 +359,16 @@ def _prepare(source: DataSource) -> _Prepared:
     y, classes = encode_target(y_raw, task, target)
     features = [c for c in frame.columns if c != target and c not in source.drop]
     missing = {c: int(n) for c, n in frame[features].apply(lambda s: _blank_to_missing(s).isna().sum()).items() if n}
-    frame, cols = column_roles(frame, features, notes)
+    decisions = None
+    if source.columns is None:
+        frame, cols = column_roles(frame, features, notes)
+    else:
+        frame, cols, decisions = column_decisions(frame, features, _check_given(source, frame, path), notes)
     cols.dropped = list(source.drop) + cols.dropped
     test_frame = y_test = None
     if source.test:
         test_frame, y_test = _prepare_test(Path(source.test), frame, target, task, classes, cols)
-    return _Prepared(frame, y, cols, task, classes, notes, missing, test_frame, y_test)
+    return _Prepared(frame, y, cols, task, classes, notes, missing, test_frame, y_test, decisions)
 
 
 def _prepare_test(path: Path, frame: pd.DataFrame, target: str, task: str, classes, cols: Columns):
@@ -317,7 +381,17 @@ def _prepare_test(path: Path, frame: pd.DataFrame, target: str, task: str, class
         test[name] = pd.to_numeric(_blank_to_missing(test[name]), errors="coerce")
     for name in cols.categorical:
         series = _blank_to_missing(test[name])
+        if cols.max_levels is not None:  # dataset.columns' rules: levels as text, as in training
+            series = series.map(class_label, na_action="ignore")
         test[name] = series.astype(object).where(series.notna(), np.nan)
+    for name in cols.date:
+        series = _blank_to_missing(test[name])
+        bad = parse_dates(series, cols.date_formats[name])[1]
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise UserError(f"held-out {path.name} row {i} has {series.iloc[i]!r} in date column {name!r}, which "
+                            "does not parse as a date; fix or blank it")
+        test[name] = series
     if task == "regression":
         y_test, _ = encode_target(test[target], task, target)
     else:
@@ -375,7 +449,10 @@ def _schema(source: DataSource, prepared: _Prepared, splits: Splits) -> Schema:
     return Schema(
         kind="tabular", task=prepared.task, input_shape=splits.input_shape, n_samples=len(y_all),
         classes=prepared.classes, class_counts=counts, notes=list(prepared.notes),
-        columns={"numeric": cols.numeric, "flag": cols.flag, "categorical": cols.categorical, "dropped": cols.dropped},
+        columns={"numeric": cols.numeric, "flag": cols.flag, "categorical": cols.categorical, "date": cols.date,
+                 "dropped": cols.dropped},
+        treatments=None if prepared.decisions is None else {
+            name: (d.treatment, d.why) for name, d in prepared.decisions.items()},
         missing=prepared.missing, target=source.target,
         splits={"train": len(splits.y_train), "val": len(splits.y_val), "test": len(splits.y_test)},
     )  # fmt: skip

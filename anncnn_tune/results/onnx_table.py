@@ -31,6 +31,13 @@ NA_WORDS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan"
 UNSEEN = "\x00unseen"  # the check's text for an unseen category: no training category holds a NUL
 
 
+def takes_raw_columns(table: dict) -> bool:
+    """Whether this front expresses the table's encoding: not where a date's parts, a missing
+    indicator or pooled rare levels come first (data/columns.py); such a file takes the encoded
+    features, and predict computes them from preprocess.json."""
+    return not any("derive" in c or "other" in c for c in table["columns"])
+
+
 def columns(table: dict) -> tuple[list[str], list[str]]:
     """(the `numeric` input's columns, the `categorical` input's columns), each in training order."""
     numeric = [c["name"] for c in table["columns"] if c["role"] != "categorical"]

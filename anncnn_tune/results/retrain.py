@@ -31,6 +31,7 @@ from anncnn_tune.data.base import Splits, TargetScaling
 from anncnn_tune.data.source import check_unchanged
 from anncnn_tune.errors import UserError
 from anncnn_tune.results import report
+from anncnn_tune.results import threshold as decision_threshold
 from anncnn_tune.results.cost import measure as measure_cost
 from anncnn_tune.results.crossval import cross_validate
 from anncnn_tune.results.export import Run, load_run, to_yaml
@@ -85,6 +86,7 @@ class RetrainResult:
     files: dict[str, str]  # name -> path of every file written
     retrained_at: str
     cost: dict | None = None  # results/cost.measure: params, FLOPs per sample, training seconds, ONNX latency
+    decision: dict | None = None  # binary: the threshold chosen on validation (results/threshold.py)
     recorded: bool = False  # the test metrics were written to the source study
 
     def as_dict(self) -> dict:
@@ -170,6 +172,7 @@ class _Seeds:
     histories: list
     predictions: list  # every seed's test predictions, by test index
     correct: list  # every seed's per-sample correctness (None for regression)
+    decision: dict | None = None  # binary: the threshold chosen on validation (results/threshold.py)
 
 
 def _train_seeds(run: Run, splits: Splits, data: DeviceData, n_seeds: int, options: RunOptions, log) -> _Seeds:
@@ -182,6 +185,9 @@ def _train_seeds(run: Run, splits: Splits, data: DeviceData, n_seeds: int, optio
     x_test = torch.from_numpy(np.ascontiguousarray(splits.x_test)).to(device)
     y_test = torch.from_numpy(np.ascontiguousarray(splits.y_test)).to(device)
     key = run.metric.removeprefix("val_")
+    # Chosen before any test output exists, on validation outputs of a model that never saw them.
+    decision = decision_threshold.choose(run, splits, options, log) if splits.task == "binary" else None
+    cut = decision["threshold"] if decision else 0.5
     per_seed, seed_histories, kept, predictions, correct = [], [], None, [], []
     for k in range(n_seeds):
         seed = run.seed + k
@@ -189,8 +195,8 @@ def _train_seeds(run: Run, splits: Splits, data: DeviceData, n_seeds: int, optio
         outputs = predict(model, data, x_test, options)
         if kept is None:
             first_outputs = outputs.float().cpu().numpy().reshape(len(splits.y_test), -1)
-        scalars, details = score(splits.task, outputs, y_test, splits.classes)
-        predictions.append(predicted(splits.task, outputs))
+        scalars, details = score(splits.task, outputs, y_test, splits.classes, cut)
+        predictions.append(predicted(splits.task, outputs, cut))
         correct.append(correctness(splits.task, predictions[-1], splits.y_test))
         per_seed.append({"seed": seed, "train_seconds": round(result.train_seconds, 3), **scalars})
         seed_histories.append(result.history)
@@ -199,7 +205,7 @@ def _train_seeds(run: Run, splits: Splits, data: DeviceData, n_seeds: int, optio
         if kept is None:
             kept = (model, details)  # the first seed's model is the one saved, exported and detailed
     model, details = kept
-    return _Seeds(model, details, first_outputs, per_seed, seed_histories, predictions, correct)
+    return _Seeds(model, details, first_outputs, per_seed, seed_histories, predictions, correct, decision)
 
 
 def _write_outputs(request: RetrainRequest, inputs: _Inputs, data: DeviceData, seeds: _Seeds,
@@ -222,7 +228,7 @@ def _write_outputs(request: RetrainRequest, inputs: _Inputs, data: DeviceData, s
     # Every seed's test predictions, by test index (the split is fixed): what verdict.py pairs.
     np.save(files["predictions"], np.stack(seeds.predictions))
     save_weights(model, run, splits, files["weights"])
-    pipeline = save_pipeline(splits, files["preprocess"])  # raw input -> model -> the user's classes or units
+    pipeline = save_pipeline(splits, files["preprocess"], seeds.decision)  # raw input -> model -> the user's classes or units
     onnx_diff, onnx_tolerance = export_onnx(model.cpu().eval(), splits, files["onnx"])
     # Retrain trains the trial's best epoch count, so the first seed's time is its time to the best epoch.
     first = np.ascontiguousarray(splits.x_test[:1])
@@ -254,6 +260,7 @@ def _write_outputs(request: RetrainRequest, inputs: _Inputs, data: DeviceData, s
         files={name: str(path) for name, path in files.items()},
         retrained_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         cost=spent,
+        decision=seeds.decision,
     )
     metrics = result.as_dict()
     files["metrics"].write_text(json.dumps(metrics, indent=2))

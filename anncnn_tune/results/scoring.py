@@ -5,14 +5,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from anncnn_tune.results.threshold import logit
 from anncnn_tune.training import metrics as M
 
 
-def score(task: str, outputs: torch.Tensor, targets: torch.Tensor, classes) -> tuple[dict, dict]:
+def score(task: str, outputs: torch.Tensor, targets: torch.Tensor, classes,
+          threshold: float = 0.5) -> tuple[dict, dict]:
     """(scalar metrics, details) of one model on one split.
 
     Loss and accuracy come from metrics.compute, the very code that scored validation during the
-    search, so "validation vs test" compares like with like; scikit-learn adds the rest.
+    search, so "validation vs test" compares like with like; scikit-learn adds the rest. A binary
+    model's labels use `threshold` (a probability, chosen on validation: results/threshold.py);
+    ROC AUC and PR AUC (average precision) do not depend on it.
     """
     from sklearn import metrics as skm
 
@@ -23,9 +27,16 @@ def score(task: str, outputs: torch.Tensor, targets: torch.Tensor, classes) -> t
         scalars["r2"] = float(skm.r2_score(truth, out.reshape(-1)))
         return scalars, {}
     if task == "binary":
-        predicted = (out.reshape(-1) > 0).astype(np.int64)
+        predicted = (out.reshape(-1) > logit(threshold)).astype(np.int64)
         truth = truth.astype(np.int64)
-        scalars["roc_auc"] = float(skm.roc_auc_score(truth, out.reshape(-1))) if len(set(truth)) == 2 else float("nan")
+        both = len(set(truth)) == 2
+        scalars["roc_auc"] = float(skm.roc_auc_score(truth, out.reshape(-1))) if both else float("nan")
+        scalars["pr_auc"] = float(skm.average_precision_score(truth, out.reshape(-1))) if both else float("nan")
+        if threshold != 0.5:  # the labels at the chosen cut, not at metrics.compute's logit 0
+            scalars["accuracy"] = float(np.mean(predicted == truth))
+            scalars["balanced_accuracy"] = float(skm.balanced_accuracy_score(truth, predicted))
+            p, r, f, _ = skm.precision_recall_fscore_support(truth, predicted, average="binary", zero_division=0)
+            scalars.update(precision=float(p), recall=float(r), f1=float(f))
     else:
         predicted = out.argmax(1)
     labels = list(range(len(classes) if classes else int(max(truth.max(), predicted.max())) + 1))
@@ -52,13 +63,14 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def predicted(task: str, outputs: torch.Tensor) -> np.ndarray:
-    """A model's test predictions, compact: class indices as int16 (labels for binary), values as float32."""
+def predicted(task: str, outputs: torch.Tensor, threshold: float = 0.5) -> np.ndarray:
+    """A model's test predictions, compact: class indices as int16 (labels for binary, at `threshold`),
+    values as float32."""
     out = outputs.float().cpu().numpy()
     if task == "regression":
         return out.reshape(-1).astype(np.float32)
     if task == "binary":
-        return (out.reshape(-1) > 0).astype(np.int16)
+        return (out.reshape(-1) > logit(threshold)).astype(np.int16)
     return out.argmax(1).astype(np.int16)
 
 

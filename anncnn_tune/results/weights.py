@@ -87,12 +87,15 @@ def raw_table_inputs(x: np.ndarray, table: dict) -> np.ndarray:
     return (np.asarray(x, np.float64) * scale + center).astype(np.float32)
 
 
-def describe_pipeline(splits) -> dict:
-    """preprocess.json: everything from the user's raw input to the user's output, as plain values."""
+def describe_pipeline(splits, chosen: dict | None = None) -> dict:
+    """preprocess.json: everything from the user's raw input to the user's output, as plain values.
+    `chosen`: a binary model's threshold chosen on validation (results/threshold.py); None: 0.5."""
     task, classes = splits.task, list(splits.classes) if splits.classes else None
     decision = {"multiclass": "the class of the largest probability (softmax of the outputs)",
-                "binary": {"threshold": 0.5, "class_if_above": classes[1] if classes else 1,
-                           "probability": "sigmoid of the one output"},
+                "binary": {"threshold": chosen["threshold"] if chosen else 0.5,
+                           "class_if_above": classes[1] if classes else 1,
+                           "probability": "sigmoid of the one output",
+                           **({"chosen_on": chosen["chosen_on"], "criterion": chosen["criterion"]} if chosen else {})},
                 "regression": None}[task]
     record = {"format": pipeline.FORMAT, "kind": splits.kind, "task": task, "classes": classes,
               "target": {"column": (splits.source or {}).get("target"), "scaling": splits.target.to_dict()},
@@ -107,10 +110,11 @@ def describe_pipeline(splits) -> dict:
 
 def onnx_description(record: dict, splits) -> dict:
     """The ONNX file's inputs and output, in words and shapes (what report.md prints)."""
+    cut = record["decision"]["threshold"] if splits.task == "binary" else None
     output = {"multiclass": f"(N, {splits.out_dim}) logits, one per class in `classes` order; softmax gives "
                             "probabilities",
-              "binary": "(N, 1) logit; sigmoid gives the probability of the second class, > 0.5 (logit > 0) "
-                        "predicts it",
+              "binary": f"(N, 1) logit; sigmoid gives the probability of the second class, above {cut:.4g} "
+                        "(`decision.threshold`) predicts it" if cut is not None else None,
               "regression": "(N, 1) the prediction in the target's own units"}[splits.task]
     if record["image"] is not None:
         image = record["image"]
@@ -120,7 +124,16 @@ def onnx_description(record: dict, splits) -> dict:
                 f"{[round(m, 3) for m in image['mean']]} and divides by std {[round(s, 3) for s in image['std']]}")
         return {"inputs": {"input": text}, "positions": None, "output": output}
     if record["table"] is not None:
-        numeric, categorical = onnx_table.columns(record["table"])
+        table = record["table"]
+        if not onnx_table.takes_raw_columns(table):
+            text = (f"float32 (N, {pipeline.table_width(table)}): per column in order, a number in raw units (NaN "
+                    "for missing: the graph imputes it and scales it) or, for a categorical column, one 0/1 "
+                    "indicator per training category (all 0: a category unseen in training; all NaN: missing, the "
+                    "most frequent category). Turning category text into indicators (rare levels pooled), dates "
+                    "into their parts and missing values into missing indicators is not in the graph: "
+                    "`anncnn-tune predict` does it from preprocess.json; `positions` lists what each input holds")
+            return {"inputs": {"input": text}, "positions": pipeline.onnx_table_input(table), "output": output}
+        numeric, categorical = onnx_table.columns(table)
         inputs = {}
         if numeric:
             inputs[onnx_table.NUMERIC] = (
@@ -139,8 +152,8 @@ def onnx_description(record: dict, splits) -> dict:
             "output": output}
 
 
-def save_pipeline(splits, path: Path) -> dict:
-    record = describe_pipeline(splits)
+def save_pipeline(splits, path: Path, chosen: dict | None = None) -> dict:
+    record = describe_pipeline(splits, chosen)
     path.write_text(json.dumps(record, indent=2))
     return record
 
@@ -154,8 +167,11 @@ def onnx_tolerance(expected: np.ndarray) -> float:
 def onnx_feeds(splits, x: np.ndarray) -> dict[str, np.ndarray]:
     """The ONNX file's inputs for model inputs `x` (test rows): the raw columns of a table
     (onnx_table.raw_frame), else `x` itself as float32 (image pixels, or encoded features)."""
-    if splits.kind == "tabular" and splits.preprocess is not None:
-        return onnx_table.feeds(onnx_table.raw_frame(x, splits.preprocess), splits.preprocess)
+    table = splits.preprocess if splits.kind == "tabular" else None
+    if table is not None and onnx_table.takes_raw_columns(table):
+        return onnx_table.feeds(onnx_table.raw_frame(x, table), table)
+    if table is not None:
+        return {"input": raw_table_inputs(x, table)}
     return {"input": np.ascontiguousarray(x, dtype=np.float32)}
 
 
@@ -190,8 +206,9 @@ def export_onnx(model: torch.nn.Module, splits, path: Path) -> tuple[float, floa
     table = splits.preprocess if splits.kind == "tabular" else None
     wrapped = Deployable(model, splits.mean, splits.std, splits.target, table).eval()
     x = np.ascontiguousarray(splits.x_test[:ONNX_CHECK_ROWS])
-    if table is None:
-        sample = torch.from_numpy(x).float()
+    if table is None or not onnx_table.takes_raw_columns(table):
+        # Images; or a table whose dates, missing indicators or pooled levels predict computes first
+        sample = torch.from_numpy(x if table is None else raw_table_inputs(x, table)).float()
         _export(wrapped, sample, path)
         onnx.checker.check_model(str(path))
         feeds = {"input": sample.numpy()}

@@ -99,9 +99,10 @@ def plan(schema) -> Plan:
         metric = "val_accuracy"
         values = [int(v) for v in counts.values()]
         if values and min(values) < IMBALANCED_MULTICLASS * max(values):
-            class_weight = True
+            metric, class_weight = "val_balanced_accuracy", True
             reasons.append(f"{len(values)} classes, the smallest with {min(values)} rows against {max(values)}: "
-                           "validation accuracy, class weights are searchable")
+                           "the objective is validation balanced accuracy (the mean recall per class, which "
+                           "predicting the largest class cannot game), class weights are searchable")
         else:
             reasons.append(f"{len(values) or 'several'} classes: the objective is validation accuracy")
 
@@ -259,7 +260,12 @@ def to_yaml(study: dict, header: list[str]) -> str:
         value = study[key]
         if key == "dataset" and isinstance(value, dict):
             out.append("dataset:")
-            out += [f"  {k}: {flow(v)}" for k, v in value.items()]
+            for k, v in value.items():
+                if isinstance(v, dict) and v:  # dataset.columns: one column a line, easy to edit
+                    out.append(f"  {k}:")
+                    out += [f"    {scalar(name)}: {flow(item)}" for name, item in v.items()]
+                else:
+                    out.append(f"  {k}: {flow(v)}")
         else:
             out.append(f"{key}: {flow(value)}")
     out.append("params:")

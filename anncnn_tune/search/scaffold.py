@@ -87,6 +87,8 @@ def dataset_mapping(source, schema, out_dir: Path) -> dict:
         mapping["on_bad_file"] = source.on_bad_file
     if schema.target_transform:  # written out, so the user sees the choice and can change it
         mapping["target_transform"] = source.target_transform or schema.target_transform[0]
+    if schema.treatments is not None:  # each column's treatment, written out for the same reason
+        mapping["columns"] = {name: treatment for name, (treatment, _) in schema.treatments.items()}
     return mapping
 
 
@@ -122,6 +124,8 @@ def init(request: InitRequest) -> InitResult:
         raw["image_size"] = list(request.image_size)
     if request.on_bad_file != "error":  # parse_source checks the value and refuses it for a table
         raw["on_bad_file"] = request.on_bad_file
+    if kind_of(Path(request.path).expanduser()) == "table":
+        raw["columns"] = {}  # every column by data/columns.py's rules (dataset_mapping writes them out)
     # Paths given on the command line are relative to where the command runs.
     source = parse_source(raw, base_dir=Path.cwd(), where="dataset")
     schema = inspect(source)

@@ -487,6 +487,16 @@ def fits_data(spec: Spec, kind: str, task: str) -> None:
     _family_takes(spec.family, kind, dataset, where)
     _metric_takes(spec.metric, task, dataset, where)
     _image_only_fits(spec.family, kind, dataset, spec.space, spec.fixed, where)
+    _task_only(spec.family.declared(), spec.space, spec.fixed, task, dataset, where)
+
+
+def _task_only(known: dict, space, fixed: dict, task: str | None, dataset, where: str) -> None:
+    """A parameter declared for some tasks only (Param.tasks) is refused elsewhere, not silently ignored."""
+    for pname, param in known.items():
+        if (param.tasks is not None and task is not None and task not in param.tasks
+                and (pname in space or fixed.get(pname, param.default) != param.default)):
+            raise UserError(f"{where}.params.{pname} applies only to {' and '.join(param.tasks)} tasks, "
+                            f"{dataset!r} is {task}: remove it")
 
 
 def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None) -> Spec:
@@ -508,6 +518,7 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
     space, fixed = _params(raw["params"], family, where)
     if kind is not None:  # a user's array file tells its kind only once loaded: fits_data checks it then
         _image_only_fits(families.get(family), kind, dataset, space, fixed, where)
+    _task_only(families.get(family).declared(), space, fixed, task, dataset, where)  # task None: fits_data
     subset = raw.get("subset")
     if subset is not None:
         subset = P.check_size(subset, f"{where}.subset")

@@ -15,6 +15,8 @@ METRICS = {
     "val_f1": ("maximize", ("binary",)),
     "val_mse": ("minimize", ("regression",)),
     "val_mae": ("minimize", ("regression",)),
+    # the mean of the per-class recalls: a model that predicts the majority class scores 1/classes
+    "val_balanced_accuracy": ("maximize", ("multiclass", "binary")),
 }
 
 
@@ -55,13 +57,25 @@ def roc_auc(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
     return torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, float("nan"))).float()
 
 
+def balanced_accuracy(predicted: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Mean recall over the classes present in `targets` (scikit-learn's balanced_accuracy_score), no sync."""
+    targets = targets.reshape(-1).long()
+    hits = torch.bincount(targets, weights=(predicted.reshape(-1) == targets).double(), minlength=n_classes)
+    counts = torch.bincount(targets, minlength=n_classes).double()
+    present = counts > 0
+    recall = torch.where(present, hits / counts.clamp(min=1), torch.zeros_like(hits))
+    return (recall.sum() / present.sum().clamp(min=1)).float()
+
+
 def compute(task: str, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
     """All metrics for a task as 0-d device tensors (no sync); names without the val_/test_ prefix."""
     outputs = outputs.float()
     if task == "multiclass":
+        predicted = outputs.argmax(1)
         return {
             "loss": F.cross_entropy(outputs, targets),
-            "accuracy": (outputs.argmax(1) == targets).float().mean(),
+            "accuracy": (predicted == targets).float().mean(),
+            "balanced_accuracy": balanced_accuracy(predicted, targets, outputs.shape[1]),
         }
     if task == "binary":
         logits = outputs.view(-1)
@@ -73,6 +87,7 @@ def compute(task: str, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str
         return {
             "loss": F.binary_cross_entropy_with_logits(logits, truth),
             "accuracy": (predicted == truth).float().mean(),
+            "balanced_accuracy": balanced_accuracy(predicted.long(), targets.long(), 2),
             "roc_auc": roc_auc(logits, targets),
             "precision": precision,
             "recall": recall,

@@ -92,6 +92,7 @@ class Param:
     odd: bool = False  # odd integers only (kernel sizes keep 'same' padding exact)
     choices: tuple | None = None  # for kind choice
     image_only: bool = False  # applies only to image datasets
+    tasks: tuple[str, ...] | None = None  # applies only to these tasks (None: every task)
     when: tuple[Condition, ...] = ()  # applies only where all of these hold (else: not sampled, default)
     # What `init` searches where it searches this parameter on any dataset (the study-file form: a
     # {type, low, high} or {type: categorical, choices}); None: init leaves it out or sizes it to the data.
@@ -193,8 +194,10 @@ TABLE: tuple[Param, ...] = (  # the training loop's; each model family declares 
           "flip, or one that alternates by epoch (altflip: each image is seen both ways every two epochs)",
           choices=("none", "flip", "translate", "crop_flip", "translate_flip", "translate_altflip"),
           image_only=True),
-    Param("class_weight", "train", "choice", "none", "loss weights per class",
-          choices=("none", "balanced")),
+    Param("class_weight", "train", "choice", "none",
+          "loss weights per class: balanced weighs each class by the inverse of its share of the training rows "
+          "(init searches it where the smallest class is rare)", choices=("none", "balanced"),
+          tasks=("binary", "multiclass")),
 )
 
 

@@ -38,6 +38,7 @@ SCHEMAS = {
     "binary-balanced": table_schema("binary", 10, 2000, {"a": 1000, "b": 1000}),
     "regression": table_schema("regression", 8, 20640),
     "multiclass-table": table_schema("multiclass", 4, 150, {"x": 50, "y": 50, "z": 50}),
+    "multiclass-imbalanced": table_schema("multiclass", 4, 300, {"x": 200, "y": 80, "z": 20}),
 }
 
 
@@ -93,6 +94,7 @@ def test_pair_shares_everything_compare_checks(tmp_path, source_for, key):
 
 @pytest.mark.parametrize(("key", "metric"), [("binary-imbalanced", "val_roc_auc"), ("binary-balanced", "val_accuracy"),
                                              ("regression", "val_mse"), ("multiclass-table", "val_accuracy"),
+                                             ("multiclass-imbalanced", "val_balanced_accuracy"),
                                              ("cifar-like", "val_accuracy")])
 def test_metric_follows_the_task_and_balance(key, metric):
     assert gen.plan(SCHEMAS[key]).metric == metric

@@ -342,7 +342,7 @@ def test_history_rows_carry_every_metric_of_the_task():
     data = DeviceData.from_splits(tabular_splits("binary"), CPU)
     result = fit(models.build("ann", {"width": 8}, (6,), 1), data, {}, epochs=2, metric="val_roc_auc")
     assert set(result.history[0]) == {"epoch", "train_loss", "val_loss", "val_accuracy", "val_roc_auc",
-                                      "val_precision", "val_recall", "val_f1"}
+                                      "val_precision", "val_recall", "val_f1", "val_balanced_accuracy"}
     assert result.best_value == max(row["val_roc_auc"] for row in result.history)
     assert isinstance(result, FitResult) and result.compile_seconds == 0.0
     assert result.samples_per_second == pytest.approx(150 * 2 / result.train_seconds)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # The dataset options only some kinds read (every kind reads `path` and `task`); a kind lists
 # those it reads in `options`, and `parse_source` refuses the others rather than ignore them.
-OPTIONS = ("target", "drop", "test", "image_size", "on_bad_file")
+OPTIONS = ("target", "drop", "test", "image_size", "on_bad_file", "columns")
 
 
 @dataclass(frozen=True)

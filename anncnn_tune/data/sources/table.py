@@ -12,11 +12,32 @@ if TYPE_CHECKING:
     from anncnn_tune.data.source import DataSource
 
 
+# What `dataset.columns` may set a column to (data/columns.py applies them); any but drop may end
+# in WITH_MISSING, which adds a 0/1 feature saying the value was missing.
+TREATMENTS = ("numeric", "flag", "categorical", "date", "drop")
+WITH_MISSING = "+missing"
+
+
+def check_treatment(value, where: str) -> str:
+    """A treatment as the study file writes it (`numeric`, `categorical+missing`, ...), or one line."""
+    base = value.removesuffix(WITH_MISSING) if isinstance(value, str) else None
+    if base not in TREATMENTS or value == "drop" + WITH_MISSING:
+        raise UserError(f"{where} must be one of {', '.join(TREATMENTS)} (any but drop may end in {WITH_MISSING}), "
+                        f"got {value!r}")
+    return value
+
+
 def check(source: DataSource, where: str) -> None:
     if source.target is None:
         raise UserError(f"{where}.target is missing: name the column of {Path(source.path).name} to predict")
     if source.target in source.drop:
         raise UserError(f"{where}.drop lists the target {source.target!r}; remove it from drop")
+    for name, treatment in source.columns or ():
+        check_treatment(treatment, f"{where}.columns.{name}")
+        if name == source.target:
+            raise UserError(f"{where}.columns lists the target {name!r}; remove it (the target is not a feature)")
+        if name in source.drop and treatment != "drop":
+            raise UserError(f"{where}.columns.{name} is {treatment} but {where}.drop lists {name}; remove one of them")
 
 
 def header(path: Path) -> list[str]:
@@ -50,5 +71,5 @@ SOURCE = SourceType(
     name="table", noun="a table", plural="tables", data_kind="tabular",
     inspect=reader(READER, "inspect"), load=reader(READER, "load"), fingerprint=reader(READER, "fingerprint"),
     suffixes=(".csv", ".tsv", ".parquet"), aliases=(".pq",),
-    options=("target", "drop", "test"), check=check, init_check=init_check,
+    options=("target", "drop", "test", "columns"), check=check, init_check=init_check,
 )  # fmt: skip

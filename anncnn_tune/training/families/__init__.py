@@ -63,6 +63,7 @@ def _describe(p: P.Param) -> str:
         allowed = f"{p.kind} {p.range_text()}" + (", odd" if p.odd else "")
     default = str(p.default).lower() if isinstance(p.default, bool) else p.default
     condition = f"; only when {' and '.join(c.text() for c in p.when)}" if p.when else ""
+    condition += f"; {' and '.join(p.tasks)} tasks only" if p.tasks else ""
     return f"`{p.name}` ({allowed}; default {default}{condition}): {p.help}"
 
 
