@@ -148,10 +148,12 @@ def run_table(table: Table, args, url: str, work: Path, log) -> dict:
     result = at.optimize(study_file, storage=url, n_trials=args.trials, epochs=args.epochs, seed=0, device="cpu",
                          threads=args.threads, data_dir=str(args.data_dir), quiet=True, study_name=study)
     search_s = time.perf_counter() - started
-    run_file = work / f"{study}.yaml"
-    at.export(study, storage=url, output=str(run_file))
-    retrained = at.retrain(str(run_file), out=str(work / study), seeds=args.seeds, device="cpu",
-                           data_dir=str(args.data_dir), storage=url, log=None, force=True)
+    record = StudyRecord.read(result.study)
+    if not record.test_metrics:  # a rerun of the script in the same --work resumes after the retrain
+        run_file = work / f"{study}.yaml"
+        at.export(study, storage=url, output=str(run_file))
+        at.retrain(str(run_file), out=str(work / study), seeds=args.seeds, device="cpu",
+                   data_dir=str(args.data_dir), storage=url, log=None, force=True)
     ann_s = time.perf_counter() - started
     log(f"{table.name}: ANN done in {ann_s:.0f}s; tuning gradient boosting")
     gb_started = time.perf_counter()
@@ -159,17 +161,15 @@ def run_table(table: Table, args, url: str, work: Path, log) -> dict:
     gb_s = time.perf_counter() - gb_started
     board = leaderboard(url)
     row_entry = next(e for e in board["datasets"] if any(r["study"] == study for r in e["studies"]))
+    row = next(r for r in row_entry["studies"] if r["study"] == study)
     comparison = next(c for c in row_entry["classical"]["comparisons"] if c["study"] == study)
     key = ref["metric"]
-    test = retrained.test
     out = {"table": table.name, "study": study, "task": None, "metric": key,
-           "ann": {**mean_std([row[key] for row in test["per_seed"]]), "trials": result.states.get("complete", 0)
-                   + result.states.get("pruned", 0), "search_seconds": round(search_s, 1),
-                   "seconds": round(ann_s, 1), "epochs": retrained.epochs},
+           "ann": {**mean_std(row["test_per_seed"]), "trials": row["finished_trials"],
+                   "search_seconds": round(search_s, 1), "seconds": round(ann_s, 1), "epochs": row["epochs"]},
            "gb": {"mean": ref["test"], "std": ref["test_std"], "per_seed": ref["per_seed_values"],
                   "trials": ref["search"]["trials"], "seconds": round(gb_s, 1), "deterministic": ref["deterministic"]},
            "vs_gb": {"word": comparison["word"], "line": comparison["verdict"]["line"]}}
-    record = StudyRecord.read(result.study)
     spec = record.spec
     splits = load_dataset(at_dataset(spec), data_dir=str(args.data_dir), seed=record.split_seed(0),
                           subset=spec.get("subset"))

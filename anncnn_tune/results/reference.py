@@ -164,10 +164,14 @@ def _search_table(splits, key: str, maximize: bool, budget: Budget, seed: int, l
         log(f"reference trial {trial.number}: validation {key} {val[key]:.4f} ({model.n_iter_} rounds)")
         return val[key]
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    search = optuna.create_study(direction="maximize" if maximize else "minimize",
-                                 sampler=optuna.samplers.TPESampler(seed=seed))
-    search.optimize(objective, n_trials=budget.trials)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its own lines say each trial; Optuna's would repeat them
+    try:
+        search = optuna.create_study(direction="maximize" if maximize else "minimize",
+                                     sampler=optuna.samplers.TPESampler(seed=seed))
+        search.optimize(objective, n_trials=budget.trials)
+    finally:
+        optuna.logging.set_verbosity(verbosity)  # a notebook's setting stays as it was
     best = search.best_trial
     setting = {**_space(optuna.trial.FixedTrial(best.params), splits.task)}
     return setting, float(best.value), int(best.user_attrs["rounds"])
