@@ -102,10 +102,11 @@ def test_compare_says_whether_the_net_beats_gradient_boosting(work, tmp_path, fa
     """References rewritten on a copy of the storage: a thousandth of the net's mean MSE on every
     seed (the net is worse), a thousand times it (better), and the net's own per-seed values (no
     difference)."""
-    import shutil
+    import sqlite3
 
     copy = tmp_path / "copy.db"
-    shutil.copy(work["db"], copy)
+    with sqlite3.connect(work["db"]) as source, sqlite3.connect(copy) as target:
+        source.backup(target)  # the write-ahead log's pages too, which a file copy would miss
     url = f"sqlite:///{copy}"
     stored = optuna.load_study(study_name=STUDY, storage=url)
     net = next(iter(records.StudyRecord.read(stored).test_metrics.values()))["per_seed_values"]
