@@ -210,8 +210,12 @@ def markdown(results: list[dict]) -> str:
         lines.append(f"| {r['table']} | {r['rows']} | {r['features']} | {r['task']} | {r['metric']} ({best}) | "
                      f"{cell(r['ann'])} | {cell(r['gb'])} | {cell(r['realmlp'])} | {r['vs_gb']['word']} | "
                      f"{r['ann']['seconds']:.0f} | {r['gb']['seconds']:.0f} | "
-                     f"{r['realmlp'].get('seconds', float('nan')):.0f} |")
+                     f"{_seconds(r['realmlp'])} |")
     return "\n".join(lines)
+
+
+def _seconds(result: dict) -> str:
+    return f"{result['seconds']:.0f}" if "seconds" in result else "—"
 
 
 def machine(threads: int) -> dict:
