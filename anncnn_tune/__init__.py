@@ -21,6 +21,7 @@ _LAZY = {
     "predict": "anncnn_tune.api",
     "init": "anncnn_tune.api",
     "relocate": "anncnn_tune.api",
+    "reference": "anncnn_tune.api",
     "ExportedRun": "anncnn_tune.api",
     "OptimizeResult": "anncnn_tune.search.launcher",
     "RetrainResult": "anncnn_tune.results.retrain",
@@ -29,7 +30,7 @@ _LAZY = {
 }
 
 __all__ = ["ExportedRun", "OptimizeResult", "PredictResult", "RetrainResult", "UserError", "compare", "export",
-           "init", "optimize", "predict", "relocate", "retrain"]  # == sorted(_LAZY), which tests/test_api.py checks
+           "init", "optimize", "predict", "reference", "relocate", "retrain"]  # == sorted(_LAZY), which tests/test_api.py checks
 
 
 def __getattr__(name: str):

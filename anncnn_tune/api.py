@@ -355,13 +355,18 @@ def relocate(study: str, path, *, test=None, storage: str | None = None) -> dict
     return move(_storage_url(storage), study, str(path), None if test is None else str(test))
 
 
-def reference(study: str, *, storage: str | None = None, data_dir: str | None = None, log=print) -> dict:
-    """Fit the classical reference (gradient boosting on tables, logistic regression on pixels) on a
-    study's splits, score its test split, and record it on the study, where `compare` shows it.
-    Returns the recorded entry (model, setting, metric, validation and test values...)."""
+def reference(study: str, *, storage: str | None = None, data_dir: str | None = None, trials: int | None = None,
+              seeds: int | None = None, log=print) -> dict:
+    """Tune the classical reference (gradient boosting on tables, logistic regression on pixels) on a
+    retrained study's splits, refit it on train+validation, score its test split once per seed, and
+    record it on the study, where `compare` puts it beside the net with an interval over seeds.
+    trials: search trials (default: as many as the net's search finished, within 10..200); seeds:
+    refits (default: as many as the net's retrain, at least 3). Returns the recorded entry (model,
+    setting, metric, validation, test mean and std, per_seed_values, search budget...)."""
     from anncnn_tune.results.reference import fit_reference
 
-    return fit_reference(study, _storage_url(storage), data_dir=data_dir, log=log or (lambda line: None))
+    return fit_reference(study, _storage_url(storage), data_dir=data_dir, trials=trials, seeds=seeds,
+                         log=log or (lambda line: None))
 
 
 def duration_text(seconds: float) -> str:

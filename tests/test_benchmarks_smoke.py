@@ -253,3 +253,20 @@ def test_the_race_gives_a_folder_to_every_arm(tmp_path):
     args.dataset = "fashion-mnist"  # a key: the plain scripts' data, anncnn-tune runs the study's own
     assert "--dataset" not in race.command("anncnn:1", args, 0, "sqlite:///x.db", tmp_path)
     assert race.read_trials(f"sqlite:///{tmp_path / 'empty.db'}", time.time(), 60) == []  # killed before its study
+
+
+def test_tables_quick_puts_the_tuned_ann_beside_tuned_gradient_boosting(tmp_path):
+    stdout, report = run("tables.py", "--work", str(tmp_path / "work"), tmp_path=tmp_path)
+    assert [r["table"] for r in report["results"]] == ["wine", "diabetes"]
+    for r, metrics in zip(report["results"], (("accuracy", "balanced_accuracy", "macro_f1"), ("mse",))):
+        assert r["metric"] in metrics, r  # the study's own metric, which init chooses
+        assert len(r["ann"]["per_seed"]) == len(r["gb"]["per_seed"]) == 2
+        assert all(math.isfinite(v) for v in r["ann"]["per_seed"] + r["gb"]["per_seed"])
+        assert r["gb"]["trials"] == 10  # the net's 2 trials, raised to the reference's minimum
+        assert r["vs_gb"]["word"] in ("better", "worse", "not significant", "no verdict")
+        assert r["realmlp"] == {"skipped": "no --realmlp-python"}
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| table |"))
+    rows = lines[header + 2 : header + 4]
+    assert [row.split("|")[1].strip() for row in rows] == ["wine", "diabetes"]
+    assert all(row.count("|") == lines[header].count("|") for row in rows)

@@ -126,12 +126,22 @@ def predict(run_dir, source, output, batch_size, skip_bad):
 
 
 @click.command()
-@click.option("--study", required=True, help="Name of a study in the storage (its data and splits are used).")
+@click.option("--study", required=True, help="Name of a retrained study in the storage (its data and splits are used).")
 @storage_option
 @click.option("--data-dir", default=None, metavar="DIR",
               help="Dataset cache directory (default: $ANNCNN_TUNE_DATA, else the per-user cache).")
-def reference(study, storage, data_dir):
-    """Fit the classical reference (gradient boosting on tables, logistic regression on pixels) on a study's splits."""
-    entry = api.reference(study, storage=storage, data_dir=data_dir, log=lambda line: click.echo(line, err=True))
+@click.option("--trials", type=int, default=None, metavar="N",
+              help="Search trials for gradient boosting (default: as many as the net's search finished, 10..200).")
+@click.option("--seeds", type=int, default=None, metavar="N",
+              help="Refits scored on test (default: as many as the net's retrain, at least 3).")
+def reference(study, storage, data_dir, trials, seeds):
+    """Tune the classical reference (gradient boosting on tables, logistic regression on pixels) on a
+    retrained study's splits, refit it on train+validation and score its test split, once per seed."""
+    entry = api.reference(study, storage=storage, data_dir=data_dir, trials=trials, seeds=seeds,
+                          log=lambda line: click.echo(line, err=True))
+    search = entry["search"]
+    spread = "the same model for every seed" if entry["deterministic"] else f"±{entry['test_std']:.4f} over seeds"
     click.echo(f"{entry['model']} ({entry['setting']}): validation {entry['metric']} {entry['validation']:.4f}, "
-               f"test {entry['test']:.4f}; recorded on study {study}; see `anncnn-tune compare`")
+               f"test {entry['test']:.4f} {spread} ({entry['seeds']} seeds); search: {search['method']}, "
+               f"{search['trials']} trials ({search['budget']}), {search['seconds']:.1f}s; recorded on study {study}; "
+               "see `anncnn-tune compare`")

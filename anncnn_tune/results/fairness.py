@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 from anncnn_tune.results import cost as C
-from anncnn_tune.results.verdict import FRACTION_METRICS, dataset_verdict
-from anncnn_tune.service.records import FAIR_KEYS
+from anncnn_tune.results.verdict import FRACTION_METRICS, dataset_verdict, verdict
+from anncnn_tune.service.records import FAIR_KEYS, decode_correct
 from anncnn_tune.training.families import side_order
 
 # Search budgets are comparable when the larger is at most this many times the smaller, both in
@@ -50,22 +50,82 @@ def dataset_entry(dataset: str, rows: list[dict]) -> dict:
         for r in rows:
             r["winner"] = r["study"] in winner
     models = sorted({r["model"] for r in rows})
+    classical = _classical(rows)  # before the verdict: it drops the per-example correctness it reads
     return {"dataset": dataset, "families": models, "fair": not differs, "shared": shared, "differs": differs,
             "winner": winner, "verdict": dataset_verdict(rows, not differs), "frontier": _frontier(rows),
-            "classical": _classical(rows), "studies": rows}
+            "classical": classical, "studies": rows}
 
 
 def _classical(rows: list[dict]) -> dict | None:
-    """The dataset's classical reference (the most recently fitted over its studies) against the
-    networks' test scores: {"reference", "beaten_by": [studies whose mean test score is better]}."""
-    fitted = [r["classical"] for r in rows if r.get("classical")]
+    """The dataset's classical reference against each retrained net, on the test split.
+
+    Each net is compared with the reference fitted on its own study, else with the newest one fitted
+    on another study of the same data and splits (fingerprint, split seed, subset). Returns
+    {"reference": the newest, "beaten_by": [studies whose mean test score is better], "tested",
+    "comparisons": [{"study", "reference_study", "word", "verdict"}]}; word is "better", "worse",
+    "not significant" (the net against the reference) or "no verdict". Call it before
+    dataset_verdict, which drops the rows' per-example correctness."""
+    fitted = [(r["study"], r["classical"]) for r in rows if r.get("classical")]
     if not fitted:
         return None
-    ref = max(fitted, key=lambda e: e.get("fitted_at", ""))
-    better = [r["study"] for r in rows if r["test_value"] is not None and r["test_metric"] == ref["metric"]
-              and (r["test_value"] > ref["test"] if r["direction"] == "maximize" else r["test_value"] < ref["test"])]
+    _, newest = max(fitted, key=lambda item: item[1].get("fitted_at", ""))
+    comparisons = []
+    for r in rows:
+        r["vs_reference"] = None
+        if r["test_value"] is None:
+            continue
+        owner, ref = _reference_for(r, fitted)
+        if ref is None:
+            continue
+        compared = {"study": r["study"], "reference_study": owner, **_against(r, ref)}
+        r["vs_reference"] = compared["word"]
+        comparisons.append(compared)
+    better = [c["study"] for c in comparisons if c["mean_better"]]
     tested = [r["study"] for r in rows if r["test_value"] is not None]
-    return {"reference": ref, "beaten_by": better, "tested": tested}
+    return {"reference": newest, "beaten_by": better, "tested": tested, "comparisons": comparisons}
+
+
+def _splits_of(row: dict) -> dict:
+    return {"fingerprint": row["fingerprint"], "split_seed": row["split_seed"], "subset": row["subset"]}
+
+
+def _reference_for(row: dict, fitted: list[tuple[str, dict]]) -> tuple[str | None, dict | None]:
+    """(study, entry) of the reference a retrained net is judged against: its own, else the newest of
+    the same splits (a reference older than recorded splits counts for its own study only)."""
+    if row.get("classical"):
+        return row["study"], row["classical"]
+    same = [(study, ref) for study, ref in fitted if ref.get("splits") == _splits_of(row)]
+    if not same:
+        return None, None
+    return max(same, key=lambda item: item[1].get("fitted_at", ""))
+
+
+def _against(row: dict, ref: dict) -> dict:
+    """The net of `row` against the reference `ref`: verdict.verdict()'s dict, and the net's word."""
+    maximize = row["direction"] == "maximize"
+    mean_better = row["test_metric"] == ref["metric"] and (
+        row["test_value"] > ref["test"] if maximize else row["test_value"] < ref["test"])
+    if row["test_metric"] != ref["metric"]:
+        out = {"status": "unfair", "line": f"no verdict: the net is scored on {row['test_metric']}, the reference on "
+                                           f"{ref['metric']}"}
+    elif not ref.get("per_seed_values"):
+        out = {"status": "no_test", "line": "no verdict: the classical reference was fitted before its seeds were "
+                                            "recorded; run `anncnn-tune reference` again"}
+    else:
+        per_seed = row["test_per_seed"] or ([row["test_value"]] if row["test_seeds"] == 1 else None)
+        # Per-example correctness measures accuracy: the paired tests over test examples join in only
+        # when accuracy is the metric compared (an AUC or an MSE is judged over seeds).
+        paired = ref["metric"] == "accuracy"
+        net = {"name": row["study"], "per_seed": per_seed,
+               "correct": decode_correct(row.get("test_correct")) if paired else None}
+        classical = {"name": ref["model"], "per_seed": ref["per_seed_values"],
+                     "correct": decode_correct(ref.get("correct")) if paired else None}
+        out = verdict(net, classical, maximize=maximize, fair=True, points=ref["metric"] in FRACTION_METRICS)
+        if out["status"] == "one_seed":
+            out["line"] = out["line"].replace("retrain with --seeds 3 or more", "retrain the net with --seeds 3 or more")
+    word = {"different": "better" if out.get("better") == row["study"] else "worse",
+            "no_difference": "not significant"}.get(out["status"], "no verdict")
+    return {"word": word, "mean_better": mean_better, "verdict": out}
 
 
 def _frontier(rows: list[dict]) -> dict:

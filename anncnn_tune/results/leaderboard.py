@@ -167,7 +167,9 @@ FIELDS: tuple[Field, ...] = (
     Field("latency_ms_b1", lambda f: _latency_ms(f, "batch_1")),
     Field("latency_ms_b256", lambda f: _latency_ms(f, "batch_256")),
     Field("trial_points", lambda f: _trial_points(f), csv=None),
-    Field("classical", lambda f: f.record.reference, csv=_json_or_empty),  # moved to the dataset's frontier  # dropped once the verdict is drawn
+    Field("classical", lambda f: f.record.reference, csv=_json_or_empty),  # this study's own classical reference
+    # The net against the classical reference on test: better, worse, not significant, no verdict (dataset_entry decides).
+    Field("vs_reference", lambda f: None),
     Field("fair", entry=lambda e: e["fair"]),
     Field("differs", entry=lambda e: ",".join(e["differs"])),
     Field("verdict", entry=lambda e: e["verdict"]["line"]),

@@ -142,7 +142,7 @@ def _ratio(key: str, values: dict) -> str:
 
 def _table_only(entry: dict) -> bool:
     """A single study of table data: a CNN study cannot exist, so its comparison is the classical one."""
-    return len(entry["studies"]) == 1 and entry["studies"][0].get("kind") == "table"
+    return len(entry["studies"]) == 1 and entry["studies"][0].get("kind") == "tabular"
 
 
 def _winner_line(entry: dict) -> str:
@@ -165,20 +165,43 @@ def _params_lines(entry: dict) -> list[str]:
             for r in entry["studies"] if r["best_params"] is not None]
 
 
-def classical_line(entry: dict) -> str:
-    """"classical reference: histogram gradient boosting test accuracy 0.9400 ...; no network beats it"."""
+def _reference_budget(ref: dict) -> str:
+    search = ref.get("search")
+    if not search:  # a reference fitted before searches were recorded
+        return f"light grid of {ref.get('grid_size')}"
+    if search["method"] == "grid":
+        return f"grid of {search['trials']}"
+    return f"tuned by {search['method'].upper()} over {search['trials']} trials, {search['budget']}"
+
+
+def classical_lines(entry: dict, detail: bool = True) -> list[str]:
+    """The classical reference, then one line per retrained net: the net is better, worse, or not
+    significantly different (verdict.verdict() over seeds, and over test examples for classes).
+
+    detail: the reference's chosen setting too (left out of the 120-column text table)."""
     c = entry.get("classical")
     if not c:
-        return "classical reference: none yet (`anncnn-tune reference --study NAME`)"
+        return ["classical reference: none yet (`anncnn-tune reference --study NAME`)"]
     ref = c["reference"]
-    line = (f"classical reference: {ref['model']} test {ref['metric']} {num(ref['test'])} (validation "
-            f"{num(ref['validation'])}, {ref['setting']}, light grid of {ref['grid_size']})")
+    if ref.get("per_seed_values"):
+        spread = (f" over {ref['seeds']} seeds (deterministic: the same model each seed)" if ref.get("deterministic")
+                  else f"±{num(ref['test_std'])} over {ref['seeds']} seeds")
+    else:
+        spread = " (one fit)"
+    setting = f", setting {json.dumps(ref['setting'], sort_keys=True)}" if detail else ""
+    line = (f"classical reference: {ref['model']} test {ref['metric']} {num(ref['test'])}{spread} (validation "
+            f"{num(ref['validation'])}, {_reference_budget(ref)}{setting})")
     if not c["tested"]:
-        return line + "; no network retrained yet"
-    if c["beaten_by"]:
-        return line + ("; above it on test (mean over seeds; one test split, no significance test): "
-                       + ", ".join(c["beaten_by"]))
-    return line + "; no network beats it on test"
+        return [line + "; no network retrained yet"]
+    if not c.get("comparisons"):  # a reference recorded before compare judged each net against it
+        beaten = c["beaten_by"]
+        return [line + ("; above it on test: " + ", ".join(beaten) if beaten else "; no network beats it on test")]
+    lines = [line]
+    for comp in c["comparisons"]:
+        elsewhere = f" (the one fitted on {comp['reference_study']})" if comp["reference_study"] != comp["study"] else ""
+        lines.append(f"{comp['study']} vs classical reference{elsewhere}: {comp['word'].upper()}: "
+                     f"{comp['verdict']['line']}")
+    return lines
 
 
 def frontier_line(entry: dict) -> str:
@@ -228,7 +251,7 @@ def render_table(board: dict, wide: bool = False) -> str:
         lines += ["", *_wrapped(f"{entry['dataset']}: {fairness_note(entry)}", "", wide)]
         header = WIDE_COLUMNS if wide else COLUMNS
         lines += ["  " + line for line in _aligned(header, [cells(r, wide) for r in entry["studies"]])]
-        for line in (_winner_line(entry), frontier_line(entry), classical_line(entry)):
+        for line in (_winner_line(entry), frontier_line(entry), *classical_lines(entry, detail=wide)):
             lines += _wrapped(line, "  ", wide)
         if wide:
             lines += ["  best params:", *("    " + line for line in _params_lines(entry))]
@@ -249,7 +272,8 @@ def render_markdown(board: dict) -> str:
         header = ["winner" if c == "" else c for c in WIDE_COLUMNS]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(_md_escape(c) for c in cells(r)) + " |" for r in entry["studies"]]
-        lines += ["", _winner_line(entry), "", frontier_line(entry), "", classical_line(entry), "", "Best params:", ""]
+        lines += ["", _winner_line(entry), "", frontier_line(entry), ""]
+        lines += [*(f"- {_md_escape(line)}" for line in classical_lines(entry)), "", "Best params:", ""]
         lines += [f"- `{line}`" for line in _params_lines(entry)]
         lines.append("")
     return "\n".join(lines)
@@ -297,7 +321,7 @@ def render_html(board: dict, studies: Mapping[str, optuna.Study]) -> str:
                        for r in entry["studies"])
         body.append(f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>")
         body.append(f"<p><b>{html.escape(_winner_line(entry))}</b></p><p>{html.escape(frontier_line(entry))}</p>"
-                    f"<p>{html.escape(classical_line(entry))}</p><ul>"
+                    + "".join(f"<p>{html.escape(line)}</p>" for line in classical_lines(entry)) + "<ul>"
                     + "".join(f"<li><code>{html.escape(line)}</code></li>" for line in _params_lines(entry))
                     + "</ul>")
         body.append(image(plots.cost_frontier(entry), f"{entry['dataset']} cost frontier"))

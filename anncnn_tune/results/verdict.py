@@ -160,14 +160,15 @@ def verdict(a: dict, b: dict, *, maximize: bool, fair: bool, points: bool) -> di
         better, worse, diff, low, high = label_b, label_a, -diff, -high, -low
     diff, low, high = diff * scale, low * scale, high * scale
     unit = " points" if points else ""
+    d = 2 if points else 4  # points are hundredths already; an AUC or an MSE needs its 4 decimals
     count = f"{seeds_a} and {seeds_b} seeds" if seeds_a != seeds_b else f"{seeds_a} seeds each"
     if significant:
-        line = (f"{better} better than {worse} by {diff:.2f}{unit} [{low:.2f}, {high:.2f}], "
+        line = (f"{better} better than {worse} by {diff:.{d}f}{unit} [{low:.{d}f}, {high:.{d}f}], "
                 f"{_p_text(p_shown)} ({count})")
         out["status"], out["better"] = "different", better
     else:
-        line = (f"no significant difference: {better} ahead by {diff:.2f}{unit} [{low:.2f}, "
-                f"{high:.2f}], {_p_text(p_shown)} ({count})")
+        line = (f"no significant difference: {better} ahead by {diff:.{d}f}{unit} [{low:.{d}f}, "
+                f"{high:.{d}f}], {_p_text(p_shown)} ({count})")
         out["status"] = "no_difference"
     out["line"] = line
     return out
@@ -202,7 +203,7 @@ def dataset_verdict(rows: list[dict], fair: bool) -> dict:
         r["test_correct"] = decode_correct(r.pop("test_correct", None))
     pair = _best_of_each_side(rows)
     rows = pair + [r for r in rows if not any(r is p for p in pair)]
-    if len(rows) < 2 and rows and rows[0].get("kind") == "table":
+    if len(rows) < 2 and rows and rows[0].get("kind") == "tabular":
         out = {"status": "single", "line": "no ANN-vs-CNN verdict on a table (no CNN applies)"}
     elif len(rows) < 2:
         out = {"status": "single", "line": "no verdict: only one study so far"}

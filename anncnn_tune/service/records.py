@@ -18,7 +18,7 @@ The study record, in one of two layouts (StudyRecord.read reads both into equal 
       anncnn-tune:test_metrics         {str(trial number): retrain's summary, with "per_seed_values" and
                                        "correct": each seed's test correctness, packed bits in base64}
       anncnn-tune:test_scorings        how many retrains scored the test split
-      anncnn-tune:classical_reference  `anncnn-tune reference`: model, setting, validation, test
+      anncnn-tune:classical_reference  `anncnn-tune reference`: model, setting, validation, test per seed, search budget
 - flat (studies created before the compact layout): spec, data, created_by, test_metrics,
   test_scorings and classical_reference, all user attributes under those plain names. A study
   with a `spec` user attribute is flat.

@@ -216,7 +216,7 @@ def _only_ann(db: Path, tmp_path: Path, kind: str | None = None) -> str:
 
 
 def test_a_table_study_alone_is_compared_with_gradient_boosting_not_awaiting_a_cnn(db, tmp_path, capsys):
-    code, out, err = cli(capsys, "compare", "--storage", _only_ann(db, tmp_path, kind="table"))
+    code, out, err = cli(capsys, "compare", "--storage", _only_ann(db, tmp_path, kind="tabular"))
     assert code == 0, err
     words = " ".join(out.split())  # the text table wraps its lines at 120 columns
     assert "so far" not in words and "no comparison yet" not in words  # no CNN study can come on a table

@@ -143,9 +143,15 @@ def test_the_classical_reference_is_recorded_and_compare_stays_read_only(pair):
     table = run_cli("compare", "--wide", cwd=pair).stdout
     assert sqlite_snapshot(db) == before  # compare writes nothing
     ref = entry["classical"]["reference"]
-    assert ref["model"] == "logistic regression on pixels" and ref["grid_size"] == 3 and 0.5 < ref["test"] <= 1
+    assert ref["model"] == "logistic regression on pixels" and ref["search"] == {**ref["search"], "method": "grid",
+                                                                                 "trials": 3}
+    assert 0.5 < ref["test"] <= 1 and ref["deterministic"] and len(set(ref["per_seed_values"])) == 1
     assert "classical reference: logistic regression on pixels test accuracy" in table
-    beaten = entry["classical"]["beaten_by"]
-    assert ("no network beats it on test" in table) == (not beaten)
+    # Both retrained nets are judged against it (digits-cnn with the reference fitted on digits-ann's splits).
+    comparisons = {c["study"]: c for c in entry["classical"]["comparisons"]}
+    assert set(comparisons) == {"digits-ann", "digits-cnn"} and comparisons["digits-cnn"]["reference_study"] == "digits-ann"
+    for name, c in comparisons.items():
+        assert c["word"] in ("better", "worse", "not significant") and "mcnemar" in c["verdict"]  # accuracy: paired too
+        assert f"{name} vs classical reference" in " ".join(table.split())
     bad = run_cli("reference", "--study", "nope", cwd=pair)
     assert bad.returncode == 2 and bad.stderr.startswith("error: no study 'nope'")
