@@ -38,11 +38,15 @@ QUANTILE_TAIL = 1e-7  # the outermost levels map to +-5.2 standard deviations, a
 ROBUST_CLIP = 5.0  # robust-scaled values beyond +-5 interquartile ranges are clipped
 PLR_FREQUENCIES = 48  # rtdl_num_embeddings' default n_frequencies
 TINY = 1e-12  # a knot or bin narrower than this is a jump (a discrete column's repeated quantile)
+# A bin is at least this share of its column's training range wide: a narrower one (a discrete column's
+# repeated value) would make the output jump at that very value, so that the last bit of an input
+# (float32 scaling in the ONNX graph against float64 in predict) could move a prediction.
+MIN_BIN_SHARE = 1e-3
 
 
-def _quantiles(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """(len(levels), features) quantiles of x's columns, linear interpolation as numpy's default."""
-    return torch.quantile(x.double(), levels.double(), dim=0).to(x.dtype)
+def _quantiles(x: torch.Tensor, levels: torch.Tensor, interpolation: str = "linear") -> torch.Tensor:
+    """(len(levels), features) quantiles of x's columns (numpy's default interpolation, or another)."""
+    return torch.quantile(x.double(), levels.double(), dim=0, interpolation=interpolation).to(x.dtype)
 
 
 class QuantileNormal(nn.Module):
@@ -65,7 +69,9 @@ class QuantileNormal(nn.Module):
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> None:
-        q = _quantiles(x, self.levels.to(x.device)).T  # (features, knots)
+        # Knots at training values ("lower"): a discrete column's knots are its values, equal or a real gap
+        # apart, never a sliver between two values whose steep ramp the last bit of an input could climb.
+        q = _quantiles(x, self.levels.to(x.device), "lower").T  # (features, knots)
         levels = self.levels.to(q.device).double()
         widths = q[:, 1:] - q[:, :-1]
         flat = widths <= TINY  # a repeated quantile (a discrete column's value): no ramp there
@@ -159,7 +165,8 @@ class PiecewiseLinearEmbedding(nn.Module):
         bins = self.lefts.shape[1]
         edges = _quantiles(x, torch.linspace(0, 1, bins + 1, device=x.device)).T  # (features, bins + 1)
         self.lefts.copy_(edges[:, :-1])
-        self.widths.copy_((edges[:, 1:] - edges[:, :-1]).clamp_min(TINY))
+        spread = (edges[:, -1:] - edges[:, :1]).clamp_min(TINY)
+        self.widths.copy_(torch.maximum(edges[:, 1:] - edges[:, :-1], MIN_BIN_SHARE * spread))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         ratio = (x.unsqueeze(-1) - self.lefts) / self.widths
