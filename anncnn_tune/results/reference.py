@@ -160,10 +160,11 @@ def _search_table(splits, key: str, maximize: bool, budget: Budget, seed: int, l
         model = _table_model(splits.task, setting, seed, None)
         model.fit(splits.x_train, splits.y_train, X_val=splits.x_val, y_val=splits.y_val)
         val, _ = _scores(splits.task, model, splits.x_val, splits.y_val, splits.classes)
-        trial.set_user_attr("rounds", int(model.n_iter_))
+        rounds[trial.number] = int(model.n_iter_)
         log(f"reference trial {trial.number}: validation {key} {val[key]:.4f} ({model.n_iter_} rounds)")
         return val[key]
 
+    rounds: dict[int, int] = {}  # boosting rounds each trial ran to (its early stopping), by trial number
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # its own lines say each trial; Optuna's would repeat them
     try:
@@ -174,7 +175,7 @@ def _search_table(splits, key: str, maximize: bool, budget: Budget, seed: int, l
         optuna.logging.set_verbosity(verbosity)  # a notebook's setting stays as it was
     best = search.best_trial
     setting = {**_space(optuna.trial.FixedTrial(best.params), splits.task)}
-    return setting, float(best.value), int(best.user_attrs["rounds"])
+    return setting, float(best.value), rounds[best.number]
 
 
 def _search_grid(splits, x_train, x_val, key: str, maximize: bool, log) -> tuple[dict, float, int]:
