@@ -65,3 +65,37 @@ def test_no_module_reaches_into_another_modules_private_names():
             if owner in modules or (path.name != "optuna_private.py" and owner in ("study", "trial", "storage")):
                 offenders.append(f"{where}:{node.lineno} {owner}.{node.attr}")
     assert offenders == []
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """Each package module's imports of package modules at module level, `if TYPE_CHECKING:` blocks included."""
+    package = REPO / "anncnn_tune"
+    modules = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in package.rglob("*.py")}
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        for node in ast.parse(path.read_text()).body:
+            for n in node.body if isinstance(node, ast.If) else [node]:
+                if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("anncnn_tune"):
+                    for alias in n.names:
+                        target = f"{n.module}.{alias.name}"
+                        edges[name].add(target if target in modules else n.module)
+    return {m: {t for t in targets if t in modules} for m, targets in edges.items()}
+
+
+def test_no_import_cycle_not_even_through_type_checking_imports():
+    edges = _module_imports()
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(edges[module]):
+            if state.get(target) == "open":
+                raise AssertionError(" -> ".join(path[path.index(target):] + [module, target]))
+            if target not in state:
+                visit(target, path + [module])
+        state[module] = "done"
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [])

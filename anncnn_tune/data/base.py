@@ -11,8 +11,9 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from anncnn_tune.data.pipeline import numeric_positions
-from anncnn_tune.data.source import TARGET_TRANSFORMS
 from anncnn_tune.errors import UserError
+
+TARGET_TRANSFORMS = ("standardize", "log", "none")  # a regression target's way to the model (TargetScaling)
 
 TASKS = ("multiclass", "binary", "regression")
 HOLDOUT = 0.15  # a seeded split of one file or folder: validation and test each take 15%

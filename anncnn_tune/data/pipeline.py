@@ -10,7 +10,7 @@ in pixel units. Nothing here imports torch; scikit-learn is only read, in `descr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -19,7 +19,15 @@ from anncnn_tune.errors import UserError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from anncnn_tune.data.table import Columns
+
+class Columns(Protocol):
+    """What describe_table reads of data/table.py's Columns (a Protocol: table.py imports this module)."""
+
+    flag: list[str]
+    numeric: list[str]
+    categorical: list[str]
+    dropped: list[str]
+    date_formats: dict[str, str]
 
 FORMAT = "anncnn-tune-preprocess/1"
 ROLES = ("flag", "numeric", "categorical")

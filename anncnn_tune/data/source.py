@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from anncnn_tune.data.base import TARGET_TRANSFORMS
 from anncnn_tune.data.sources import arrays, images, table
 from anncnn_tune.data.sources.base import OPTIONS, SourceType
 from anncnn_tune.errors import UserError
@@ -30,7 +31,6 @@ SOURCE_TYPES: dict[str, SourceType] = {
 }
 SOURCE_TASKS = ("auto", "binary", "multiclass", "regression")
 BAD_FILE_POLICIES = ("error", "skip")
-TARGET_TRANSFORMS = ("standardize", "log", "none")  # a regression target's way to the model (base.TargetScaling)
 # path and task, the kinds' OPTIONS, and target_transform (any kind's regression target)
 KEYS = ("path", "target", "task", "drop", "test", "image_size", "on_bad_file", "target_transform", "columns")
 STORED_KEYS = ("kind",) + KEYS

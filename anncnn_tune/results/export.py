@@ -20,7 +20,8 @@ import optuna
 import yaml
 from optuna.trial import FixedTrial, TrialState
 
-from anncnn_tune.data.source import TARGET_TRANSFORMS, check_unchanged, source_from_dict
+from anncnn_tune.data.base import TARGET_TRANSFORMS
+from anncnn_tune.data.source import check_unchanged, source_from_dict
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.spec import mapping, read_yaml, spec_from_dict, suggest, text
 from anncnn_tune.search.study import stored_spec

@@ -14,12 +14,26 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from anncnn_tune.data.base import Splits
     from anncnn_tune.data.schema import Schema
-    from anncnn_tune.data.source import DataSource
+
+
+class DataSource(Protocol):
+    """What a kind's functions read of a user's dataset description (data/source.py's DataSource: a
+    Protocol here, because that module imports this one; the import goes one way)."""
+
+    path: str
+    kind: str
+    target: str | None
+    task: str
+    drop: tuple[str, ...]
+    test: str | None
+    image_size: tuple[int, int] | None
+    on_bad_file: str
+    columns: tuple[tuple[str, str], ...] | None
 
 # The dataset options only some kinds read (every kind reads `path` and `task`); a kind lists
 # those it reads in `options`, and `parse_source` refuses the others rather than ignore them.

@@ -9,7 +9,7 @@ from anncnn_tune.data.sources.base import SourceType, reader
 from anncnn_tune.errors import UserError
 
 if TYPE_CHECKING:
-    from anncnn_tune.data.source import DataSource
+    from anncnn_tune.data.sources.base import DataSource
 
 
 # What `dataset.columns` may set a column to (data/columns.py applies them); any but drop may end
