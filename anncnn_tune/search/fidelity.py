@@ -25,17 +25,11 @@ def part_of_training_rows(data: DeviceData, fraction: float, seed: int) -> torch
     """Indices of `fraction` of the training rows: per class (for classification) the first
     ceil(fraction * class size) of one seeded permutation, so a smaller fraction's rows are a subset
     of a larger one's and every class keeps its share."""
-    generator = torch.Generator().manual_seed(seed)
     labels = data.y_train.cpu()
-    if data.task == "regression":
-        order = torch.randperm(len(labels), generator=generator)
-        return order[: max(1, math.ceil(fraction * len(labels)))].sort().values.to(data.y_train.device)
-    order = torch.randperm(len(labels), generator=generator)
-    kept = []
-    for label in torch.unique(labels).tolist():
-        rows = order[labels[order] == label]
-        kept.append(rows[: max(1, math.ceil(fraction * len(rows)))])
-    return torch.cat(kept).sort().values.to(data.y_train.device)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    groups = [order] if data.task == "regression" else [order[labels[order] == c] for c in torch.unique(labels)]
+    kept = torch.cat([rows[: max(1, math.ceil(fraction * len(rows)))] for rows in groups])
+    return kept.sort().values.to(data.y_train.device)
 
 
 def on_part(data: DeviceData, rows: torch.Tensor) -> DeviceData:
