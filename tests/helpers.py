@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,6 +189,15 @@ def stop_all(processes) -> None:
             except ProcessLookupError:
                 pass
         process.wait(timeout=30)
+
+
+def exit_code(process: subprocess.Popen, log: Path, timeout: float, after: str) -> int:
+    """The process's exit code within `timeout` s; else the test fails with what it printed (its folder
+    goes with a later run, so the log is the only record of where it hung)."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"no exit {timeout:.0f} s after {after}; its output:\n{log.read_text()}")
 
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.25):

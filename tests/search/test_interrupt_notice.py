@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import time
 
 import optuna
 import pytest
-from helpers import start_cli, stop_all, study_file, wait_for
+from helpers import exit_code, start_cli, stop_all, study_file, wait_for
 
 
 def _running_after_an_epoch(db):
@@ -37,10 +36,7 @@ def test_sigint_says_what_will_happen_and_the_trial_is_interrupted_not_failed(tm
         notice = f"SIGINT: stopping after the current epoch; trial {number} will resume from its checkpoint"
         wait_for(lambda: notice in log.read_text(), 10, "the notice")
         said_after = time.monotonic() - sent
-        try:
-            code = process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"no exit 60 s after SIGINT:\n{log.read_text()}")
+        code = exit_code(process, log, 60, "SIGINT")
     finally:
         stop_all([process])
     output = log.read_text()

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 
 import optuna
 import pytest
-from helpers import start_cli, stop_all, wait_for
+from helpers import exit_code, start_cli, stop_all, wait_for
 
 
 @pytest.mark.timeout(120)
@@ -29,10 +28,7 @@ def test_the_first_signal_stops_the_dashboard(tmp_path, signum, studies):
         ready = r"http://127\.0\.0\.1:\d+/dashboard" if studies else "waiting for the first"
         wait_for(lambda: server.poll() is None and re.search(ready, log.read_text()), 90, "the dashboard to start")
         server.send_signal(signum)  # once
-        try:
-            code = server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"still running 15 s after one {signum.name}:\n{log.read_text()}")
+        code = exit_code(server, log, 15, f"one {signum.name}")
     finally:
         stop_all([server])
     output = log.read_text()

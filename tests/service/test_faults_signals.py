@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 import time
 
 import optuna
 import pytest
-from helpers import start_cli, stop_all, wait_for
+from helpers import exit_code, start_cli, stop_all, wait_for
 
 from anncnn_tune.search.study import run_worker
 from anncnn_tune.service import signals
@@ -93,10 +92,7 @@ def test_sigterm_and_sigint_at_random_moments_exit_130_and_leave_a_resumable_stu
             wait_for(lambda log=log: "trials finished; training on" in log.read_text(), 90, "the worker's first line")
             time.sleep(rng.uniform(0.0, 1.5))
             process.send_signal(signum)
-            try:
-                code = process.wait(timeout=60)
-            except subprocess.TimeoutExpired:  # say where it hung (the log is gone with the next run's folder)
-                pytest.fail(f"no exit 60 s after {signum.name}; its output:\n{log.read_text()}")
+            code = exit_code(process, log, 60, signum.name)
         finally:
             stop_all([process])
         output = log.read_text()

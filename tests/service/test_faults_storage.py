@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import optuna
 import pytest
 import sqlalchemy
-from helpers import start_cli, stop_all, wait_for
+from helpers import exit_code, start_cli, stop_all, wait_for
 
 from anncnn_tune.search.study import run_worker
 from anncnn_tune.service.budget_lock import StudyLock
@@ -59,10 +58,7 @@ def test_deleting_the_database_mid_run_exits_1_with_one_line(tmp_path):
     try:
         wait_for(lambda: "trials finished; training on" in log.read_text(), 90, "the worker's first line")
         db.unlink()
-        try:
-            code = process.wait(timeout=60)
-        except subprocess.TimeoutExpired:  # say what it did instead (the folder goes with a later run)
-            pytest.fail(f"no exit 60 s after its database was deleted; its output:\n{log.read_text()}")
+        code = exit_code(process, log, 60, "its database was deleted")
     finally:
         stop_all([process])
     output = log.read_text()
