@@ -283,10 +283,9 @@ class Objective:
         # The whole schedule on the part, then one validation: as many FLOPs as epochs * n_part samples.
         flops = epoch_flops(family, params, self.input_shape, self.out_dim, epochs * n_part, n_val)
         self._check_time_left(trial, family, flops, f"its rung on {fraction:.3g} of the training images")
-        rung = fidelity.train_rung(lambda: models.build(family, params, self.input_shape, self.out_dim, self.numeric),
-                                   self.data,
-                                   params, fraction=fraction, epochs=epochs, metric=self.spec.metric, seed=seed,
-                                   data_seed=self.spec.seed, options=self.options)
+        rung = fidelity.train_rung(lambda: self._build(trial, family, params), self.data, params, fraction=fraction,
+                                   epochs=epochs, metric=self.spec.metric, seed=seed, data_seed=self.spec.seed,
+                                   options=self.options)
         self.pace.add(family, flops, rung.seconds)
         if self.progress:
             self.progress.message(f"trial {trial.number:>3} rung on {fraction:.3g} of the training images "
