@@ -77,11 +77,13 @@ RESOURCE = Param("resource", "pruner", "choice", "epochs",
 
 PRUNERS: dict[str, Kind] = {
     # Hyperband's largest bracket spans the whole budget; the resources arrive in steps (make_pruner).
-    "hyperband": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP, RESOURCE),
+    "hyperband": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP),
                       lambda o, steps: optuna.pruners.HyperbandPruner(max_resource=steps, **o)),
     "median": Kind(_opts(Param("n_startup_trials", "pruner", "int", 5, "trials before pruning starts", low=0),
                          Param("n_warmup_steps", "pruner", "int", 0, "epochs before a trial can be pruned", low=0)),
                    lambda o, _steps: optuna.pruners.MedianPruner(**o)),
+    # Rungs on parts of the images only here: a Hyperband bracket that judges late would still train
+    # its trials on every part below its first rung, for nothing.
     "successive_halving": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP, RESOURCE),
                                lambda o, _steps: optuna.pruners.SuccessiveHalvingPruner(**o)),
     "none": Kind({}, lambda o, _steps: optuna.pruners.NopPruner()),

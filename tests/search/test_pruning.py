@@ -204,3 +204,10 @@ def test_rungs_on_images_need_a_first_rung_below_one_epoch():
                                                 "resource": "images"}}, source="t", name="x")
     with pytest.raises(UserError, match=r"pruner.resource must be one of"):
         spec_from_dict({**ON_IMAGES, "pruner": {**ON_IMAGES["pruner"], "resource": "pixels"}}, source="t", name="x")
+
+
+def test_rungs_on_images_are_successive_halvings_only():
+    # A Hyperband bracket that judges late would train its trials on every part below its first rung for nothing.
+    with pytest.raises(UserError, match=r"pruner: unknown option 'resource' for hyperband"):
+        spec_from_dict({**ON_IMAGES, "pruner": {"type": "hyperband", "min_resource": 0.111, "resource": "images"}},
+                       source="t", name="x")
