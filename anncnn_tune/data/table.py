@@ -22,6 +22,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from anncnn_tune.data import canonical
 from anncnn_tune.data import columns as C
 from anncnn_tune.data.base import Splits, choose_transform, fingerprint_files, split_rows
 from anncnn_tune.data.memory import check_fits
@@ -48,6 +49,9 @@ class Columns:
     date_formats: dict[str, str] = field(default_factory=dict)  # date column -> pipeline.DATE_FORMATS entry
     indicators: list[str] = field(default_factory=list)  # columns that also get a 0/1 missing indicator
     max_levels: int | None = None  # categorical levels kept (rarer ones pooled); None: all (older studies)
+    # dataset.columns' rules: the encoded features in the order of their names within each role, so
+    # a moved column changes nothing (data/canonical.py); older studies keep the file's order
+    by_name: bool = False
 
     @property
     def features(self) -> list[str]:
@@ -58,9 +62,10 @@ class Columns:
         a date's parts join the numbers, missing indicators the flags; names say where they come from."""
         derived = {f"{c}[{part}]": (c, part) for c in self.date for part in DATE_PARTS}
         derived.update({f"{c}[{MISSING}]": (c, MISSING) for c in self.indicators})
-        return Columns(flag=self.flag + [f"{c}[{MISSING}]" for c in self.indicators],
-                       numeric=self.numeric + [f"{c}[{p}]" for c in self.date for p in DATE_PARTS],
-                       categorical=list(self.categorical), dropped=list(self.dropped),
+        order = sorted if self.by_name else list
+        return Columns(flag=order(self.flag + [f"{c}[{MISSING}]" for c in self.indicators]),
+                       numeric=order(self.numeric + [f"{c}[{p}]" for c in self.date for p in DATE_PARTS]),
+                       categorical=order(self.categorical), dropped=list(self.dropped),
                        date_formats=dict(self.date_formats)), derived
 
 
@@ -158,7 +163,7 @@ def column_decisions(frame: pd.DataFrame, features: list[str], given: dict[str, 
     """(frame with each column as the encoder reads it, the roles, each column's Decision): the
     rules of data/columns.py, the study file's `dataset.columns` taking precedence."""
     frame = frame.copy()
-    cols = Columns(max_levels=C.MAX_LEVELS)
+    cols = Columns(max_levels=C.MAX_LEVELS, by_name=True)
     decisions = {}
     for name in features:
         series, decision = C.decide(name, frame[name], given.get(name), notes)
@@ -241,13 +246,16 @@ def feature_names(fitted: ColumnTransformer, cols: Columns) -> tuple[str, ...]:
 
 def encoded_splits(key: str, frame: pd.DataFrame, y: np.ndarray, cols: Columns, *, task: str, classes,
                    seed: int, subset, fingerprint: str, test_frame: pd.DataFrame | None = None,
-                   y_test: np.ndarray | None = None) -> Splits:
-    """Split the rows, fit the transformer on the training rows only, and encode all three parts."""
+                   y_test: np.ndarray | None = None, strata: np.ndarray | None = None) -> Splits:
+    """Split the rows, fit the transformer on the training rows only, and encode all three parts.
+
+    `strata`: the labels the split stratifies by, where not the class indices (data/canonical.py's)."""
     stratify = task != "regression"
     if stratify:
         _check_stratifiable(y, classes, need=2 if test_frame is not None else 3)
     try:
-        train, val, test = split_rows(y, seed, subset, stratify, has_test=test_frame is not None)
+        train, val, test = split_rows(y if strata is None else strata, seed, subset, stratify,
+                                      has_test=test_frame is not None)
     except ValueError as exc:  # scikit-learn's own refusal, for whatever the checks above missed
         raise UserError(f"cannot split the rows ({' '.join(str(exc).split())}); add rows or use a held-out test file") from None
     enc, derived = cols.encoded()
@@ -321,6 +329,7 @@ class _Prepared:
     test_frame: pd.DataFrame | None
     y_test: np.ndarray | None
     decisions: dict[str, C.Decision] | None = None  # dataset.columns' rules; None: an older study's
+    strata: np.ndarray | None = None  # what the split stratifies by, where not y (data/canonical.py)
 
 
 def _check_given(source: DataSource, frame: pd.DataFrame, path: Path) -> dict[str, str]:
@@ -359,16 +368,18 @@ def _prepare(source: DataSource) -> _Prepared:
     y, classes = encode_target(y_raw, task, target)
     features = [c for c in frame.columns if c != target and c not in source.drop]
     missing = {c: int(n) for c, n in frame[features].apply(lambda s: _blank_to_missing(s).isna().sum()).items() if n}
-    decisions = None
+    decisions = strata = None
     if source.columns is None:
         frame, cols = column_roles(frame, features, notes)
     else:
         frame, cols, decisions = column_decisions(frame, features, _check_given(source, frame, path), notes)
+        order, strata = canonical.row_order(frame, cols.features, y, len(classes) if classes else None)
+        frame, y = frame.iloc[order].reset_index(drop=True), y[order]
     cols.dropped = list(source.drop) + cols.dropped
     test_frame = y_test = None
     if source.test:
         test_frame, y_test = _prepare_test(Path(source.test), frame, target, task, classes, cols)
-    return _Prepared(frame, y, cols, task, classes, notes, missing, test_frame, y_test, decisions)
+    return _Prepared(frame, y, cols, task, classes, notes, missing, test_frame, y_test, decisions, strata)
 
 
 def _prepare_test(path: Path, frame: pd.DataFrame, target: str, task: str, classes, cols: Columns):
@@ -419,7 +430,7 @@ def load(source: DataSource, *, seed: int = 0, subset=None, data_dir=None) -> Sp
     splits = encoded_splits(
         source.key, prepared.frame, prepared.y, prepared.cols, task=prepared.task, classes=prepared.classes,
         seed=seed, subset=subset, fingerprint=fingerprint(source), test_frame=prepared.test_frame,
-        y_test=prepared.y_test,
+        y_test=prepared.y_test, strata=prepared.strata,
     )
     splits.source = source.to_dict()
     splits.schema = _schema(source, prepared, splits).summary()
@@ -432,6 +443,7 @@ def inspect(source: DataSource) -> Schema:
     splits = encoded_splits(
         source.key, prepared.frame, prepared.y, prepared.cols, task=prepared.task, classes=prepared.classes,
         seed=0, subset=None, fingerprint="", test_frame=prepared.test_frame, y_test=prepared.y_test,
+        strata=prepared.strata,
     )
     schema = _schema(source, prepared, splits)
     if splits.task == "regression":

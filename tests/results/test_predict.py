@@ -76,8 +76,9 @@ def test_a_dollar_table_predicts_in_dollars_as_the_python_model_does(tmp_path, c
     run_file = load_run(str(final / "run.yaml"))
     prepared = _prepare(run_file.data_source)
     train, _, _ = split_rows(prepared.y, run_file.split_seed, run_file.subset, False, has_test=False)
-    features = prepared.cols.features
-    fitted = transformer(prepared.cols).fit(prepared.frame.iloc[train][features])
+    encoded, _ = prepared.cols.encoded()  # the features in the order the model reads them
+    features = encoded.features
+    fitted = transformer(encoded).fit(prepared.frame.iloc[train][features])
     rows = pd.read_csv("new.csv")
     rows["color"] = rows["color"].astype(object).where(rows["color"].notna(), np.nan)
     x = fitted.transform(rows[features]).astype(np.float32)
@@ -105,7 +106,7 @@ def test_a_dollar_table_predicts_in_dollars_as_the_python_model_does(tmp_path, c
     text.to_csv("new-na.csv", index=False)
     via_predict = at.predict(final, "new-na.csv")["prediction"].to_numpy()
     assert via_predict[7] == pytest.approx(via_predict[40], rel=1e-9)  # "NA" read as missing, like a blank cell
-    numbers = pd.read_csv("new-na.csv")[["sqft", "age"]].to_numpy(np.float32)
+    numbers = pd.read_csv("new-na.csv")[["age", "sqft"]].to_numpy(np.float32)  # the columns by name, as recorded
     feeds = {"numeric": numbers, "categorical": text[["color"]].to_numpy(dtype=object)}
     assert np.isnan(feeds["numeric"]).any()
     session = onnxruntime.InferenceSession(str(final / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -116,7 +117,7 @@ def test_a_dollar_table_predicts_in_dollars_as_the_python_model_does(tmp_path, c
     others = np.arange(len(rows)) != 7
     np.testing.assert_allclose(onnx_out[:40][others], expected[others], rtol=1e-4)
     report = (final / "report.md").read_text()
-    assert "input `numeric`: float32 (N, 2): the columns sqft, age" in report
+    assert "input `numeric`: float32 (N, 2): the columns age, sqft" in report
     assert "input `categorical`: string (N, 1): the columns color" in report and "`color` == 'red'" in report
 
 

@@ -386,7 +386,7 @@ def test_a_last_batch_of_one_sample_is_folded_into_the_previous_batch():
 
 def test_diverging_training_raises_non_finite_loss_with_the_epoch():
     data = DeviceData.from_splits(tabular_splits("regression"), CPU)
-    with pytest.raises(NonFiniteLoss, match="epoch 1"):
+    with pytest.raises(NonFiniteLoss, match=r"non-finite training loss at epoch [12]$"):  # 2: a zero head moves first
         fit(models.build("ann", {"width": 8}, (6,), 1), data, {"optimizer": "sgd", "lr": 1e12}, epochs=3,
             metric="val_mse")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from anncnn_tune.training import params as P
@@ -49,9 +50,25 @@ def build(p: dict, in_shape: tuple[int, ...], out_dim: int, numeric: tuple[int, 
     """`numeric`: the positions of the numeric columns among the inputs (None: all of them)."""
     widths = hidden_widths(int(p["width"]), float(p["shrink"]), int(p["layers"]))
     if p["numeric_transform"] != "standard" or p["numeric_embedding"] != "none":
-        return _with_numeric_input(p, widths, math.prod(in_shape), numeric, out_dim)
-    body, last = dense_stack(math.prod(in_shape), widths, p["activation"], float(p["dropout"]), bool(p["batch_norm"]))
-    return nn.Sequential(nn.Flatten(), *body, nn.Linear(last, out_dim))
+        model = _with_numeric_input(p, widths, math.prod(in_shape), numeric, out_dim)
+    else:
+        body, last = dense_stack(math.prod(in_shape), widths, p["activation"], float(p["dropout"]),
+                                 bool(p["batch_norm"]))
+        model = nn.Sequential(nn.Flatten(), *body, nn.Linear(last, out_dim))
+    if len(in_shape) == 1:
+        _zero_head(model[-1])
+    return model
+
+
+def _zero_head(head: nn.Linear) -> None:
+    """A table's output layer starts at zero (drawn first, so the hidden layers' draws are unchanged):
+    every class's output then starts alike and learns from its own rows only, so renaming the classes,
+    which permutes the outputs, permutes the fitted model's outputs and changes nothing else (and a
+    binary model's single logit only changes sign); a random head would give each class the weights
+    drawn for whichever class sorted into its place. Hidden layers get gradients from the second step."""
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
 
 
 def _with_numeric_input(p: dict, widths: list[int], features: int, numeric, out_dim: int) -> nn.Module:
