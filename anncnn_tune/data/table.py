@@ -6,7 +6,9 @@ with `dataset.columns` by data/columns.py's rules and the user's choices, an old
 date's parts, most-frequent imputation for 0/1 flags and missing indicators, most-frequent
 imputation + one-hot for categories, their rare levels pooled) is fitted on the training rows only.
 The split is a seeded 70/15/15 over row indices, stratified for classes, with the same calls the
-built-in loaders always made, so their arrays are what they were before this module existed.
+built-in loaders always made, so their arrays are what they were before this module existed. Under
+`dataset.columns` the rows first go into an order set by their content (data/canonical.py), so the
+file's row order, column order, units and class names do not decide the split.
 """
 
 from __future__ import annotations
