@@ -11,7 +11,10 @@
 - the CPU's convolution peak in float32 and bf16 (one large 3x3 convolution, forward and backward),
   against which the fast CNN's training throughput is reported;
 - batch norm folded into the convolutions at evaluation (training/fusion.py) against the model as
-  trained, for the fast CNN's validation pass in bf16 and float32.
+  trained, for the fast CNN's validation pass in bf16 and float32;
+- torch.compile (inductor) against eager training steps of the fast CNN in bf16: the compile time, the
+  step time of each, and the steps after which compiling has paid for itself (`--compile` stays off by
+  default unless a trial is longer than that).
 
     python benchmarks/choices.py            # ~2-4 minutes on 2 CPU cores
     python benchmarks/choices.py --quick    # a few iterations of each: checks the script only
@@ -292,6 +295,35 @@ def folded_eval(iterations, repeats, quick=False) -> list[dict]:
     return rows
 
 
+def compiled_steps(iterations, repeats, quick=False) -> list[dict]:
+    """Seconds per bf16 training step of the fast CNNs, eager against torch.compile (inductor, as
+    fit() compiles: the model, static shapes), and the compile time: the first compiled call's
+    seconds less an eager step's. Break-even: the steps after which compiling has paid."""
+    torch.set_num_threads(available_cores())
+    rows = []
+    for name, family, params, shape, b in FAST_CNNS[:2]:
+        b = 8 if quick else b
+        torch.manual_seed(0)
+        model = models.build(family, params, shape, 10).to(memory_format=torch.channels_last)
+        x = torch.randn(b, *shape).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (b,))
+        torch.compiler.reset()
+        compiled = torch.compile(model, dynamic=False)
+        eager_step, compiled_step = _sgd_step(model, x, y, True), _sgd_step(compiled, x, y, True)
+        started = time.perf_counter()
+        compiled_step()  # tracing and code generation, forward and backward
+        first = time.perf_counter() - started
+        result = ab({"eager": eager_step, "compiled": compiled_step}, iterations, repeats)
+        gain = result["eager"] - result["compiled"]
+        rows.append({"what": f"{name}, bf16, batch {b}", "eager (s/step)": result["eager"],
+                     "compiled (s/step)": result["compiled"], "compile speed-up": result["eager"] / result["compiled"],
+                     "compile (s)": first - result["compiled"],
+                     "break-even (steps)": (first - result["compiled"]) / gain if gain > 0 else float("inf"),
+                     "unit": "s"})
+    torch.set_num_threads(1)
+    return rows
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -315,6 +347,8 @@ def main(argv=None) -> dict:
         "convolution peak (CPU, all cores)": lambda: conv_peak(max(2, iterations // 8), repeats, args.quick),
         "folded batch norm at evaluation (CPU, all cores)":
             lambda: folded_eval(max(2, iterations // 8), repeats, args.quick),
+        "torch.compile against eager (CPU, all cores)":
+            lambda: compiled_steps(max(2, iterations // 8), repeats, args.quick),
     }
     words = args.only.split(",") if args.only else None
     sections = {title: run() for title, run in planned.items() if words is None or any(w in title for w in words)}
@@ -325,8 +359,8 @@ def main(argv=None) -> dict:
                                                 for c in columns) + " |")
         print("|---|" + "---|" * len(columns))
         for row in rows:
-            print(f"| {row['what']} | " + " | ".join(f"{row[c]:.2f}" if "speed-up" in c else f"{row[c]:.1f}"
-                                                  for c in columns) + " |")
+            digits = {c: 2 if "speed-up" in c else 3 if "/step" in c else 1 for c in columns}
+            print(f"| {row['what']} | " + " | ".join(f"{row[c]:.{digits[c]}f}" for c in columns) + " |")
     if args.json:
         args.json.write_text(json.dumps(sections, indent=2))
     return sections

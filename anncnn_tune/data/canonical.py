@@ -70,13 +70,10 @@ def row_order(frame: pd.DataFrame, features: list[str], y: np.ndarray, n_classes
     `y`: class indices (n_classes given) or regression values (n_classes None: no strata, None)."""
     hashes = row_hashes(frame, features)
     if n_classes is None:
-        tie = ranks(pd.Series(y))
-        strata = None
-    else:
-        tie = class_order(y, hashes, n_classes)[y]
-        strata = tie
-    order = np.lexsort((tie, hashes))
-    return order, (None if strata is None else strata[order])
+        return np.lexsort((ranks(pd.Series(y)), hashes)), None
+    strata = class_order(y, hashes, n_classes)[y]
+    order = np.lexsort((strata, hashes))
+    return order, strata[order]
 
 
 __all__ = ["class_order", "ranks", "row_hashes", "row_order"]

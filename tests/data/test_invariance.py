@@ -98,7 +98,7 @@ def back_to_the_original(predictions: np.ndarray, splits, change: dict) -> np.nd
     return predictions[:, [list(splits.classes).index(name) for name in renamed]]
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(change=changes())
 def test_a_table_that_says_the_same_gives_the_same_predictions(tmp_path, change):
     torch.set_num_threads(1)
