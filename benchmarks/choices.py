@@ -308,7 +308,8 @@ def compiled_steps(iterations, repeats, quick=False) -> list[dict]:
         x = torch.randn(b, *shape).contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, 10, (b,))
         torch.compiler.reset()
-        compiled = torch.compile(model, dynamic=False)
+        # --quick checks the script: aot_eager traces forward and backward without generating code
+        compiled = torch.compile(model, dynamic=False, backend="aot_eager" if quick else "inductor")
         eager_step, compiled_step = _sgd_step(model, x, y, True), _sgd_step(compiled, x, y, True)
         started = time.perf_counter()
         compiled_step()  # tracing and code generation, forward and backward

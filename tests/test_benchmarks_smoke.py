@@ -71,10 +71,13 @@ def test_choices_quick_prints_every_section(tmp_path):
     stdout, report = run("choices.py", tmp_path=tmp_path, threads=False)
     assert list(report) == ["optimizer step (CPU)", "batch gather", "translation", "memory format",
                             "validation batch (CPU)", "intra-op threads", "bf16 autocast (CPU, all cores)",
-                            "convolution peak (CPU, all cores)", "folded batch norm at evaluation (CPU, all cores)"]
+                            "convolution peak (CPU, all cores)", "folded batch norm at evaluation (CPU, all cores)",
+                            "torch.compile against eager (CPU, all cores)"]
     for rows in report.values():
         for row in rows:
-            values = [v for k, v in row.items() if k not in ("what", "unit")]
+            # compiling that never pays breaks even after infinitely many steps
+            assert row.get("break-even (steps)", 1) > 0, row
+            values = [v for k, v in row.items() if k not in ("what", "unit", "break-even (steps)")]
             assert len(values) >= 2 and all(positive(v) for v in values), row
     assert sum(line.startswith("|---|") for line in stdout.splitlines()) == len(report)
 

@@ -160,7 +160,10 @@ def test_ema_is_what_validation_sees_and_what_fit_returns():
 def test_bf16_default_follows_the_model_and_the_cpu():
     fast = models.build("fastcnn", {"width": 8}, SHAPE, 10)
     notebook = models.build("cnn", {}, SHAPE, 10)
+    digits = models.build("cnn", {}, (1, 8, 8), 10)
     cpu = RunOptions()
     assert _use_amp(cpu, fast) == cpu_has_native_bf16()
-    assert _use_amp(cpu, notebook) is False
+    # the notebook CNN too, on images large enough to gain (8x8 digits stay in float32)
+    assert min(SHAPE[1:]) >= 16 and _use_amp(cpu, notebook) == cpu_has_native_bf16()
+    assert _use_amp(cpu, digits) is False
     assert _use_amp(RunOptions(amp=False), fast) is False

@@ -116,12 +116,3 @@ def test_cnn_stops_pooling_at_one_pixel():
     model = models.build("cnn", {"blocks": 5, "filters": 4, "growth": 1.0}, (1, 8, 8), 10)
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
-
-def test_the_notebook_cnn_asks_for_bf16_on_images_large_enough_to_gain():
-    from anncnn_tune.training.fit import RunOptions, _use_amp, cpu_has_native_bf16
-
-    cifar = models.build("cnn", {"blocks": 3}, (3, 32, 32), 10)
-    digits = models.build("cnn", {"blocks": 2}, (1, 8, 8), 10)
-    assert cifar.cpu_bf16 and not digits.cpu_bf16
-    assert _use_amp(RunOptions(), cifar) == cpu_has_native_bf16()  # only where the CPU has native bf16
-    assert not _use_amp(RunOptions(), digits) and not _use_amp(RunOptions(amp=False), cifar)
