@@ -31,8 +31,8 @@ from anncnn_tune.service.storage import mask, sqlite_path
 from anncnn_tune.training import params as P
 
 FORMAT = "anncnn-tune-run/1"
-TOP_KEYS = {"format", "dataset", "model", "metric", "epochs", "schedule_epochs", "seed", "subset", "params", "data",
-            "source", "versions"}
+TOP_KEYS = {"format", "dataset", "model", "metric", "epochs", "seed", "subset", "params", "data", "source",
+            "versions"}
 REQUIRED = ("dataset", "model", "metric", "epochs", "seed", "params", "data")
 PACKAGES = ("anncnn-tune", "torch", "optuna", "numpy", "scikit-learn", "onnx", "onnxruntime")
 
@@ -58,9 +58,6 @@ class Run:
     # a regression target's recorded scaling (TargetScaling.to_dict()); None: identity (run files of
     # studies made before targets were scaled, and classification)
     target_scaling: dict | None = None
-    # the trial's epoch budget, over which its learning-rate schedule ran, where its best epoch (`epochs`,
-    # what a retrain trains) came before the end; None: the schedule spans `epochs` (older run files too)
-    schedule_epochs: int | None = None
 
     @property
     def label(self) -> str:
@@ -72,8 +69,7 @@ class Run:
         """The run file's content as plain types (also stored inside the weights file)."""
         dataset = self.data_source.to_dict() if self.data_source is not None else self.dataset
         d = {"format": FORMAT, "dataset": dataset, "model": self.model, "metric": self.metric,
-             "epochs": self.epochs, **({"schedule_epochs": self.schedule_epochs} if self.schedule_epochs else {}),
-             "seed": self.seed, "params": dict(self.params),
+             "epochs": self.epochs, "seed": self.seed, "params": dict(self.params),
              "data": {"fingerprint": self.fingerprint, "split_seed": self.split_seed,
                       **({"target_scaling": dict(self.target_scaling)} if self.target_scaling is not None else {})}}
         if self.subset is not None:
@@ -174,9 +170,6 @@ def run_from_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, url: st
         "model": spec.baseline_model(record.baseline),
         "metric": spec.metric,
         "epochs": record.epochs_to_retrain(spec.epochs),
-        # the trial's schedule ran over its whole budget; a retrain stops at the best epoch on that schedule
-        **({"schedule_epochs": record.epoch_budget(spec.epochs)}
-           if record.epoch_budget(spec.epochs) > record.epochs_to_retrain(spec.epochs) else {}),
         "seed": record.seed_or_default(spec.seed),
         "params": params,
         "data": {"fingerprint": study_record.fingerprint, "split_seed": int(study_record.split_seed(spec.seed)),
@@ -239,7 +232,7 @@ def validate_run(raw, *, source: str) -> Run:
                            **({"subset": raw["subset"]} if raw.get("subset") is not None else {})},
                           source=source, name=Path(source).stem, base_dir=Path(source).parent)
     return Run(path=source, dataset=spec.dataset, model=spec.model, metric=spec.metric, epochs=spec.epochs,
-               schedule_epochs=_schedule_epochs(raw, spec.epochs, source), seed=seed, params=spec.family.full(spec.fixed),
+               seed=seed, params=spec.family.full(spec.fixed),
                fingerprint=fingerprint, split_seed=split_seed, subset=spec.subset,
                source=origin, versions=dict(raw.get("versions") or {}), data_source=spec.data_source,
                target_scaling=dict(target_scaling) if target_scaling is not None else None)
@@ -286,17 +279,6 @@ def _run_data(data, source: str) -> tuple[str, int, dict | None]:
         raise UserError(f"{source}.data.fingerprint must be the data fingerprint string the study recorded")
     # Seeds are checked here, where they enter, before anything is loaded or written.
     return fingerprint, P.check_seed(data.get("split_seed"), f"{source}.data.split_seed"), target_scaling
-
-
-def _schedule_epochs(raw: dict, epochs: int, source: str) -> int | None:
-    """`schedule_epochs`, where given: a whole number of epochs, at least `epochs`."""
-    if raw.get("schedule_epochs") is None:
-        return None
-    value = P.number(raw["schedule_epochs"], f"{source}.schedule_epochs", integer=True)
-    if value < epochs:
-        raise UserError(f"{source}.schedule_epochs must be at least epochs ({epochs}), got {value}; "
-                        "it is the schedule's length, epochs where the retrain stops on it")
-    return value
 
 
 def _run_origin(raw: dict, source: str) -> dict:

@@ -61,13 +61,13 @@ def _same_configuration(run: Run, study: optuna.Study, trial, url: str) -> None:
     filing its score under the trial would make the leaderboard report a model it never searched.
     """
     exported = run_from_trial(study, trial, url)
-    trial_values = {**exported["params"], "epochs": exported["epochs"],
-                    "schedule_epochs": exported.get("schedule_epochs", exported["epochs"])}
-    run_values = {**run.params, "epochs": run.epochs, "schedule_epochs": run.schedule_epochs or run.epochs}
-    differs = [k for k in trial_values if run_values.get(k) != trial_values[k]]
+    differs = [k for k in sorted(exported["params"]) if run.params.get(k) != exported["params"][k]]
+    if run.epochs != exported["epochs"]:
+        differs.append("epochs")
     if differs:
         first = differs[0]
-        was, now = trial_values[first], run_values.get(first)
+        was = exported["epochs"] if first == "epochs" else exported["params"][first]
+        now = run.epochs if first == "epochs" else run.params.get(first)
         raise UserError(f"{run.path} differs from trial {trial.number} of {study.study_name!r} in "
                         f"{', '.join(differs)} ({first}: trial {was!r}, run file {now!r}); its test score cannot be "
                         "recorded on that trial: pass --no-record to score it anyway, or export the trial again")

@@ -22,7 +22,7 @@ def train_once(run: Run, splits, data: DeviceData, seed: int, options: RunOption
     model = models.build(run.model, run.params, splits.input_shape, splits.out_dim, splits.numeric_columns)
     observer = _EpochLines(epoch_logger(log, label, run.epochs)) if log else None
     result = fit(model, data, run.params, epochs=run.epochs, metric=None, seed=seed, options=options,
-                 observer=observer, schedule_epochs=run.schedule_epochs)
+                 observer=observer)
     return model, result
 
 

@@ -383,7 +383,6 @@ def fit(
     options: RunOptions | None = None,
     observer: FitObserver | None = None,
     partial_epochs: tuple[float, ...] = (),
-    schedule_epochs: int | None = None,
 ) -> FitResult:
     """Train `model` on data.x_train for up to `epochs`, validating after each epoch.
 
@@ -397,16 +396,13 @@ def fit(
     cheap low rungs of a pruner: a bad configuration is stopped after a seeded part of the
     training split). Each is reported to observer.on_partial and on_value(fraction, value) at the
     first batch boundary at or past it; validating changes nothing in the training itself.
-    schedule_epochs: the length of the learning-rate schedule and of the weight averaging's ramp, in
-    epochs (None: `epochs`). A retrain of a trial whose best epoch came before the end of its budget
-    trains to that epoch on the trial's own schedule, not on one squeezed into fewer epochs.
     Raises NonFiniteLoss when the training loss stops being finite, and torch.OutOfMemoryError
     for every allocation failure (also those torch raises as a plain RuntimeError).
     """
     try:
         return _fit(model, data, params, epochs=epochs, metric=metric, seed=seed,
                     options=options or RunOptions(device=data.device), observer=observer or FitObserver(),
-                    partial_epochs=partial_epochs if metric else (), schedule_epochs=schedule_epochs or epochs)
+                    partial_epochs=partial_epochs if metric else ())
     except torch.OutOfMemoryError:
         raise
     except RuntimeError as exc:
@@ -465,7 +461,7 @@ class _Progress:
             self.since_best += 1
 
 
-def _prepare(model, data: DeviceData, p: dict, *, schedule_epochs: int, seed: int, options: RunOptions) -> _Loop:
+def _prepare(model, data: DeviceData, p: dict, *, epochs: int, seed: int, options: RunOptions) -> _Loop:
     device = data.device
     _configure_cuda(device)
     model.to(device)
@@ -492,13 +488,13 @@ def _prepare(model, data: DeviceData, p: dict, *, schedule_epochs: int, seed: in
     return _Loop(
         model=model, step_model=step_model, data=data, options=options, channels_last=channels_last, n=n,
         batch_size=batch_size, steps=steps, optimizer=optimizer,
-        scheduler=_scheduler(optimizer, p, steps * schedule_epochs, lr),
+        scheduler=_scheduler(optimizer, p, steps * epochs, lr),
         loss_fn=_loss_function(data.task, p, data.y_train),
         targets=data.y_train if data.task == "multiclass" else data.y_train.float(),
         generator=generator, augment=p["augment"],
         amp=_autocast(options, model),  # built once, entered once per step (autocast contexts may be re-entered)
         sync=(lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None),
-        average=averaging.make(model, p, steps * schedule_epochs),
+        average=averaging.make(model, p, steps * epochs),
         flip_bits=(torch.rand(n, device=device, generator=generator) < 0.5) if p["augment"].endswith("altflip")
         else None,
     )
@@ -603,9 +599,9 @@ def _epoch_values(loop: _Loop, loss_sum: torch.Tensor, seen: int) -> dict[str, f
 
 
 def _fit(model, data: DeviceData, params: dict, *, epochs, metric, seed, options: RunOptions,
-         observer: FitObserver, partial_epochs: tuple[float, ...], schedule_epochs: int) -> FitResult:
+         observer: FitObserver, partial_epochs: tuple[float, ...]) -> FitResult:
     p = {**TRAIN_DEFAULTS, **params}
-    loop = _prepare(model, data, p, schedule_epochs=schedule_epochs, seed=seed, options=options)
+    loop = _prepare(model, data, p, epochs=epochs, seed=seed, options=options)
     progress = _resume(loop, observer.load_checkpoint() if observer.saves_checkpoints else None)
     observer.on_timing(progress.timing())
     marks = _marks(loop, partial_epochs)

@@ -58,9 +58,6 @@ def test_export_writes_the_best_trial_as_a_run_file(retrained):
     assert raw["dataset"] == "digits" and raw["model"] == "cnn" and raw["metric"] == "val_accuracy"
     assert raw["params"] == suggest(stored_spec(study), optuna.trial.FixedTrial(best.params))
     assert raw["epochs"] == best.user_attrs["best_epoch"] and raw["seed"] == best.user_attrs["seed"]
-    # the schedule the trial trained on: its whole budget, where its best epoch came before the end
-    budget = records.TrialRecord.read(best).epoch_budget(stored_spec(study).epochs)
-    assert raw.get("schedule_epochs") == (budget if raw["epochs"] < budget else None)
     assert raw["data"] == {"fingerprint": StudyRecord.read(study).fingerprint, "split_seed": 0}
     assert raw["source"]["study"] == "digits-cnn" and raw["source"]["trial"] == best.number
     assert raw["source"]["value"] == best.value
@@ -166,7 +163,6 @@ EDITS = {
     "unknown optimizer": (("params", "optimizer"), "rmsprop", "params.optimizer"),
     "dropout above 1": (("params", "dropout"), 1.5, "params.dropout"),
     "zero epochs": (("epochs",), 0, ".epochs"),
-    "a schedule shorter than the run": (("schedule_epochs",), 0, ".schedule_epochs must be at least epochs"),
     "unknown parameter": (("params", "colour"), "red", "params.colour"),
     "unknown dataset": (("dataset",), "imagenet", ".dataset"),
     "wrong fingerprint": (("data", "fingerprint"), "0" * 64, "not the ones the study used"),

@@ -543,33 +543,3 @@ def test_without_a_metric_there_is_nothing_to_validate_inside_an_epoch():
     result = fit(models.build("ann", {"width": 8}, (6,), 1), data, {}, epochs=1, metric=None, observer=observer,
                  partial_epochs=(0.5,))
     assert observer.rows == [] and result.partial == []
-
-
-class _WeightsAt(FitObserver):
-    """The model's weights as they were at the end of one epoch."""
-
-    def __init__(self, model, epoch):
-        self.model, self.epoch, self.state = model, epoch, None
-
-    def on_epoch(self, row: dict) -> None:
-        if row["epoch"] == self.epoch:
-            self.state = {k: v.clone() for k, v in self.model.state_dict().items()}
-
-
-@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "triangle"])
-def test_a_run_stopped_on_a_longer_schedule_is_that_schedules_first_epochs(schedule):
-    """A retrain to a trial's best epoch (schedule_epochs: the trial's budget) trains exactly what the
-    trial trained up to that epoch; squeezing the schedule into fewer epochs trains something else."""
-    splits = tabular_splits("binary")
-    data = DeviceData.from_splits(splits, CPU, merge_val=True)
-    params = {"schedule": schedule, "optimizer": "sgd", "lr": 0.1, "batch_size": 16}
-    longer = _build("ann", splits, 3)
-    watch = _WeightsAt(longer, 2)
-    fit(longer, data, params, epochs=5, seed=3, observer=watch)
-    stopped = _build("ann", splits, 3)
-    fit(stopped, data, params, epochs=2, seed=3, schedule_epochs=5)
-    squeezed = _build("ann", splits, 3)
-    fit(squeezed, data, params, epochs=2, seed=3)
-    for name, tensor in stopped.state_dict().items():
-        assert torch.equal(tensor, watch.state[name]), name
-    assert any(not torch.equal(t, watch.state[n]) for n, t in squeezed.state_dict().items())
