@@ -14,7 +14,7 @@ order computed from what the rows hold, by something every one of those changes 
 - each row's ranks are hashed (splitmix64), so that the order looks random: the first rows of the
   training split are a fair sample (fit() fits the numeric inputs' quantiles on them);
 - rows with equal features are ordered by the target: its rank (regression) or its class's place
-  among the classes ordered by size, then by where each class's rows first occur; that class order
+  among the classes ordered by size, then by the smallest hash among each class's rows; that order
   is also what the split stratifies by, so renamed classes are split alike.
 
 A feature rescaled by a negative factor reverses its ranks and is a different table here.

@@ -115,4 +115,3 @@ def test_cnn_filters_grow_per_block_and_residual_adds_a_shortcut():
 def test_cnn_stops_pooling_at_one_pixel():
     model = models.build("cnn", {"blocks": 5, "filters": 4, "growth": 1.0}, (1, 8, 8), 10)
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
-

@@ -2,7 +2,8 @@
 
 On a table, the numeric columns may first go through a transform fitted on the training rows and a
 learned embedding per feature (families/numeric.py); the defaults (standard, none) build the plain
-MLP exactly as before those existed, so older studies and saved weights rebuild unchanged.
+MLP's layers as before those existed, so saved weights rebuild unchanged. On a table the output layer
+starts at zero (`_zero_head`: renamed classes then give the same model).
 """
 
 from __future__ import annotations
