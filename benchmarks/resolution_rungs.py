@@ -18,6 +18,7 @@ the same best third, and the time ratio.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -69,8 +70,7 @@ def downsampled(data: DeviceData) -> DeviceData:
     def half(x):
         return F.avg_pool2d(x.float(), 2).round().to(torch.uint8)
 
-    return DeviceData(data.task, data.kind, half(data.x_train), data.y_train, half(data.x_val), data.y_val,
-                      data.mean, data.std, data.device, data.target)
+    return dataclasses.replace(data, x_train=half(data.x_train), x_val=half(data.x_val))
 
 
 def spearman(a, b) -> float:
