@@ -218,6 +218,35 @@ def report(summaries: list[dict], runs: list[dict], arms: list[str], budget: flo
     return "\n".join(lines)
 
 
+def merge(paths: list[Path], parser: argparse.ArgumentParser) -> dict:
+    """The report of several runs' JSON files, as if their seeds had run in one: a race of three seeds
+    of 30-minute arms is longer than one sitting of this machine."""
+    outs = []
+    for path in paths:
+        try:
+            outs.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            parser.error(f"--merge {path}: not a race's --json output ({exc})")
+    same = ("study", "dataset", "budget_s", "arms")
+    first = outs[0]["info"]
+    for path, out in zip(paths[1:], outs[1:], strict=True):
+        differs = [k for k in same if out["info"][k] != first[k]]
+        if differs:
+            parser.error(f"--merge {path}: another race ({differs[0]} {out['info'][differs[0]]!r}, not "
+                         f"{first[differs[0]]!r}); merge runs of one study, dataset, budget and arms")
+    summaries = [s for out in outs for s in out["summaries"]]
+    runs = [r for out in outs for r in out["runs"]]
+    repeated = sorted({(s["arm"], s["seed"]) for s in summaries if
+                       sum((t["arm"], t["seed"]) == (s["arm"], s["seed"]) for t in summaries) > 1})
+    if repeated:
+        parser.error(f"--merge: arm {repeated[0][0]} ran seed {repeated[0][1]} in more than one file; keep one")
+    print(f"# {len(paths)} runs of {first['study']} on {first['dataset']}, {first['budget_s']:g} s per arm: "
+          + "; ".join(f"{p.name} ({o['info']['date']}, load {o['info']['load_before'][0]:.1f})"
+                      for p, o in zip(paths, outs, strict=True)))
+    print("\n" + report(summaries, runs, first["arms"], first["budget_s"]))
+    return {"info": {**first, "seeds": sorted({s["seed"] for s in summaries})}, "summaries": summaries, "runs": runs}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", default="fashion-mnist-ann", help="anncnn-tune's study (default fashion-mnist-ann)")
@@ -233,7 +262,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--workdir", type=Path, default=None, help="keep the storages and logs here")
     parser.add_argument("--quick", action="store_true", help="digits, 25 s per arm, one seed: checks the script")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="run nothing: report together the --json files of earlier runs of one race (the same "
+                             "study, dataset, budget and arms; other seeds)")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, parser)
     if args.quick:
         args.study, args.dataset, args.budget, args.seeds, args.epochs = "digits-ann", "digits", 25.0, "0", 3
     optuna.logging.set_verbosity(logging.WARNING)

@@ -134,6 +134,34 @@ def test_the_race_report_reads_anytime_curves_climbs_and_times_to_reach():
     assert "| 0 | anncnn:1 | plain | 0.9000 | 0.8500 | 0.67 | 10 | - |" in text  # error 0.10 vs 0.15
 
 
+def test_the_race_merges_seeds_run_at_different_times_and_refuses_other_races(tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import race
+
+    def out(seed, value, budget=60):
+        runs = [{"arm": arm, "seed": seed, "trials": [{"seconds": 30, "state": "COMPLETE", "value": v, "epochs": 1,
+                                                       "baseline": None}]}
+                for arm, v in (("plain", 0.8), ("anncnn:1", value))]
+        info = {"study": "s", "dataset": "d", "budget_s": budget, "arms": ["plain", "anncnn:1"], "date": "today",
+                "load_before": [1.0, 1.0, 1.0]}
+        return {"info": info, "summaries": [race.summarise(r, budget) for r in runs], "runs": runs}
+
+    files = []
+    for name, content in (("0", out(0, 0.90)), ("1", out(1, 0.84)), ("other", out(2, 0.9, budget=30)),
+                          ("again", out(1, 0.95))):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps(content))
+    merged = race.main(["--merge", str(files[0]), str(files[1])])
+    text = capsys.readouterr().out
+    assert merged["info"]["seeds"] == [0, 1]
+    assert "| anncnn:1 | 0.8700 | 0.8700 |" in text  # the median of the two seeds' bests at 30 s and at the end
+    assert "| 0 | anncnn:1 | plain | 0.9000 |" in text and "| 1 | anncnn:1 | plain | 0.8400 |" in text
+    for second, message in ((files[2], "another race (budget_s 30"), (files[3], "ran seed 1 in more than one")):
+        with pytest.raises(SystemExit) as exit_:
+            race.main(["--merge", str(files[1]), str(second)])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_the_ceiling_study_is_the_fashion_mnist_ann_space_with_long_trained_baselines():
     from anncnn_tune.search.spec import load_spec
 
