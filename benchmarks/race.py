@@ -92,6 +92,8 @@ def command(arm: str, args, seed: int, storage: str, workdir: Path) -> list[str]
 def _anncnn_arm(arm: str, args) -> tuple[str, str]:
     """`anncnn:W` or `anncnn:W@STUDY`: the worker count and the study (a name or a file; default --study)."""
     workers, _, study = arm.split(":", 1)[1].partition("@")
+    if study and Path(study).exists():
+        study = str(Path(study).resolve())  # the arms run in the work directory
     return workers, study or args.study
 
 

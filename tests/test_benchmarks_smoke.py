@@ -173,6 +173,18 @@ def test_the_ceiling_study_is_the_fashion_mnist_ann_space_with_long_trained_base
     assert len(ceiling.baselines) == 5 and all(b.get("epochs", ceiling.epochs) > study.epochs for b in ceiling.baselines)
 
 
+def test_the_16px_variant_is_cifar10_cnn_but_for_its_first_rung_side():
+    from anncnn_tune.search.spec import load_spec
+
+    variant = load_spec(str(REPO / "benchmarks" / "cifar10-cnn-16px.yaml"))
+    study = load_spec("cifar10-cnn")
+    # The race between the two measures the 16x16 first rung only while nothing else differs.
+    assert variant.pruner == {**study.pruner, "first_rung_side": 16} and study.first_rung_side is None
+    assert {n: s.as_dict() for n, s in variant.space.items()} == {n: s.as_dict() for n, s in study.space.items()}
+    same = ("dataset", "model", "metric", "epochs", "seed", "sampler", "fixed", "baselines", "description")
+    assert [getattr(variant, k) for k in same] == [getattr(study, k) for k in same]
+
+
 def test_conditions_quick_counts_fewer_entries_with_conditions_and_none_inert(tmp_path):
     stdout, report = run("conditions.py", tmp_path=tmp_path)
     assert [r["space"] for r in report["results"]] == ["digits-cnn", "churn-ann", "churn-ann+sgd"]

@@ -4,7 +4,8 @@ validation split, and the pruner judges that value; a promoted trial trains agai
 
 Every trial of a study trains each rung on the same images (seeded by the study's seed), and the smaller
 part lies inside the larger one, so a rung compares finished schedules on the same data: like with like,
-whatever the family, the optimizer or the schedule's shape.
+whatever the family, the optimizer or the schedule's shape. The first rung may train at a lower
+resolution (the pruner's first_rung_side: every trial's first rung then sees the same small images).
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ def on_part(data: DeviceData, rows: torch.Tensor) -> DeviceData:
                                y_train=data.y_train.index_select(0, rows), x_val=None, y_val=None)
 
 
+def at_side(data: DeviceData, side: int) -> DeviceData:
+    """The training and validation images averaged down to side x side (a lower-resolution rung: each
+    output pixel the mean of its block, so 32 -> 16 averages 2x2 blocks); uint8 images stay uint8."""
+
+    def shrink(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        parts = [torch.nn.functional.adaptive_avg_pool2d(x[i: i + 4096].float(), side) for i in range(0, len(x), 4096)]
+        small = torch.cat(parts)
+        return small.round().to(x.dtype) if not x.dtype.is_floating_point else small.to(x.dtype)
+
+    return dataclasses.replace(data, x_train=shrink(data.x_train), x_val=shrink(data.x_val))
+
+
 class _StageObserver(TimingObserver):
     """A rung's training stops at the end of an epoch on Ctrl-C or SIGTERM, like a trial's."""
 
@@ -52,17 +67,22 @@ class RungResult:
     images: int  # training images this rung trained on
     value: float  # the study's metric on the whole validation split
     seconds: float  # training and the one validation
+    side: int | None = None  # the side the images were downsampled to, or None: their own size
 
     def row(self, metric: str) -> dict:
         """The trial's record of the rung (records' partial_epochs rows: "epoch" is the fraction)."""
-        return {"epoch": round(self.fraction, 6), "images": self.images, "seconds": round(self.seconds, 3),
+        side = {} if self.side is None else {"side": self.side}
+        return {"epoch": round(self.fraction, 6), "images": self.images, **side, "seconds": round(self.seconds, 3),
                 metric: self.value}
 
 
 def train_rung(build: Callable[[], torch.nn.Module], data: DeviceData, params: dict, *, fraction: float,
-               epochs: int, metric: str, seed: int, data_seed: int, options: RunOptions) -> RungResult:
-    """Train a fresh model (built after seeding, so it starts from the full run's weights) for the whole
-    schedule on `fraction` of the training images, then validate it once."""
+               epochs: int, metric: str, seed: int, data_seed: int, options: RunOptions,
+               side: int | None = None) -> RungResult:
+    """Train a fresh model (built after seeding, so it starts from the full run's weights where its
+    shape is the full run's) for the whole schedule on `fraction` of the training images, then validate
+    it once. `data` is already at the rung's side where that is not the images' own (at_side, built
+    once per worker); `side` only records it."""
     started = time.perf_counter()
     part = on_part(data, part_of_training_rows(data, fraction, data_seed))
     seed_everything(seed)
@@ -70,4 +90,4 @@ def train_rung(build: Callable[[], torch.nn.Module], data: DeviceData, params: d
     fit(model, part, params, epochs=epochs, metric=None, seed=seed, options=options, observer=_StageObserver())
     values = evaluate(model, data, data.x_val, data.y_val, options)
     value = float(values[metric.removeprefix("val_")])
-    return RungResult(fraction, len(part.y_train), value, time.perf_counter() - started)
+    return RungResult(fraction, len(part.y_train), value, time.perf_counter() - started, side)

@@ -40,7 +40,7 @@ from anncnn_tune.search.live import make_view
 from anncnn_tune.search.names import check_study_name
 from anncnn_tune.search.parallel import plan_workers
 from anncnn_tune.search.samplers import grid_size
-from anncnn_tune.search.spec import UnknownStudy, fits_data, load_spec
+from anncnn_tune.search.spec import UnknownStudy, fits_data, fits_shape, load_spec
 from anncnn_tune.search.study import FINISHED, WorkerResult, counts, stored_spec
 from anncnn_tune.search.watch import StudyWatch
 from anncnn_tune.search.worker import EXIT_INTERRUPTED, Assignment, Job, check_sizes, run_trials, spawned_main
@@ -180,6 +180,7 @@ def _checked_splits(spec, job: Job):
     splits = load_dataset(spec.data_source or spec.dataset, data_dir=job.data_dir, seed=spec.seed, subset=spec.subset)
     if spec.data_source is not None:
         fits_data(spec, splits.kind, splits.task)
+    fits_shape(spec, splits.input_shape)
     return splits
 
 

@@ -254,7 +254,8 @@ def trial_line(trial: FrozenTrial, metric: str, spec_epochs: int, seconds: float
         state, reason = "interrupted", f"{reason}; re-queued, it resumes from its checkpoint on the next run"
     rungs = [row for row in record.partial_epochs or () if "images" in row]  # rungs on parts of the images
     if rungs and not record.epochs_run:
-        where = f"rung {epoch_text(rungs[-1]['epoch'])} of images"
+        side = rungs[-1].get("side")
+        where = f"rung {epoch_text(rungs[-1]['epoch'])} of images" + (f" at {side}x{side}" if side else "")
     else:
         where = f"epoch {epoch_text(record.epochs_run if rungs else epochs):>3}/{record.epoch_budget(spec_epochs)}"
     return (f"trial {trial.number:>3} {state:<8} {where} "

@@ -144,6 +144,7 @@ class Objective:
         self.running: int | None = None  # the trial in the objective now
         self.deadline: float | None = None  # time.monotonic() of --timeout (run_worker sets it)
         self.pace = Pace()  # this worker's training FLOPs per second, measured on its trials
+        self._small: dict[int, DeviceData] = {}  # the data at a first rung's lower side, made once per worker
         self.out_of_time = False  # a trial was not started for want of time: the worker stops (run_worker)
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -222,9 +223,9 @@ class Objective:
             stop.trial_number = trial.number
             raise stop
 
-    def _build(self, trial: optuna.Trial, family: str, params: dict):
+    def _build(self, trial: optuna.Trial, family: str, params: dict, input_shape: tuple[int, ...] | None = None):
         try:
-            return models.build(family, params, self.input_shape, self.out_dim, self.numeric)
+            return models.build(family, params, input_shape or self.input_shape, self.out_dim, self.numeric)
         except RuntimeError as exc:  # the sampled model's weights alone do not fit in memory now
             if not is_out_of_memory(exc):
                 raise
@@ -234,8 +235,9 @@ class Objective:
     def _train(self, trial: optuna.Trial, family: str, params: dict, model, epochs: int, seed: int,
                observer: TrialObserver, rungs: tuple[float, ...], per_epoch: float):
         """The rungs on parts of the images (if any are left to run), then the full run: fit()'s result."""
-        for fraction in rungs:
-            self._train_rung(trial, family, params, fraction, epochs, seed, observer)
+        for i, fraction in enumerate(rungs):
+            side = self.spec.first_rung_side if i == 0 else None  # rungs is all of partial_epochs, or none
+            self._train_rung(trial, family, params, fraction, epochs, seed, observer, side)
         if rungs:
             self._check_time_left(trial, family, per_epoch * epochs, f"its full run of {epochs} epoch(s)")
         return fit(model, self.data, params, epochs=epochs, metric=self.spec.metric, seed=seed,
@@ -276,21 +278,31 @@ class Objective:
         records.write_fail_reason(trial, f"interrupted by {signal_name} after epoch {_epochs_done(observer)} of {epochs}")
 
     def _train_rung(self, trial: optuna.Trial, family: str, params: dict, fraction: float, epochs: int, seed: int,
-                    observer: TrialObserver) -> None:
-        """One rung on part of the training images (fidelity.py), if it can finish before --timeout."""
-        n_part = round(fraction * len(self.data.y_train))
-        n_val = 0 if self.data.y_val is None else len(self.data.y_val)
+                    observer: TrialObserver, side: int | None = None) -> None:
+        """One rung on part of the training images (fidelity.py), at `side` x `side` where given, if it can
+        finish before --timeout."""
+        data, shape = self.data, self.input_shape
+        if side is not None:
+            data, shape = self._at_side(side), (self.input_shape[0], side, side)
+        n_part = round(fraction * len(data.y_train))
+        n_val = 0 if data.y_val is None else len(data.y_val)
         # The whole schedule on the part, then one validation: as many FLOPs as epochs * n_part samples.
-        flops = epoch_flops(family, params, self.input_shape, self.out_dim, epochs * n_part, n_val)
-        self._check_time_left(trial, family, flops, f"its rung on {fraction:.3g} of the training images")
-        rung = fidelity.train_rung(lambda: self._build(trial, family, params), self.data, params, fraction=fraction,
+        flops = epoch_flops(family, params, shape, self.out_dim, epochs * n_part, n_val)
+        at = "" if side is None else f" at {side}x{side}"
+        self._check_time_left(trial, family, flops, f"its rung on {fraction:.3g} of the training images{at}")
+        rung = fidelity.train_rung(lambda: self._build(trial, family, params, shape), data, params, fraction=fraction,
                                    epochs=epochs, metric=self.spec.metric, seed=seed, data_seed=self.spec.seed,
-                                   options=self.options)
+                                   options=self.options, side=side)
         self.pace.add(family, flops, rung.seconds)
         if self.progress:
-            self.progress.message(f"trial {trial.number:>3} rung on {fraction:.3g} of the training images "
+            self.progress.message(f"trial {trial.number:>3} rung on {fraction:.3g} of the training images{at} "
                                   f"({rung.images} images, {epochs} epochs): {self.spec.metric} {rung.value:.4f}")
         observer.on_rung(rung, self.spec.metric)
+
+    def _at_side(self, side: int) -> DeviceData:
+        if side not in self._small:
+            self._small[side] = fidelity.at_side(self.data, side)
+        return self._small[side]
 
     def _check_time_left(self, trial: optuna.Trial, family: str, flops: float, what: str) -> None:
         """Prune, before it starts, a trial (or its next rung) that would end after --timeout at this

@@ -75,6 +75,11 @@ RESOURCE = Param("resource", "pruner", "choice", "epochs",
                  "or images (train the whole schedule on a seeded, stratified part of the training images, "
                  "then on more; the full run is not pruned)", choices=("epochs", "images"))
 
+FIRST_RUNG_SIDE = Param("first_rung_side", "pruner", "int", 0,
+                        "with resource: images, train the first rung on the images downsampled to this side "
+                        "(16 for 32x32 images: about 0.3x the rung's convolutions); 0 keeps their own size",
+                        low=0)
+
 PRUNERS: dict[str, Kind] = {
     # Hyperband's largest bracket spans the whole budget; the resources arrive in steps (make_pruner).
     "hyperband": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP),
@@ -84,7 +89,7 @@ PRUNERS: dict[str, Kind] = {
                    lambda o, _steps: optuna.pruners.MedianPruner(**o)),
     # Rungs on parts of the images only here: a Hyperband bracket that judges late would still train
     # its trials on every part below its first rung, for nothing.
-    "successive_halving": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP, RESOURCE),
+    "successive_halving": Kind(_opts(MIN_RESOURCE, REDUCTION, BOOTSTRAP, RESOURCE, FIRST_RUNG_SIDE),
                                lambda o, _steps: optuna.pruners.SuccessiveHalvingPruner(**o)),
     "none": Kind({}, lambda o, _steps: optuna.pruners.NopPruner()),
 }
@@ -124,6 +129,9 @@ def parse_section(value, key: str, where: str, *, defaults: dict | None = None) 
     if checked.get("resource") == "images" and checked.get("min_resource", 1) >= 1:
         raise UserError(f"{where}.{key}.resource: images cuts the training images below one epoch's worth, so "
                         "min_resource must be a fraction 1/K (0.111, 0.333); give one, or use resource: epochs")
+    if checked.get("first_rung_side") and checked.get("resource") != "images":
+        raise UserError(f"{where}.{key}.first_rung_side downsamples the images of the first rung on part of the "
+                        "training images; add resource: images, or drop first_rung_side")
     return {**checked, "type": kind}
 
 
@@ -176,7 +184,7 @@ def make_sampler(spec: Spec, worker: int = 0) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
-    options = {k: v for k, v in spec.pruner.items() if k not in ("type", "resource")}
+    options = {k: v for k, v in spec.pruner.items() if k not in ("type", "resource", "first_rung_side")}
     per_epoch = steps_per_epoch(spec.pruner)
     if "min_resource" in options:  # in steps: 1/K of an epoch is one step of a K-step epoch
         options["min_resource"] = round(options["min_resource"] * per_epoch)

@@ -134,6 +134,12 @@ class Spec:
         """Whether partial_epochs are parts of the training images trained for the whole schedule."""
         return samplers.rungs_on_images(self.pruner)
 
+    @property
+    def first_rung_side(self) -> int | None:
+        """The image side the first rung on images trains at (the pruner's first_rung_side), or None: the
+        images' own."""
+        return self.pruner.get("first_rung_side") or None
+
     def with_overrides(self, *, epochs: int | None = None, seed: int | None = None, subset=None) -> Spec:
         """The spec with command-line overrides, each checked by the same rule as in a study file."""
         changed = {}
@@ -488,6 +494,22 @@ def fits_data(spec: Spec, kind: str, task: str) -> None:
     _metric_takes(spec.metric, task, dataset, where)
     _image_only_fits(spec.family, kind, dataset, spec.space, spec.fixed, where)
     _task_only(spec.family.declared(), spec.space, spec.fixed, task, dataset, where)
+    _first_rung_fits(spec.pruner, kind, dataset, where)
+
+
+def _first_rung_fits(pruner: dict, kind: str, dataset: str, where: str) -> None:
+    if pruner.get("first_rung_side") and kind != "image":
+        raise UserError(f"{where}.pruner.first_rung_side downsamples images, {dataset!r} is {kind}: drop it")
+
+
+def fits_shape(spec: Spec, input_shape: tuple[int, ...]) -> None:
+    """The checks that need the images' size, once the data is loaded: a first rung at a lower resolution
+    must be lower than the images' own."""
+    side = spec.first_rung_side
+    if side and side >= min(input_shape[1:]):
+        raise UserError(f"{spec.source}.pruner.first_rung_side: {side} is not below the side of {spec.dataset!r}'s "
+                        f"{input_shape[1]}x{input_shape[2]} images; give a smaller side, or 0 to train every "
+                        "rung at their own size")
 
 
 def _task_only(known: dict, space, fixed: dict, task: str | None, dataset, where: str) -> None:
@@ -518,6 +540,7 @@ def spec_from_dict(raw, *, source: str, name: str, base_dir: Path | None = None)
     space, fixed = _params(raw["params"], family, where)
     if kind is not None:  # a user's array file tells its kind only once loaded: fits_data checks it then
         _image_only_fits(families.get(family), kind, dataset, space, fixed, where)
+        _first_rung_fits(pruner, kind, dataset, where)
     _task_only(families.get(family).declared(), space, fixed, task, dataset, where)  # task None: fits_data
     subset = raw.get("subset")
     if subset is not None:

@@ -26,7 +26,7 @@ from anncnn_tune.data.base import TargetScaling
 from anncnn_tune.errors import UserError
 from anncnn_tune.search.objective import Objective
 from anncnn_tune.search.progress import Progress, start_line
-from anncnn_tune.search.spec import Spec, fits_data
+from anncnn_tune.search.spec import Spec, fits_data, fits_shape
 from anncnn_tune.search.study import WorkerResult, counts, open_study, run_worker
 from anncnn_tune.service import signals
 from anncnn_tune.service.artifacts import open_store
@@ -128,6 +128,7 @@ def run_trials(job: Job, assignment: Assignment, splits=None, *, own_view: bool 
                               subset=spec.subset)
         if spec.data_source is not None:  # an array file's kind and an `auto` task are known only now
             fits_data(spec, splits.kind, splits.task)
+        fits_shape(spec, splits.input_shape)
     check_sizes(spec, splits, device)
     storage = open_storage(job.storage_url, heartbeat_interval=job.heartbeat_interval, retry_stale=True)
     # Created only now that the data has loaded (the launcher checked it can be).

@@ -79,6 +79,19 @@ def test_stored_steps_of_a_study_with_rungs_inside_the_first_epoch_read_as_fract
     assert "epoch 0.11/20" in line and "pruned" in line
 
 
+def test_a_trial_pruned_at_a_rung_on_downsampled_images_says_the_part_and_the_side(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'r.db'}", direction="maximize")
+    pruned = study.ask()
+    pruned.report(0.31, 1)
+    records.write_partial_epochs(pruned, [{"epoch": 0.111111, "images": 5000, "side": 16, "seconds": 40.0,
+                                           "val_accuracy": 0.31}])
+    records.write_timing(pruned, epochs_run=0, train_seconds=40.0, compile_seconds=0.0, n_train=45000,
+                         epochs_trained=10 / 9)
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+    line = live.trial_line(study.get_trials()[0], "val_accuracy", 10, 41.0, None, None, steps_per_epoch=9)
+    assert "rung 0.11 of images at 16x16" in line and "pruned" in line
+
+
 def test_a_search_reads_only_what_ended_since_its_last_read_and_keeps_the_epochs_reported_here(tmp_path):
     study = _study_in_every_state(tmp_path)
     search = Search(n_trials=10, spec_epochs=8)

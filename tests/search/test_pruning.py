@@ -211,3 +211,69 @@ def test_rungs_on_images_are_successive_halvings_only():
     with pytest.raises(UserError, match=r"pruner: unknown option 'resource' for hyperband"):
         spec_from_dict({**ON_IMAGES, "pruner": {"type": "hyperband", "min_resource": 0.111, "resource": "images"}},
                        source="t", name="x")
+
+
+def test_at_side_averages_blocks_and_keeps_uint8():
+    from anncnn_tune.search import fidelity
+
+    image = torch.arange(64, dtype=torch.uint8).view(1, 1, 8, 8) * 3
+    data = DeviceData("classification", "image", image, torch.tensor([0]), image.clone(), torch.tensor([0]),
+                      None, None, torch.device("cpu"))
+    small = fidelity.at_side(data, 4)
+    expected = image.float().view(1, 1, 4, 2, 4, 2).mean(dim=(3, 5)).round().to(torch.uint8)
+    assert small.x_train.dtype == torch.uint8 and torch.equal(small.x_train, expected)
+    assert torch.equal(small.x_val, expected) and torch.equal(data.x_train, image)  # the full-size data untouched
+
+
+LOW_FIRST_RUNG = {**ON_IMAGES, "pruner": {**ON_IMAGES["pruner"], "first_rung_side": 4}}
+
+
+def test_a_first_rung_at_a_lower_side_trains_on_the_same_images_downsampled_and_records_its_side(setup):
+    from anncnn_tune.search import fidelity
+    from anncnn_tune.training import models
+
+    spec, objective = _objective_for(LOW_FIRST_RUNG, "small-first-rung", setup)
+    assert spec.first_rung_side == 4 and spec.partial_epochs == pytest.approx((1 / 9, 1 / 3))
+    study = optuna.create_study(direction=spec.direction, pruner=make_pruner(spec))
+    study.enqueue_trial({"lr": 3e-3, "optimizer": "adam"})
+    study.optimize(objective, n_trials=1)
+    (trial,) = study.trials
+    first, second = trial.user_attrs["partial_epochs"]
+    assert first["side"] == 4 and "side" not in second  # the later rung trains at the images' own 8x8
+    assert first["images"] < second["images"]
+    # The first rung is the same training as train_rung on the 4x4 images with a model built for them.
+    params = {**spec.fixed, **trial.params}
+    again = fidelity.train_rung(lambda: models.build("ann", params, (1, 4, 4), 10), fidelity.at_side(objective.data, 4),
+                                params, fraction=1 / 9, epochs=spec.epochs, metric=spec.metric,
+                                seed=trial.user_attrs["seed"], data_seed=spec.seed, options=RunOptions())
+    assert again.value == pytest.approx(first["val_accuracy"], abs=1e-6)  # the record keeps 6 digits
+    full = fidelity.train_rung(lambda: models.build("ann", params, (1, 8, 8), 10), objective.data, params,
+                               fraction=1 / 9, epochs=spec.epochs, metric=spec.metric,
+                               seed=trial.user_attrs["seed"], data_seed=spec.seed, options=RunOptions())
+    assert full.value != pytest.approx(first["val_accuracy"], abs=1e-6)  # not the full-size rung under another name
+
+
+@pytest.mark.parametrize("pruner, raw, message", [
+    ({**LOW_RUNGS["pruner"], "first_rung_side": 4}, {}, "add resource: images, or drop first_rung_side"),
+    ({**ON_IMAGES["pruner"], "first_rung_side": -1}, {}, "first_rung_side"),
+    ({**ON_IMAGES["pruner"], "first_rung_side": 4},
+     {"dataset": "churn", "metric": "val_accuracy"}, "downsamples images, 'churn' is tabular: drop it"),
+])
+def test_a_first_rung_side_that_cannot_apply_is_refused(pruner, raw, message):
+    with pytest.raises(UserError, match=message):
+        spec_from_dict({**ON_IMAGES, **raw, "pruner": pruner}, source="t", name="x")
+
+
+def test_a_first_rung_side_not_below_the_images_own_is_refused_before_anything_is_written(tmp_path):
+    import yaml
+    from helpers import run_cli
+
+    study = tmp_path / "s.yaml"
+    study.write_text(yaml.safe_dump({**LOW_FIRST_RUNG, "pruner": {**LOW_FIRST_RUNG["pruner"], "first_rung_side": 8}}))
+    result = run_cli("optimize", "--study", str(study), "--n-trials", "1", "--storage", "sqlite:///s.db",
+                     cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {study}.pruner.first_rung_side: 8 is not below the side of 'digits''s 8x8 images; give a smaller "
+        "side, or 0 to train every rung at their own size")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
