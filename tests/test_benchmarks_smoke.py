@@ -313,3 +313,11 @@ def test_tables_quick_puts_the_tuned_ann_beside_tuned_gradient_boosting(tmp_path
     rows = lines[header + 2 : header + 4]
     assert [row.split("|")[1].strip() for row in rows] == ["wine", "diabetes"]
     assert all(row.count("|") == lines[header].count("|") for row in rows)
+
+
+def test_ensemble_quick_pairs_each_seed_with_and_without_members(tmp_path):
+    stdout, report = run("ensemble.py", tmp_path=tmp_path)
+    rows = report["rows"]
+    assert sorted(r["members"] for r in rows) == [1, 8] and {r["seed"] for r in rows} == {0}
+    assert all(0.5 <= r["best_val"] <= 1 and positive(r["seconds"]) for r in rows)  # digits' accuracy
+    assert "| digits-mlp | val_accuracy |" in stdout

@@ -199,7 +199,19 @@ def augment(x: torch.Tensor, kind: str, generator: torch.Generator, *, flip_bits
 
 
 def _loss_function(task: str, params: dict, y_train: torch.Tensor):
-    """loss(outputs, targets); binary and regression targets arrive as float (cast once per fit)."""
+    """loss(outputs, targets); binary and regression targets arrive as float (cast once per fit). An
+    ensemble's training outputs, (batch, members, outputs), give the mean of its members' losses."""
+    loss = _task_loss(task, params, y_train)
+
+    def members_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if out.dim() == 3:
+            return loss(out.flatten(0, 1), y.repeat_interleave(out.shape[1]))
+        return loss(out, y)
+
+    return members_loss
+
+
+def _task_loss(task: str, params: dict, y_train: torch.Tensor):
     if task == "multiclass":
         weight = None
         if params["class_weight"] == "balanced":

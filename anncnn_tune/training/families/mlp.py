@@ -3,7 +3,8 @@
 On a table, the numeric columns may first go through a transform fitted on the training rows and a
 learned embedding per feature (families/numeric.py); the defaults (standard, none) build the plain
 MLP's layers as before those existed, so saved weights rebuild unchanged. On a table the output layer
-starts at zero (`_zero_head`: renamed classes then give the same model).
+starts at zero (`_zero_head`: renamed classes then give the same model). `ensemble: k` makes it a
+TabM-mini ensemble of k members (families/ensemble.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 from anncnn_tune.training import params as P
 from anncnn_tune.training.families.base import Family
+from anncnn_tune.training.families.ensemble import EnsembleMLP
 from anncnn_tune.training.families.layers import ACTIVATION_CHOICES, dense_stack
 from anncnn_tune.training.families.numeric import EMBEDDINGS, TRANSFORMS, NumericInput, TabularMLP
 
@@ -40,6 +42,10 @@ PARAMS = (
             when=P.when(numeric_embedding="plr"), **P.POSITIVE),
     P.Param("n_bins", "ann", "int", 48, "piecewise-linear bins per numeric column (between training quantiles)",
             low=1, when=P.when(numeric_embedding="piecewise_linear")),
+    P.Param("ensemble", "ann", "int", 1,
+            "members of a TabM-mini ensemble: the hidden layers shared, each member with its own input scaling "
+            "and output layer, trained on every member's loss, predicting their mean (k times the compute); "
+            "1 is the plain MLP", low=1),
 )
 
 
@@ -50,6 +56,11 @@ def hidden_widths(width: int, shrink: float, layers: int) -> list[int]:
 def build(p: dict, in_shape: tuple[int, ...], out_dim: int, numeric: tuple[int, ...] | None = None) -> nn.Module:
     """`numeric`: the positions of the numeric columns among the inputs (None: all of them)."""
     widths = hidden_widths(int(p["width"]), float(p["shrink"]), int(p["layers"]))
+    if int(p["ensemble"]) > 1:
+        model = _ensemble(p, widths, in_shape, numeric, out_dim)
+        if len(in_shape) == 1:
+            model.zero_head()
+        return model
     if p["numeric_transform"] != "standard" or p["numeric_embedding"] != "none":
         model = _with_numeric_input(p, widths, math.prod(in_shape), numeric, out_dim)
     else:
@@ -72,10 +83,23 @@ def _zero_head(head: nn.Linear) -> None:
         head.bias.zero_()
 
 
+def _ensemble(p: dict, widths: list[int], in_shape: tuple[int, ...], numeric, out_dim: int) -> EnsembleMLP:
+    features = math.prod(in_shape)
+    plain = p["numeric_transform"] == "standard" and p["numeric_embedding"] == "none"
+    first = nn.Flatten() if plain else _numeric_input(p, features, numeric)
+    width = features if plain else first.out_features
+    body, last = dense_stack(width, widths, p["activation"], float(p["dropout"]), bool(p["batch_norm"]))
+    return EnsembleMLP(first, width, body, last, out_dim, int(p["ensemble"]))
+
+
+def _numeric_input(p: dict, features: int, numeric) -> NumericInput:
+    return NumericInput(features, numeric, p["numeric_transform"], p["numeric_embedding"],
+                        dim=int(p["embedding_dim"]), sigma=float(p["plr_sigma"]), bins=int(p["n_bins"]))
+
+
 def _with_numeric_input(p: dict, widths: list[int], features: int, numeric, out_dim: int) -> nn.Module:
     """The MLP behind a NumericInput (its own class: the defaults keep the plain model's state dict)."""
-    first = NumericInput(features, numeric, p["numeric_transform"], p["numeric_embedding"],
-                         dim=int(p["embedding_dim"]), sigma=float(p["plr_sigma"]), bins=int(p["n_bins"]))
+    first = _numeric_input(p, features, numeric)
     body, last = dense_stack(first.out_features, widths, p["activation"], float(p["dropout"]), bool(p["batch_norm"]))
     return TabularMLP(first, *body, nn.Linear(last, out_dim))
 
