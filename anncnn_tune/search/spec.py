@@ -507,9 +507,9 @@ def fits_shape(spec: Spec, input_shape: tuple[int, ...]) -> None:
     must be lower than the images' own."""
     side = spec.first_rung_side
     if side and side >= min(input_shape[1:]):
-        raise UserError(f"{spec.source}.pruner.first_rung_side: {side} is not below the side of {spec.dataset!r}'s "
-                        f"{input_shape[1]}x{input_shape[2]} images; give a smaller side, or 0 to train every "
-                        "rung at their own size")
+        raise UserError(f"{spec.source}.pruner.first_rung_side: {side} is not below the images' own side "
+                        f"({input_shape[1]}x{input_shape[2]} in {spec.dataset}); give a smaller side, or 0 to train "
+                        "every rung at their own size")
 
 
 def _task_only(known: dict, space, fixed: dict, task: str | None, dataset, where: str) -> None:

@@ -274,6 +274,6 @@ def test_a_first_rung_side_not_below_the_images_own_is_refused_before_anything_i
                      cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: {study}.pruner.first_rung_side: 8 is not below the side of 'digits''s 8x8 images; give a smaller "
-        "side, or 0 to train every rung at their own size")
+        f"error: {study}.pruner.first_rung_side: 8 is not below the images' own side (8x8 in digits); give a "
+        "smaller side, or 0 to train every rung at their own size")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
