@@ -24,7 +24,8 @@ from anncnn_tune.training.fit import DeviceData, fit, predict, seed_everything
 CPU = torch.device("cpu")
 CLASSES = {"multiclass": ["hi", "lo", "mid"], "binary": ["no", "yes"]}
 INPUTS = [{}, {"numeric_transform": "quantile", "numeric_embedding": "plr", "embedding_dim": 4},
-          {"numeric_transform": "robust", "numeric_embedding": "piecewise_linear", "embedding_dim": 4, "n_bins": 6}]
+          {"numeric_transform": "robust", "numeric_embedding": "piecewise_linear", "embedding_dim": 4, "n_bins": 6},
+          {"numeric_transform": "quantile", "numeric_embedding": "plr", "embedding_dim": 4, "ensemble": 3}]
 
 
 def a_table(task: str, seed: int, n: int = 160) -> pd.DataFrame:
@@ -102,6 +103,9 @@ def back_to_the_original(predictions: np.ndarray, splits, change: dict) -> np.nd
 @given(change=changes())
 @example(change={"task": "regression", "seed": 1, "inputs": {}, "shuffle_rows": True, "move_columns": False,
                  "feature": None, "factor": 1.0, "shift": 0.0, "target": (1e-4, 1e6)})  # a shift 1e5 times the spread
+@example(change={"task": "multiclass", "seed": 3, "inputs": INPUTS[3], "shuffle_rows": True, "move_columns": True,
+                 "feature": "b", "factor": 10.0, "shift": 5.0,
+                 "rename": {"hi": "k0", "lo": "k2", "mid": "k1"}})  # an ensemble's members see renamed classes alike
 def test_a_table_that_says_the_same_gives_the_same_predictions(tmp_path, change):
     torch.set_num_threads(1)
     frame = a_table(change["task"], change["seed"])
