@@ -164,6 +164,36 @@ def test_a_classification_table_gives_class_names_and_probabilities(tmp_path, ca
     assert code == 2 and "trained on a table, not on images" in err
 
 
+def test_an_ensemble_set_in_the_study_file_goes_through_export_retrain_predict_and_onnx(tmp_path, capsys):
+    import onnxruntime
+    import yaml
+
+    from anncnn_tune.training.families.ensemble import EnsembleMLP
+
+    flowers(240, 0).to_csv("flowers.csv", index=False)
+    code, _, err = run(capsys, "init", "flowers.csv", "--name", "flowers", "--target", "species")
+    assert code == 0, err
+    study_file = tmp_path / "flowers-ann.yaml"
+    study = yaml.safe_load(study_file.read_text())
+    study["params"]["ensemble"] = 3  # fixed: the baselines need not name it
+    study_file.write_text(yaml.safe_dump(study))
+    for args in (("optimize", "--study", "flowers-ann.yaml", *QUICK),
+                 ("export", "--study", "flowers-ann", "-o", "best.yaml"), ("retrain", "best.yaml", "--out", "final", "--device", "cpu")):
+        code, _, err = run(capsys, *args)
+        assert code == 0, (args, err)
+    assert load_run("final/run.yaml").params["ensemble"] == 3
+    model, _ = load_weights("final/model.pt")
+    assert isinstance(model, EnsembleMLP) and model.k == 3
+    new = flowers(30, 1)
+    new.drop(columns="species").to_csv("new.csv", index=False)
+    probs = at.predict("final", "new.csv")[["prob_setosa", "prob_versicolor", "prob_virginica"]]
+    session = onnxruntime.InferenceSession("final/model.onnx", providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"numeric": new[["petal", "sepal"]].to_numpy(np.float32),
+                                "categorical": new[["soil"]].to_numpy(dtype=object)})[0]
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), probs.to_numpy(), atol=1e-5)
+
+
 def write_images(root, per_class=16, size=8):
     """Two classes told apart by colour: reddish and bluish squares with noise."""
     rng = np.random.default_rng(0)
