@@ -18,7 +18,6 @@ the same best third, and the time ratio.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import math
@@ -30,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from anncnn_tune.data import load_dataset
 from anncnn_tune.data.source import load_source, parse_source
-from anncnn_tune.search.fidelity import train_rung
+from anncnn_tune.search.fidelity import at_side, train_rung
 from anncnn_tune.training import models
 from anncnn_tune.training.fit import DeviceData, RunOptions
 
@@ -64,15 +62,6 @@ def draw(space: dict, rng: random.Random) -> dict:
     return params
 
 
-def downsampled(data: DeviceData) -> DeviceData:
-    """Training and validation images averaged over 2x2 blocks (uint8 kept)."""
-
-    def half(x):
-        return F.avg_pool2d(x.float(), 2).round().to(torch.uint8)
-
-    return dataclasses.replace(data, x_train=half(data.x_train), x_val=half(data.x_val))
-
-
 def spearman(a, b) -> float:
     ranks_a, ranks_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
@@ -96,7 +85,7 @@ def main(argv=None) -> dict:
         source = parse_source({"path": args.dataset}, base_dir=Path.cwd(), where="--dataset")
         splits, n_configs, epochs = load_source(source, seed=0), args.configs, spec["epochs"]
     data = DeviceData.from_splits(splits, torch.device("cpu"))
-    small = downsampled(data)
+    small = at_side(data, data.x_train.shape[-1] // 2)  # 2x2 blocks averaged, as first_rung_side does
     rng = random.Random(0)
     fixed = {name: value for name, value in spec["params"].items() if not isinstance(value, dict)}
     configs = [("airbench94-recipe", {**fixed, **spec["baselines"][0]["params"]})]  # the study's fixed values too

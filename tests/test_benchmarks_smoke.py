@@ -321,3 +321,10 @@ def test_ensemble_quick_pairs_each_seed_with_and_without_members(tmp_path):
     assert sorted(r["members"] for r in rows) == [1, 8] and {r["seed"] for r in rows} == {0}
     assert all(0.5 <= r["best_val"] <= 1 and positive(r["seconds"]) for r in rows)  # digits' accuracy
     assert "| digits-mlp | val_accuracy |" in stdout
+
+
+def test_resolution_rungs_quick_trains_each_configuration_at_both_sides(tmp_path):
+    stdout, report = run("resolution_rungs.py", tmp_path=tmp_path)
+    assert [r["config"] for r in report["rows"]] == ["airbench94-recipe", "draw 1"]
+    assert all(0 <= r[f"value_{side}"] <= 1 and r[f"seconds_{side}"] > 0 for r in report["rows"] for side in ("32", "16"))
+    assert -1 <= report["spearman"] <= 1 and "Spearman" in stdout
