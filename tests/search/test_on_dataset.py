@@ -54,16 +54,18 @@ def test_data_of_another_kind_is_refused(colour_folder):
 def test_optimize_runs_the_headline_study_on_a_folder_and_exports_a_notebook_baseline(colour_folder, tmp_path):
     url = f"sqlite:///{tmp_path / 'o.db'}"
     done = run("optimize", "--study", "cifar10-cnn", "--dataset", str(colour_folder), "--epochs", "1",
-               "--n-trials", "2", "--storage", url, "--quiet", cwd=tmp_path)
+               "--n-trials", "3", "--storage", url, "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="cifar10-cnn-on-my-cifar", storage=url)
-    first, second = study.trials[:2]
+    narrow, first, second = study.trials[:3]
+    # A quarter-width recipe first (a finished model within minutes), then the public recipe itself.
+    assert TrialRecord.read(narrow).baseline == "airbench94-recipe-narrow" and narrow.params["width"] == 16
     assert TrialRecord.read(first).baseline == "airbench94-recipe" and first.params["width"] == 64
     # The notebook CNN samples nothing (its own recipe), and goes through the same rungs on parts of the images.
     assert TrialRecord.read(second).baseline == "vgg-bn-l2-dropout-augment" and second.params == {}
     assert second.user_attrs["partial_epochs"][0]["epoch"] == pytest.approx(1 / 9, abs=1e-6)
     out = tmp_path / "nb.yaml"
-    exported = run("export", "--study", study.study_name, "--trial", "1", "--storage", url, "-o", str(out),
+    exported = run("export", "--study", study.study_name, "--trial", "2", "--storage", url, "-o", str(out),
                    cwd=tmp_path)
     if second.state == optuna.trial.TrialState.COMPLETE:
         assert exported.returncode == 0, exported.stderr
