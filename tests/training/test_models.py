@@ -50,6 +50,9 @@ def test_every_study_builds_and_trains_at_its_corners(study, corner):
     assert models.count_params(model) > 0
     x = torch.randn(4, *shape)
     out = model(x)
+    if params.get("ensemble", 1) > 1:  # in training, every member's outputs (fit's loss takes each)
+        assert out.shape == (4, params["ensemble"], out_dim(spec.dataset))
+        out = out.mean(1)
     assert out.shape == (4, out_dim(spec.dataset))
     assert torch.isfinite(out).all()
     out.sum().backward()
