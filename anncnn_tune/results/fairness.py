@@ -125,7 +125,22 @@ def _against(row: dict, ref: dict) -> dict:
             out["line"] = out["line"].replace("retrain with --seeds 3 or more", "retrain the net with --seeds 3 or more")
     word = {"different": "better" if out.get("better") == row["study"] else "worse",
             "no_difference": "not significant"}.get(out["status"], "no verdict")
-    return {"word": word, "mean_better": mean_better, "verdict": out}
+    compared = {"word": word, "mean_better": mean_better, "verdict": out}
+    if ref["metric"] == row["test_metric"] == "mse":
+        compared["rmse"] = _rmse_gap(row["test_value"], ref["test"])
+        out["line"] += f"; {compared['rmse']['line']}"
+    return compared
+
+
+def _rmse_gap(net_mse: float, reference_mse: float) -> dict:
+    """Regression results are quoted in RMSE (the target's own unit), and a gap between two models
+    in percent of RMSE is about half the gap in percent of MSE: say both RMSEs and their gap, so a
+    reader comparing with published RMSEs does not have to convert. RMSE here is the root of the
+    mean test MSE over seeds."""
+    net, reference = net_mse ** 0.5, reference_mse ** 0.5
+    gap = net / reference - 1 if reference > 0 else float("inf")
+    return {"net": net, "reference": reference, "relative_gap": gap,
+            "line": f"RMSE {net:.4f} against {reference:.4f} ({gap:+.1%})"}
 
 
 def _frontier(rows: list[dict]) -> dict:
