@@ -103,9 +103,11 @@ def run_arm(arm: str, args, seed: int, workdir: Path) -> dict:
     storage = f"sqlite:///{db}"
     log = (workdir / f"{db.stem}.log").open("w")
     started = time.time()
-    # A process group of its own, so the deadline reaches spawned workers too.
+    # A process group of its own, so the deadline reaches spawned workers too; in the race's session,
+    # so the arm shares the race's scheduler group (with autogroup scheduling, a new session would be
+    # a group of its own at nice 0, whatever the race's priority).
     process = subprocess.Popen(command(arm, args, seed, storage, workdir), cwd=workdir, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ})
+                               stderr=subprocess.STDOUT, process_group=0, env={**os.environ})
     try:
         process.wait(timeout=args.budget)
     except subprocess.TimeoutExpired:
