@@ -145,7 +145,7 @@ class Objective:
         self.deadline: float | None = None  # time.monotonic() of --timeout (run_worker sets it)
         self.pace = Pace()  # this worker's training FLOPs per second, measured on its trials
         self._small: dict[int, DeviceData] = {}  # the data at a first rung's lower side, made once per worker
-        self.out_of_time = False  # a trial was not started for want of time: the worker stops (run_worker)
+        self.out_of_time = False  # a trial could not even start for want of time: the worker stops (run_worker)
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.running = trial.number  # what a stop notice names (signals.set_notice): only while it trains
@@ -177,7 +177,8 @@ class Objective:
                                  self._resume(trial, checkpoint, model), prunes_full_run=not on_images)
         rungs = self.spec.partial_epochs if on_images and not observer.rows else ()
         if not rungs:
-            self._check_time_left(trial, family, per_epoch * epochs, f"its {epochs} epoch(s)")
+            self._check_time_left(trial, family, per_epoch * epochs, f"its {epochs} epoch(s)",
+                                  first_step=not observer.rows)
         if self.progress:
             self.progress.trial_started(trial.number)
             if observer.rows:
@@ -237,9 +238,10 @@ class Objective:
         """The rungs on parts of the images (if any are left to run), then the full run: fit()'s result."""
         for i, fraction in enumerate(rungs):
             side = self.spec.first_rung_side if i == 0 else None  # rungs is all of partial_epochs, or none
-            self._train_rung(trial, family, params, fraction, epochs, seed, observer, side)
+            self._train_rung(trial, family, params, fraction, epochs, seed, observer, side, first_step=i == 0)
         if rungs:
-            self._check_time_left(trial, family, per_epoch * epochs, f"its full run of {epochs} epoch(s)")
+            self._check_time_left(trial, family, per_epoch * epochs, f"its full run of {epochs} epoch(s)",
+                                  first_step=False)
         return fit(model, self.data, params, epochs=epochs, metric=self.spec.metric, seed=seed,
                    options=self.options, observer=observer,
                    partial_epochs=() if self.spec.rungs_on_images else self.spec.partial_epochs)
@@ -278,9 +280,9 @@ class Objective:
         records.write_fail_reason(trial, f"interrupted by {signal_name} after epoch {_epochs_done(observer)} of {epochs}")
 
     def _train_rung(self, trial: optuna.Trial, family: str, params: dict, fraction: float, epochs: int, seed: int,
-                    observer: TrialObserver, side: int | None = None) -> None:
+                    observer: TrialObserver, side: int | None = None, first_step: bool = False) -> None:
         """One rung on part of the training images (fidelity.py), at `side` x `side` where given, if it can
-        finish before --timeout."""
+        finish before --timeout (first_step: the trial's first training, see _check_time_left)."""
         data, shape = self.data, self.input_shape
         if side is not None:
             data, shape = self._at_side(side), (self.input_shape[0], side, side)
@@ -289,7 +291,8 @@ class Objective:
         # The whole schedule on the part, then one validation: as many FLOPs as epochs * n_part samples.
         flops = epoch_flops(family, params, shape, self.out_dim, epochs * n_part, n_val)
         at = "" if side is None else f" at {side}x{side}"
-        self._check_time_left(trial, family, flops, f"its rung on {fraction:.3g} of the training images{at}")
+        self._check_time_left(trial, family, flops, f"its rung on {fraction:.3g} of the training images{at}",
+                              first_step)
         rung = fidelity.train_rung(lambda: self._build(trial, family, params, shape), data, params, fraction=fraction,
                                    epochs=epochs, metric=self.spec.metric, seed=seed, data_seed=self.spec.seed,
                                    options=self.options, side=side)
@@ -304,9 +307,14 @@ class Objective:
             self._small[side] = fidelity.at_side(self.data, side)
         return self._small[side]
 
-    def _check_time_left(self, trial: optuna.Trial, family: str, flops: float, what: str) -> None:
+    def _check_time_left(self, trial: optuna.Trial, family: str, flops: float, what: str, first_step: bool) -> None:
         """Prune, before it starts, a trial (or its next rung) that would end after --timeout at this
-        worker's pace for its family (a family's first trial always runs: it measures the pace)."""
+        worker's pace for its family (a family's first trial always runs: it measures the pace).
+
+        first_step: nothing of the trial has trained yet. Only then does the worker stop (out_of_time):
+        the next trials, sampled alike, would be refused alike. A later rung or full run refused is
+        one large trial's next step; other trials' first rungs, a ninth of it or less, may still fit
+        (a race lost 19 of its 30 minutes when the recipe's full run was refused at minute 11)."""
         needed = self.pace.seconds_for(family, flops)
         if self.deadline is None or needed is None:
             return
@@ -315,7 +323,7 @@ class Objective:
             reason = (f"not started: {what} would take about {needed:.0f} s at this worker's pace, "
                       f"{max(0.0, left):.0f} s are left before --timeout")
             records.write_pruned_reason(trial, reason)
-            self.out_of_time = True
+            self.out_of_time = first_step
             raise optuna.TrialPruned(reason)
 
     def _record_progress(self, family: str, observer: TrialObserver, n_train: int, per_epoch: float) -> None:

@@ -49,10 +49,10 @@ def test_a_trial_that_would_end_after_the_deadline_is_pruned_with_its_reason():
     study = optuna.create_study()
     trial = study.ask()
     objective = _objective(deadline_in=60, seconds_per_flop=1.0)
-    objective._check_time_left(trial, "ann", flops=30, what="its 3 epoch(s)")  # 30 s of 60: it runs
+    objective._check_time_left(trial, "ann", flops=30, what="its 3 epoch(s)", first_step=True)  # 30 s of 60: it runs
     assert not objective.out_of_time
     with pytest.raises(optuna.TrialPruned, match=r"not started: its 3 epoch\(s\) would take about 90 s"):
-        objective._check_time_left(trial, "ann", flops=90, what="its 3 epoch(s)")
+        objective._check_time_left(trial, "ann", flops=90, what="its 3 epoch(s)", first_step=True)
     assert objective.out_of_time
     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     assert "not started" in TrialRecord.read(study.trials[0]).reason
@@ -74,3 +74,14 @@ def test_the_worker_stops_after_the_first_trial_it_could_not_start(tmp_path):
 
     result = run_worker(study, TooSlow(), StudyLock(storage, url, "s"), n_trials=50, timeout=600, poll_seconds=0.1)
     assert result.timed_out and result.ran == 1 and len(study.trials) == 1
+
+
+def test_a_refused_later_rung_prunes_its_trial_but_does_not_stop_the_worker():
+    """The recipe's full run refused at minute 11 of 30 must leave the other trials' first rungs (a
+    ninth of its cost or less) the 19 minutes left."""
+    study = optuna.create_study()
+    trial = study.ask()
+    objective = _objective(deadline_in=60, seconds_per_flop=1.0)
+    with pytest.raises(optuna.TrialPruned, match="its full run"):
+        objective._check_time_left(trial, "ann", flops=90, what="its full run of 10 epoch(s)", first_step=False)
+    assert not objective.out_of_time
