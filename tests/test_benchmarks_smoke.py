@@ -328,3 +328,19 @@ def test_resolution_rungs_quick_trains_each_configuration_at_both_sides(tmp_path
     assert [r["config"] for r in report["rows"]] == ["airbench94-recipe", "draw 1"]
     assert all(0 <= r[f"value_{side}"] <= 1 and r[f"seconds_{side}"] > 0 for r in report["rows"] for side in ("32", "16"))
     assert -1 <= report["spearman"] <= 1 and "Spearman" in stdout
+
+
+def test_split_spread_quick_reproduces_the_studys_own_split_and_draws_others(tmp_path):
+    """Draw 0 is the study's own split: the net retrained there and the reference refit there give
+    exactly what the study recorded (same configuration, seed and rows); the next draw holds other
+    test rows, so it scores otherwise."""
+    stdout, report = run("split_spread.py", tmp_path=tmp_path, threads=False)
+    first, second = report["rows"]
+    own = report["recorded_on_own_split"]
+    assert first["net"] == pytest.approx(own["net"], abs=1e-6)
+    assert first["reference"] == pytest.approx(own["reference"], abs=1e-9)
+    assert second["split_seed"] == first["split_seed"] + 1
+    assert (second["net"], second["reference"]) != (first["net"], first["reference"])
+    assert report["net_minus_reference"]["mean"] == pytest.approx(
+        (first["net"] + second["net"] - first["reference"] - second["reference"]) / 2)
+    assert "is the study's own split" in stdout
