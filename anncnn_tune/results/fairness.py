@@ -139,8 +139,12 @@ def _rmse_gap(net_mse: float, reference_mse: float) -> dict:
     mean test MSE over seeds."""
     net, reference = net_mse ** 0.5, reference_mse ** 0.5
     gap = net / reference - 1 if reference > 0 else float("inf")
+
+    def shown(x: float) -> str:  # a target in dollars reads as 47,146, one in $100k as 0.4715
+        return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4f}"
+
     return {"net": net, "reference": reference, "relative_gap": gap,
-            "line": f"RMSE {net:.4f} against {reference:.4f} ({gap:+.1%})"}
+            "line": f"RMSE {shown(net)} against {shown(reference)} ({gap:+.1%})"}
 
 
 def _frontier(rows: list[dict]) -> dict:

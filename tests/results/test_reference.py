@@ -20,6 +20,7 @@ from helpers import run_cli, sqlite_snapshot
 
 from anncnn_tune.data import load_dataset
 from anncnn_tune.data.source import source_from_dict
+from anncnn_tune.results.fairness import _rmse_gap
 from anncnn_tune.results.render import TEXT_WIDTH
 from anncnn_tune.service import records
 
@@ -123,8 +124,8 @@ def test_compare_says_whether_the_net_beats_gradient_boosting(work, tmp_path, fa
     assert f"{STUDY} vs classical reference: {word}:" in words
     assert f"classical reference: histogram gradient boosting test mse {entry['test']:.4g}±" in words
     assert "over 3 seeds" in words and "(3 seeds each)" in words
-    net_rmse, reference_rmse = float(np.mean(net)) ** 0.5, entry["test"] ** 0.5
-    assert f"RMSE {net_rmse:.4f} against {reference_rmse:.4f} ({net_rmse / reference_rmse - 1:+.1%})" in words
+    # The verdict line ends in RMSEs and their gap (their wording: test_verdict.py).
+    assert _rmse_gap(float(np.mean(net)), entry["test"])["line"] in words
     if word == "WORSE":
         assert f"histogram gradient boosting better than {STUDY} by" in words
     elif word == "BETTER":

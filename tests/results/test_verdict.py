@@ -102,3 +102,17 @@ def test_correctness_round_trips_through_the_record_compactly():
     assert sum(len(s) for s in stored["seeds"]) < 3 * 1700
     assert np.array_equal(decode_correct(stored), correct)
     assert decode_correct(None) is None
+
+
+@pytest.mark.parametrize(("net_mse", "reference_mse", "line"), [
+    (0.1980, 0.1904, "RMSE 0.4450 against 0.4363 (+2.0%)"),  # California in $100k (docs/results.md)
+    (2.2227e9, 2.0411e9, "RMSE 47,146 against 45,179 (+4.4%)"),  # housing.csv in dollars
+    (0.19, 0.19, "RMSE 0.4359 against 0.4359 (+0.0%)"),
+])
+def test_an_mse_comparison_is_also_said_in_rmse_and_its_gap(net_mse, reference_mse, line):
+    """Published regression figures are RMSEs: the gap in RMSE is about half the gap in MSE."""
+    from anncnn_tune.results.fairness import _rmse_gap
+
+    gap = _rmse_gap(net_mse, reference_mse)
+    assert gap["line"] == line
+    assert gap["relative_gap"] == pytest.approx((net_mse / reference_mse) ** 0.5 - 1)
