@@ -56,6 +56,11 @@ def test_the_comparison_masks_timing_and_tolerates_noise_but_not_a_different_res
     assert same is None  # one test image flipped (1/270), another duration and folder
     assert tour.text_difference("better by 3.33 points", "better by 1.10 points") is not None
     assert tour.text_difference("digits-cnn better than digits-ann", "no significant difference") is not None
+    # A p-value counts by its side of the verdict's level: McNemar's p moved 0.0078 -> 0.021 on another CPU.
+    assert tour.text_difference(tour.mask("[2.41, 4.25], p = 0.0078 (3 seeds each)"),
+                                tour.mask("[2.41, 4.25], p = 0.021 (3 seeds each)")) is None
+    assert tour.text_difference(tour.mask("p = 0.03"), tour.mask("p = 0.2")) is not None
+    assert tour.mask("p = 1.2e-05") == "p below 0.05"
     stored = {"output_type": "display_data", "data": {"image/png": _PNG_3x2, "text/plain": "<Figure at 0x7f00aa11bb22>"}}
     fresh = {"output_type": "display_data", "data": {"image/png": _PNG_3x2, "text/plain": "<Figure at 0x7fffffff0000>"}}
     assert tour.normalise(stored) == tour.normalise(fresh)
