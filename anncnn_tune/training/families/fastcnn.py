@@ -134,15 +134,16 @@ class FastCNN(nn.Module):
         if self.tta == "flip":
             return 0.5 * (self.logits(x) + self.logits(flipped))
         # flip_shift: the image and its mirror, each as is (weight 1/2) and shifted one pixel each way
-        # (weight 1/4 each), as airbench94's six views.
-        views = torch.cat([x, flipped])
-        base = self.logits(views)
-        pad = nn.functional.pad(views, (1, 1, 1, 1), mode="reflect")
+        # (weight 1/4 each), as airbench94's six views. Each view is its own batch, not one batch of
+        # both sliced apart again: a slice at len(x) is a constant in the ONNX graph, which then
+        # refused any other batch size.
+        return 0.5 * (self._shifted_views(x) + self._shifted_views(flipped))
+
+    def _shifted_views(self, x):
+        pad = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
         left = self.logits(pad[:, :, 1:-1, :-2])
         right = self.logits(pad[:, :, 1:-1, 2:])
-        out = 0.5 * base + 0.25 * (left + right)
-        n = len(x)
-        return 0.5 * (out[:n] + out[n:])
+        return 0.5 * self.logits(x) + 0.25 * (left + right)
 
     @torch.no_grad()
     def init_from_data(self, inputs: torch.Tensor) -> None:
