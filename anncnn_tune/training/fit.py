@@ -542,10 +542,11 @@ def _checkpoint_state(loop: _Loop, progress: _Progress) -> dict:
     }
 
 
-def _train_epoch(loop: _Loop, marks: dict[int, tuple[float, ...]], epoch: int):
+def _train_epoch(loop: _Loop, marks: dict[int, tuple[float, ...]], epoch: int, on_step):
     """One pass over the training split, as a generator: it yields (samples seen, the summed loss so far
     as a device tensor, seconds spent compiling so far), each led by the steps done, after each step
-    count named in `marks` (see _marks) and once at the end of the epoch."""
+    count named in `marks` (see _marks) and once at the end of the epoch. on_step(epoch, seen, n) after
+    every step (the observer's progress hook)."""
     data, n, batch_size, steps = loop.data, loop.n, loop.batch_size, loop.steps
     compiling = 0.0
     loop.model.train()
@@ -579,6 +580,7 @@ def _train_epoch(loop: _Loop, marks: dict[int, tuple[float, ...]], epoch: int):
             loop.sync()
             loop.compiled_sizes.add(size)
             compiling += time.perf_counter() - step_started
+        on_step(epoch, min((step + 1) * batch_size, n), n)
         if step + 1 in marks:
             yield step + 1, (step + 1) * batch_size, loss_sum, compiling
     yield steps, n, loss_sum, compiling
@@ -620,7 +622,7 @@ def _fit(model, data: DeviceData, params: dict, *, epochs, metric, seed, options
     stopped = "budget"
     for epoch in range(len(progress.history) + 1, epochs + 1):
         started = time.perf_counter()
-        for done, seen, loss_sum, compiling in _train_epoch(loop, marks if epoch == 1 else {}, epoch):
+        for done, seen, loss_sum, compiling in _train_epoch(loop, marks if epoch == 1 else {}, epoch, observer.on_step):
             values = _epoch_values(loop, loss_sum, seen)
             if done < loop.steps:  # a mark inside the first epoch
                 within = (seen / loop.n, time.perf_counter() - started, compiling)

@@ -27,7 +27,8 @@ class FitTiming:
 
 
 class FitObserver:
-    """Base observer: override the hooks you need. Hooks run in this order after each epoch:
+    """Base observer: override the hooks you need. on_step runs after every training step. Hooks run
+    in this order after each epoch:
     on_timing, on_epoch, (the non-finite-loss check), on_value, (early stopping), save_checkpoint;
     and at a validation inside the first epoch: on_timing, then per fraction on_partial, (the check),
     on_value."""
@@ -41,6 +42,10 @@ class FitObserver:
 
     def on_epoch(self, row: dict) -> None:
         """Each epoch's history row ({"epoch", "train_loss", "val_...": ...}) once it is known."""
+
+    def on_step(self, epoch: int, seen: int, total: int) -> None:
+        """After every training step: `seen` of the epoch's `total` samples trained on so far. Called
+        without a device sync (it only counts), so it costs a Python call per step."""
 
     def on_partial(self, row: dict) -> None:
         """A row validated inside the first epoch ({"epoch": the fraction, "samples": trained on, ...})."""

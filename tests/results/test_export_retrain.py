@@ -258,11 +258,30 @@ def test_full_digits_cnn_search_generalises_to_test(tmp_path):
 def test_a_long_retrain_prints_an_epoch_line_every_few_seconds(monkeypatch):
     from anncnn_tune.results import refit
 
-    clock = iter([0.0, 3.0, 11.0, 14.0, 25.0])  # the logger's start, then one reading per epoch
+    clock = iter([0.0, 3.0, 11.0, 14.0, 25.0])  # the observer's start, then one reading per epoch
     monkeypatch.setattr(refit.time, "perf_counter", lambda: next(clock))
     lines = []
-    on_epoch = refit.epoch_logger(lines.append, "seed 0: ", 4)
+    observer = refit.ProgressLines(lines.append, "seed 0: ", 4)
     for epoch in (1, 2, 3, 4):
-        on_epoch({"epoch": epoch, "train_loss": 1.0 / epoch})
+        observer.on_epoch({"epoch": epoch, "train_loss": 1.0 / epoch})
     # 3 s: too soon; 11 s: 10 s since the start; 14 s: 3 s since that line; 25 s: 14 s since it.
     assert lines == ["seed 0: epoch 2/4 train_loss=0.5000 (11s)", "seed 0: epoch 4/4 train_loss=0.2500 (25s)"]
+
+
+def test_a_long_epoch_prints_the_samples_done_after_half_a_minute_of_silence(monkeypatch):
+    from anncnn_tune.results import refit
+
+    # The observer's start, then one reading per step (the epoch's last step prints no step line:
+    # its epoch line follows), then the epoch line's.
+    clock = iter([0.0, 20.0, 31.0, 50.0, 62.0, 70.0])
+    monkeypatch.setattr(refit.time, "perf_counter", lambda: next(clock))
+    lines = []
+    observer = refit.ProgressLines(lines.append, "seed 3: ", 15)
+    for seen in (10_000, 20_000, 30_000, 40_000):
+        observer.on_step(2, seen, 45_000)
+    observer.on_step(2, 45_000, 45_000)
+    observer.on_epoch({"epoch": 2, "train_loss": 1.25})
+    # 20 s: too soon; 31 s: 31 since the start; 50 s: 19 since that line; 62 s: 31 since it;
+    # the epoch line at 70 s: 8 s since the last line, under the epoch lines' 10 s.
+    assert lines == ["seed 3: epoch 2/15: 20,000 of 45,000 samples (31s)",
+                     "seed 3: epoch 2/15: 40,000 of 45,000 samples (62s)"]

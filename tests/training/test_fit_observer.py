@@ -53,6 +53,20 @@ class Recorder(FitObserver):
             raise StopIteration("stop")
 
 
+def test_every_training_step_reports_the_samples_of_its_epoch_done_so_far():
+    class Steps(FitObserver):
+        def __init__(self):
+            self.steps = []
+
+        def on_step(self, epoch, seen, total):
+            self.steps.append((epoch, seen, total))
+
+    observer = Steps()
+    fit(_model(), _data(), {"batch_size": 32}, epochs=2, metric="val_loss", observer=observer)
+    # 150 training rows in batches of 32: the last batch is the 22 left.
+    assert observer.steps == [(epoch, seen, 150) for epoch in (1, 2) for seen in (32, 64, 96, 128, 150)]
+
+
 def test_hooks_run_in_order_after_every_epoch():
     recorder = Recorder()
     result = fit(_model(), _data(), {"batch_size": 32}, epochs=2, metric="val_loss", observer=recorder)
