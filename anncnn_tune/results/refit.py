@@ -31,7 +31,7 @@ def train_once(run: Run, splits, data: DeviceData, seed: int, options: RunOption
 class ProgressLines(FitObserver):
     """fit()'s observer in a retrain: progress lines. An epoch line when PROGRESS_EVERY seconds have
     passed since the last line, so a short retrain prints only its result line; and inside an epoch
-    a line of the images done so far after PROGRESS_WITHIN_EPOCH_EVERY seconds without one, so a long
+    a line of the samples done so far after PROGRESS_WITHIN_EPOCH_EVERY seconds without one, so a long
     epoch (a CNN on a CPU) shows it is alive."""
 
     def __init__(self, log, label: str, epochs: int):
