@@ -34,13 +34,13 @@ class ProgressLines(FitObserver):
     a line of the samples done so far after PROGRESS_WITHIN_EPOCH_EVERY seconds without one, so a long
     epoch (a CNN on a CPU) shows it is alive."""
 
-    def __init__(self, log, label: str, epochs: int):
-        self._log, self._label, self._epochs = log, label, epochs
-        self._started = self._last = time.perf_counter()
+    def __init__(self, log, label: str, epochs: int, clock=time.perf_counter):
+        self._log, self._label, self._epochs, self._clock = log, label, epochs, clock
+        self._started = self._last = clock()
 
     def _due(self, every: float) -> float | None:
         """The seconds since the start when a line is due (and marks it printed), else None."""
-        now = time.perf_counter()
+        now = self._clock()
         if now - self._last < every:
             return None
         self._last = now

@@ -255,28 +255,26 @@ def test_full_digits_cnn_search_generalises_to_test(tmp_path):
     assert metrics["onnx"]["max_abs_diff"] <= 1e-4
 
 
-def test_a_long_retrain_prints_an_epoch_line_every_few_seconds(monkeypatch):
+def test_a_long_retrain_prints_an_epoch_line_every_few_seconds():
     from anncnn_tune.results import refit
 
     clock = iter([0.0, 3.0, 11.0, 14.0, 25.0])  # the observer's start, then one reading per epoch
-    monkeypatch.setattr(refit.time, "perf_counter", lambda: next(clock))
     lines = []
-    observer = refit.ProgressLines(lines.append, "seed 0: ", 4)
+    observer = refit.ProgressLines(lines.append, "seed 0: ", 4, clock=lambda: next(clock))
     for epoch in (1, 2, 3, 4):
         observer.on_epoch({"epoch": epoch, "train_loss": 1.0 / epoch})
     # 3 s: too soon; 11 s: 10 s since the start; 14 s: 3 s since that line; 25 s: 14 s since it.
     assert lines == ["seed 0: epoch 2/4 train_loss=0.5000 (11s)", "seed 0: epoch 4/4 train_loss=0.2500 (25s)"]
 
 
-def test_a_long_epoch_prints_the_samples_done_after_half_a_minute_of_silence(monkeypatch):
+def test_a_long_epoch_prints_the_samples_done_after_half_a_minute_of_silence():
     from anncnn_tune.results import refit
 
     # The observer's start, then one reading per step (the epoch's last step prints no step line:
     # its epoch line follows), then the epoch line's.
     clock = iter([0.0, 20.0, 31.0, 50.0, 62.0, 70.0])
-    monkeypatch.setattr(refit.time, "perf_counter", lambda: next(clock))
     lines = []
-    observer = refit.ProgressLines(lines.append, "seed 3: ", 15)
+    observer = refit.ProgressLines(lines.append, "seed 3: ", 15, clock=lambda: next(clock))
     for seen in (10_000, 20_000, 30_000, 40_000):
         observer.on_step(2, seen, 45_000)
     observer.on_step(2, 45_000, 45_000)
