@@ -344,3 +344,34 @@ def test_split_spread_quick_reproduces_the_studys_own_split_and_draws_others(tmp
     assert report["net_minus_reference"]["mean"] == pytest.approx(
         (first["net"] + second["net"] - first["reference"] - second["reference"]) / 2)
     assert "is the study's own split" in stdout
+
+
+def test_housing_gap_scores_each_study_on_its_own_test_rows(tmp_path, capsys):
+    """housing_gap.py compares the built-in California study and housing.csv's `init` study on each
+    other's splits: the rows it takes as a study's test split must be that study's, as its loader
+    splits them (the same targets in the same order), and train+validation the rest."""
+    from helpers import SHARED_DATASETS, main_in_process
+
+    folder = SHARED_DATASETS / "california-housing"
+    if not (folder / "housing.csv").is_file() or not (folder / "cal_housing.tgz").is_file():
+        pytest.skip(f"{folder} lacks housing.csv or cal_housing.tgz; set ANNCNN_TUNE_SHARED_DATASETS")
+    code, _, err = main_in_process(capsys, "init", folder / "housing.csv", "--target", "median_house_value",
+                                   "--name", "housing", "--out-dir", tmp_path)
+    assert code == 0, err
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import housing_gap
+    import numpy as np
+
+    from anncnn_tune.data import load_dataset
+    from anncnn_tune.data.source import load_source
+    from anncnn_tune.search.spec import load_spec
+
+    sets, y = housing_gap.feature_sets(folder)
+    assert all(x.shape[0] == len(y) == 20640 for x in sets.values())
+    parts = housing_gap.study_splits(tmp_path / "housing-ann.yaml", y)
+    builtin = load_dataset("california-housing", data_dir=SHARED_DATASETS, seed=0)
+    housing = load_source(load_spec(str(tmp_path / "housing-ann.yaml")).data_source, seed=0)
+    for (fit, test), study_test in zip(parts.values(), (builtin.y_test, housing.y_test / 1e5)):
+        assert sorted(np.concatenate([fit, test]).tolist()) == list(range(len(y)))
+        np.testing.assert_allclose(y[test], study_test, rtol=1e-6)
+    assert not np.array_equal(parts["built-in study's split"][1], parts["housing.csv study's split"][1])
