@@ -66,7 +66,7 @@ def feature_sets(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     }, target
 
 
-def test_rmse(x: np.ndarray, y: np.ndarray, fit: np.ndarray, test: np.ndarray) -> float:
+def heldout_rmse(x: np.ndarray, y: np.ndarray, fit: np.ndarray, test: np.ndarray) -> float:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     model = HistGradientBoostingRegressor(random_state=0, **PARAMS).fit(x[fit], y[fit])
@@ -75,7 +75,7 @@ def test_rmse(x: np.ndarray, y: np.ndarray, fit: np.ndarray, test: np.ndarray) -
 
 def rmse_per_split(x: np.ndarray, y: np.ndarray, splits: list[np.ndarray]) -> np.ndarray:
     cut = int(0.85 * len(y))  # train+validation (70 + 15), test 15: the studies' proportions
-    return np.array([test_rmse(x, y, order[:cut], order[cut:]) for order in splits])
+    return np.array([heldout_rmse(x, y, order[:cut], order[cut:]) for order in splits])
 
 
 def study_splits(housing_study: Path, y: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -101,6 +101,7 @@ def study_splits(housing_study: Path, y: np.ndarray) -> dict[str, tuple[np.ndarr
 
 
 def _row_keys(frame) -> list[tuple]:
+    # every column but total_bedrooms, whose missing values (NaN) would never equal themselves as keys
     columns = ["longitude", "latitude", "housing_median_age", "total_rooms", "population", "households",
                "median_income", "median_house_value"]
     return list(frame[columns].itertuples(index=False, name=None))
@@ -135,7 +136,7 @@ def main() -> None:
         print("|---|" + "---:|" * len(parts))
         with threadpool_limits(1):
             for name, x in sets.items():
-                print(f"| {name} | " + " | ".join(f"{test_rmse(x, y, *rows):.4f}" for rows in parts.values()) + " |")
+                print(f"| {name} | " + " | ".join(f"{heldout_rmse(x, y, *rows):.4f}" for rows in parts.values()) + " |")
 
 
 if __name__ == "__main__":
