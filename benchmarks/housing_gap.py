@@ -16,7 +16,7 @@ parameters, fitted on train+validation, scored once on test), on the same rows:
   the table held fixed).
 
     anncnn-tune init ../shared/datasets/california-housing/housing.csv --target median_house_value --name housing
-    python benchmarks/housing_gap.py --housing-study housing-ann.yaml   # 10 splits: about 3 minutes, one core
+    python benchmarks/housing_gap.py --housing-study housing-ann.yaml   # 10 splits: about 1.5 minutes of one core
     python benchmarks/housing_gap.py --splits 3                         # a quick look
 """
 
