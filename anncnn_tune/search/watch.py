@@ -77,11 +77,13 @@ class StudyWatch:
     def wait(self, processes, relay: Connection | None = None) -> None:
         """Show the search until every process has exited, printing what they write to the relay."""
         next_poll = time.monotonic()
-        while any(p.exitcode is None for p in processes):
+        # One reading of who runs per round: reading exitcode reaps a process, so a second reading could
+        # find the last one gone and leave nothing to wait on, and wait([]) without a timeout never returns.
+        while running := [p for p in processes if p.exitcode is None]:
             if self.view is not None and time.monotonic() >= next_poll:
                 self._show(self.poll())
                 next_poll = time.monotonic() + POLL_SECONDS
-            handles = [p.sentinel for p in processes if p.exitcode is None] + ([relay] if relay else [])
+            handles = [p.sentinel for p in running] + ([relay] if relay else [])
             if relay in wait(handles, timeout=POLL_SECONDS if self.view is not None else None):
                 relay = self._relay(relay)
         while relay is not None and wait([relay], timeout=DRAIN_SECONDS):  # what they wrote before exiting

@@ -62,3 +62,32 @@ def test_the_relay_prints_every_line_the_workers_wrote_the_last_one_unended_too(
     watch.wait([], reader)  # the workers have exited: what they wrote is drained to the end
     assert log.getvalue() == ("[worker 1] error: no such device\n[worker 2] Traceback (most recent call last):\n"
                               "  File \"x\"\n")
+
+
+class _EndsWhileWatched:
+    """A worker that ends between two readings of its exit code: running at the first, reaped at the next
+    (what a real worker does when it exits while the launcher is between the two); its sentinel is ready."""
+
+    def __init__(self):
+        self.readings = 0
+        self._reader, writer = multiprocessing.Pipe(duplex=False)
+        writer.close()  # the process is gone: its end of the sentinel is closed
+        self.sentinel = self._reader
+
+    @property
+    def exitcode(self):
+        self.readings += 1
+        return None if self.readings == 1 else 0
+
+
+def test_a_worker_ending_between_two_readings_does_not_hang_the_launcher():
+    """--quiet (no view, no relay) with the last worker exiting just as the launcher looks: the wait ends."""
+    import threading
+
+    watch = StudyWatch(load_spec("digits-ann"), "sqlite://", n_trials=4, workers=1, view=None)
+    worker = _EndsWhileWatched()
+    waiting = threading.Thread(target=watch.wait, args=([worker], None), daemon=True)
+    waiting.start()
+    waiting.join(timeout=30)
+    assert not waiting.is_alive(), "the launcher waits on no process and never returns"
+    assert worker.readings >= 2
