@@ -69,10 +69,9 @@ def feature_sets(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     }, target
 
 
-def heldout_rmse(x: np.ndarray, y: np.ndarray, fit: np.ndarray, test: np.ndarray, learner: str = "gb",
-                 epochs: int = NET_EPOCHS) -> float:
+def heldout_rmse(x: np.ndarray, y: np.ndarray, fit: np.ndarray, test: np.ndarray, learner: str = "gb") -> float:
     if learner == "net":
-        return net_rmse(x, y, fit, test, epochs)
+        return net_rmse(x, y, fit, test)
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     model = HistGradientBoostingRegressor(random_state=0, **PARAMS).fit(x[fit], y[fit])
@@ -97,8 +96,7 @@ def net_rmse(x: np.ndarray, y: np.ndarray, fit: np.ndarray, test: np.ndarray, ep
     target = y.astype(np.float32)
     numeric = tuple(i for i in range(x.shape[1]) if len(np.unique(x[fit, i])) > 2)
     params = mlp_plr_baseline()
-    empty = z[:0]
-    splits = Splits("housing-gap", "regression", "tabular", z[fit], target[fit], empty, target[:0], z[test],
+    splits = Splits("housing-gap", "regression", "tabular", z[fit], target[fit], z[:0], target[:0], z[test],
                     target[test], None, "", 0, target_scaling=TargetScaling.fit(target[fit]))
     seed_everything(0)
     model = models.build("ann", params, splits.input_shape, 1, numeric)
