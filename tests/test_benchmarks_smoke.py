@@ -378,9 +378,10 @@ def test_housing_gap_scores_each_study_on_its_own_test_rows(tmp_path, capsys):
 
 
 def test_housing_gaps_net_learner_learns_from_the_fit_rows():
-    """housing_gap's `--learner net` trains the built-in study's mlp-plr baseline on the fit rows (missing values and a 0/1
-    column among them, as in housing.csv): on a target that is a smooth function of the features it
-    scores far below the target's spread on rows it did not see, and better with more epochs."""
+    """housing_gap's `--learner net` trains the built-in study's mlp-plr baseline on the fit rows
+    (missing values and a 0/1 column among them, as in housing.csv): on a target that is a smooth
+    function of the features it scores far below the target's spread on rows it did not see, and
+    better with more epochs."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     import housing_gap
     import numpy as np
